@@ -1,0 +1,28 @@
+"""symk: a symbolic graph compiler implementing the Keras backend API.
+
+``from symk import backend as K`` builds graphs lazily; ``K.function`` compiles them.
+Debugging helpers: ``symk.debugprint``, ``symk.pprint``, ``symk.to_networkx``, ``symk.to_dot``.
+"""
+
+from symk.errors import (  # noqa: F401
+    ArgumentError,
+    DeviceError,
+    DTypeError,
+    InputError,
+    ShapeError,
+    SymkError,
+)
+
+__version__ = "0.1.0"
+
+
+def __getattr__(name: str):
+    if name in ("debugprint", "pprint", "to_networkx", "to_dot"):
+        from symk.graph import printing
+
+        return getattr(printing, name)
+    if name == "backend":
+        import importlib
+
+        return importlib.import_module("symk.backend")
+    raise AttributeError(f"module 'symk' has no attribute {name!r}")

@@ -1,0 +1,140 @@
+"""Compiling and running graphs from K: ``function``, ``eval``, updates and gradients."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from symk.backend._core import api, n, w
+from symk.errors import ArgumentError, SymkError
+from symk.graph import build as gb
+from symk.graph.grad import gradients as _gradients
+from symk.graph.tensor import Tensor, Variable
+from symk.runtime.function import CompiledFunction
+
+
+class Update(tuple):
+    """``(variable, new_value)``: what ``K.update*`` returns (a plain tuple works as well)."""
+
+    def __new__(cls, variable: Variable, value: Any) -> Update:
+        return super().__new__(cls, (variable, value))
+
+
+def _check_var(x: Any, fn: str) -> Variable:
+    if not isinstance(x, Variable):
+        raise ArgumentError(f"{fn} needs a symk variable to update, got {type(x).__name__}")
+    return x
+
+
+@api
+def update(x, new_x):
+    _check_var(x, "update")
+    return Update(x, w(gb.cast(n(new_x, x), x.dtype)))
+
+
+@api
+def update_add(x, increment):
+    _check_var(x, "update_add")
+    return Update(x, w(gb.cast(gb.add(x.node, n(increment, x)), x.dtype)))
+
+
+@api
+def update_sub(x, decrement):
+    _check_var(x, "update_sub")
+    return Update(x, w(gb.cast(gb.sub(x.node, n(decrement, x)), x.dtype)))
+
+
+@api
+def moving_average_update(x, value, momentum):
+    """x <- x - (x - value) * (1 - momentum)."""
+    _check_var(x, "moving_average_update")
+    delta = gb.mul(gb.sub(x.node, gb.cast(n(value, x), x.dtype)), 1.0 - momentum)
+    return Update(x, w(gb.cast(gb.sub(x.node, delta), x.dtype)))
+
+
+def _normalize_updates(updates: Any) -> list[tuple[Variable, Any]]:
+    out: list[tuple[Variable, Any]] = []
+    for u in updates or []:
+        if isinstance(u, (tuple, list)) and len(u) == 2 and isinstance(u[0], Variable):
+            var, val = u
+            node = gb.cast(n(val, var), var.dtype)
+            if node.ndim != var.ndim or any(a is not None and a != b
+                                            for a, b in zip(node.shape, var.shape)):
+                raise SymkError(f"update of variable '{var.name}' {var.shape} with a value of "
+                                f"shape {node.shape}")
+            out.append((var, node))
+        elif isinstance(u, (list, tuple)) and all(isinstance(e, (list, tuple)) for e in u):
+            out.extend(_normalize_updates(u))
+        else:
+            raise ArgumentError(f"an update must be a (variable, new_value) pair or the result "
+                                f"of K.update*, got {u!r}")
+    return out
+
+
+_FUNCTION_KWARGS = ("device",)
+
+
+@api
+def function(inputs, outputs, updates=None, name=None, **kwargs):
+    bad = set(kwargs) - set(_FUNCTION_KWARGS)
+    if bad:
+        raise ArgumentError(f"invalid argument(s) {sorted(bad)} passed to K.function; "
+                            f"accepted: inputs, outputs, updates, name, "
+                            f"{', '.join(_FUNCTION_KWARGS)}")
+    single = not isinstance(outputs, (list, tuple))
+    outs = [outputs] if single else list(outputs)
+    if not isinstance(inputs, (list, tuple)):
+        raise ArgumentError("K.function inputs must be a list of tensors")
+    for i, x in enumerate(inputs):
+        if not isinstance(x, Tensor):
+            raise ArgumentError(f"K.function input {i} is {type(x).__name__}, not a symk tensor")
+    fn = CompiledFunction(
+        [x.node for x in inputs], [n(o) for o in outs], _normalize_updates(updates),
+        name=name, input_names=[x.name for x in inputs], device=kwargs.get("device"))
+    return Function(fn, single)
+
+
+class Function:
+    """The callable ``K.function`` returns: a list of arrays in, a list of arrays out."""
+
+    def __init__(self, fn: CompiledFunction, single: bool) -> None:
+        self.fn = fn
+        self.single = single
+
+    def __call__(self, inputs: Any) -> Any:
+        if isinstance(inputs, dict):
+            raise ArgumentError("K.function takes a list of input values, not a dict")
+        if not isinstance(inputs, (list, tuple)):
+            inputs = [inputs]
+        outs = self.fn(list(inputs))
+        return outs[0] if self.single else outs
+
+    @property
+    def name(self) -> str:
+        return self.fn.name
+
+
+def evaluate(x: Any) -> np.ndarray:
+    if isinstance(x, Variable):
+        return x.value.copy()
+    if not isinstance(x, Tensor):
+        return np.asarray(x)
+    return CompiledFunction([], [x.node], [], name=f"eval:{x.name}")([])[0]
+
+
+@api
+def gradients(loss, variables):
+    """d loss / d variables (the loss is summed if not scalar); zeros where unconnected."""
+    single = not isinstance(variables, (list, tuple))
+    vs = [variables] if single else list(variables)
+    grads = _gradients(n(loss), [n(v) for v in vs])
+    out = [w(g) for g in grads]
+    return out[0] if single else out
+
+
+@api
+def stop_gradient(variables):
+    if isinstance(variables, (list, tuple)):
+        return [w(gb.stop_gradient(n(v))) for v in variables]
+    return w(gb.stop_gradient(n(variables)))

@@ -1,0 +1,194 @@
+"""Elementwise math and reductions of the Keras backend API."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+from symk import config
+from symk.backend._core import api, n, w
+from symk.errors import ArgumentError
+from symk.graph import build as gb
+from symk.graph.node import apply
+from symk.graph.types import is_float, normalize_axes, normalize_axis
+
+# ---------------------------------------------------------------- elementwise
+
+
+def _floaty(x):
+    """x as a node, cast to floatx when it is not floating point (Keras float-only ops)."""
+    node = n(x)
+    return node if is_float(node.dtype) else gb.cast(node, config.floatx())
+
+
+def _unary(name):
+    def f(x):
+        return w(apply(name, [n(x)]))
+    f.__name__ = name
+    f.__doc__ = f"Elementwise {name}."
+    return api(f)
+
+
+abs = _unary("abs")  # noqa: A001
+square = _unary("square")
+sign = _unary("sign")
+round = _unary("round")  # noqa: A001  (half to even, like Keras' TensorFlow/Theano backends)
+
+
+def _float_unary(name):
+    def f(x):
+        return w(apply(name, [_floaty(x)]))
+    f.__name__ = name
+    f.__doc__ = f"Elementwise {name} (computed in floating point)."
+    return api(f)
+
+
+exp = _float_unary("exp")
+log = _float_unary("log")
+sin = _float_unary("sin")
+cos = _float_unary("cos")
+tanh = _float_unary("tanh")
+sigmoid = _float_unary("sigmoid")
+hard_sigmoid = _float_unary("hard_sigmoid")
+softplus = _float_unary("softplus")
+softsign = _float_unary("softsign")
+
+
+@api
+def sqrt(x):
+    """sqrt(max(x, 0)): Keras clips negative inputs to 0."""
+    node = _floaty(x)
+    return w(apply("sqrt", [gb.maximum(node, 0)]))
+
+
+@api
+def pow(x, a):  # noqa: A001
+    return w(gb.pow(n(x), n(a, x)))
+
+
+@api
+def clip(x, min_value, max_value):
+    if isinstance(min_value, (int, float)) and isinstance(max_value, (int, float)):
+        if max_value < min_value:
+            max_value = min_value
+    if min_value is None:
+        min_value = -math.inf
+    if max_value is None:
+        max_value = math.inf
+    node = n(x)
+    return w(gb.clip(node, n(min_value, node), n(max_value, node)))
+
+
+def _binary(name, fn):
+    def f(x, y):
+        xn = n(x, y if not isinstance(y, (int, float)) else None)
+        return w(fn(xn, n(y, xn)))
+    f.__name__ = name
+    return api(f)
+
+
+equal = _binary("equal", gb.eq)
+not_equal = _binary("not_equal", gb.ne)
+greater = _binary("greater", gb.gt)
+greater_equal = _binary("greater_equal", gb.ge)
+less = _binary("less", gb.lt)
+less_equal = _binary("less_equal", gb.le)
+maximum = _binary("maximum", gb.maximum)
+minimum = _binary("minimum", gb.minimum)
+
+
+@api
+def relu(x, alpha=0.0, max_value=None, threshold=0.0):
+    return w(apply("relu", [n(x)], alpha=float(alpha),
+                   max_value=None if max_value is None else float(max_value),
+                   threshold=float(threshold)))
+
+
+@api
+def elu(x, alpha=1.0):
+    return w(apply("elu", [_floaty(x)], alpha=float(alpha)))
+
+
+# ---------------------------------------------------------------- reductions
+
+
+def _axes(x, axis):
+    return normalize_axes(list(axis) if isinstance(axis, (list, tuple)) else axis, x.ndim)
+
+
+def _reduction(name, pre=None):
+    def f(x, axis=None, keepdims=False):
+        node = n(x)
+        if pre is not None:
+            node = pre(node)
+        return w(apply(name, [node], axes=_axes(node, axis), keepdims=bool(keepdims)))
+    f.__name__ = name
+    f.__doc__ = f"{name} over ``axis`` (None: all axes)."
+    return api(f)
+
+
+def _to_bool(node):
+    return gb.cast(node, "bool")
+
+
+def _bool_to_float(node):
+    return gb.cast(node, config.floatx()) if node.dtype == "bool" else node
+
+
+sum = _reduction("sum")  # noqa: A001
+prod = _reduction("prod")
+max = _reduction("max")  # noqa: A001
+min = _reduction("min")  # noqa: A001
+any = _reduction("any", _to_bool)  # noqa: A001
+all = _reduction("all", _to_bool)  # noqa: A001
+mean = _reduction("mean", _bool_to_float)
+
+
+@api
+def logsumexp(x, axis=None, keepdims=False):
+    node = _floaty(x)
+    return w(apply("logsumexp", [node], axes=_axes(node, axis), keepdims=bool(keepdims)))
+
+
+@api
+def var(x, axis=None, keepdims=False):
+    node = _bool_to_float(n(x))
+    axes = _axes(node, axis)
+    m = apply("mean", [node], axes=axes, keepdims=True)
+    d = gb.square(gb.sub(node, m))
+    return w(apply("mean", [d], axes=axes, keepdims=bool(keepdims)))
+
+
+@api
+def std(x, axis=None, keepdims=False):
+    return w(gb.sqrt(var(x, axis, keepdims).node))
+
+
+@api
+def argmax(x, axis=-1):
+    node = n(x)
+    return w(apply("argmax", [node], axis=normalize_axis(axis, node.ndim)))
+
+
+@api
+def argmin(x, axis=-1):
+    node = n(x)
+    return w(apply("argmin", [node], axis=normalize_axis(axis, node.ndim)))
+
+
+@api
+def cumsum(x, axis=0):
+    node = n(x)
+    return w(apply("cumsum", [node], axis=normalize_axis(axis, node.ndim)))
+
+
+@api
+def cumprod(x, axis=0):
+    node = n(x)
+    return w(apply("cumprod", [node], axis=normalize_axis(axis, node.ndim)))
+
+
+def _check_axis(axis):
+    if axis is not None and not isinstance(axis, (int, np.integer, list, tuple)):
+        raise ArgumentError(f"axis must be an int, a list of ints or None, got {axis!r}")

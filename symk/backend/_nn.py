@@ -1,0 +1,247 @@
+"""Neural-network functions of the Keras backend API: softmax, switch and the learning phase,
+dropout, bias_add, l2_normalize and the cross-entropy losses."""
+
+from __future__ import annotations
+
+from symk import config
+from symk.backend._core import api, n, w
+from symk.backend._config import normalize_data_format
+from symk.errors import ArgumentError, ShapeError
+from symk.graph import build as gb
+from symk.graph.node import apply
+from symk.graph.types import is_float, normalize_axis, shape_str
+
+
+@api
+def softmax(x, axis=-1):
+    node = n(x)
+    if not is_float(node.dtype):
+        node = gb.cast(node, config.floatx())
+    return w(apply("softmax", [node], axis=normalize_axis(axis, node.ndim)))
+
+
+def _value(x):
+    return x() if callable(x) else x
+
+
+@api
+def switch(condition, then_expression, else_expression):
+    """Select between two tensors by a scalar or elementwise condition."""
+    c = n(condition)
+    if c.dtype != "bool":
+        c = gb.cast(c, "bool")
+    if c.ndim == 0:
+        from symk.graph.ops.leaves import const_array
+
+        folded = const_array(c)
+        if folded is not None:  # a constant condition picks one branch, like Python's `if`
+            chosen = then_expression if bool(folded) else else_expression
+            return w(n(_value(chosen)))
+    a = n(_value(then_expression))
+    b = n(_value(else_expression), a)
+    if c.ndim > a.ndim:
+        raise ShapeError(f"rank of the condition ({c.ndim}) must be <= rank of then_expression "
+                         f"({a.ndim})")
+    for _ in range(a.ndim - c.ndim):
+        if c.ndim:
+            c = gb.expand_dims(c, c.ndim)
+    return w(gb.where(c, a, b))
+
+
+def in_train_phase(x, alt, training=None):
+    from symk.backend._variables import learning_phase
+
+    uses_learning_phase = training is None
+    if training is None:
+        training = learning_phase()
+    if training is True or (isinstance(training, int) and training == 1):
+        return _value(x)
+    if training is False or (isinstance(training, int) and training == 0):
+        return _value(alt)
+    out = switch(training, x, alt)
+    if uses_learning_phase:
+        out._uses_learning_phase = True
+    return out
+
+
+def in_test_phase(x, alt, training=None):
+    return in_train_phase(alt, x, training=training)
+
+
+@api
+def dropout(x, level, noise_shape=None, seed=None):
+    from symk.backend._variables import _random, shape
+
+    if not 0 <= level < 1:
+        raise ArgumentError(f"dropout level must be in [0, 1), got {level}")
+    node = n(x)
+    keep = 1.0 - level
+    if noise_shape is None:
+        noise_shape = shape(x) if None in node.shape else node.shape
+    mask = _random("random_binomial", noise_shape, node.dtype, seed, p=float(keep)).node
+    return w(gb.div(gb.mul(node, mask), keep))
+
+
+@api
+def bias_add(x, bias, data_format=None):
+    fmt = normalize_data_format(data_format)
+    xn, bn = n(x), n(bias)
+    if bn.ndim not in (1, xn.ndim - 1):
+        raise ShapeError(f"unexpected bias dimensions {bn.ndim}, expected 1 or {xn.ndim - 1} "
+                         f"(x {shape_str(xn.shape)}, bias {shape_str(bn.shape)})")
+    if fmt == "channels_first" and xn.ndim >= 3:
+        if bn.ndim == 1:
+            shape = (1, bn.shape[0]) + (1,) * (xn.ndim - 2)
+        else:
+            perm = (bn.ndim - 1,) + tuple(range(bn.ndim - 1))
+            bn = gb.transpose(bn, perm)
+            shape = (1,) + bn.shape
+    else:
+        shape = (1,) * (xn.ndim - bn.ndim) + bn.shape
+    if None in shape:
+        raise ShapeError(f"bias must have a static shape, got {shape_str(bn.shape)}")
+    return w(gb.add(xn, gb.reshape(bn, shape)))
+
+
+@api
+def l2_normalize(x, axis=None):
+    node = n(x)
+    axes = None if axis is None else ([axis] if isinstance(axis, int) else list(axis))
+    ss = gb.sum(gb.square(node), axes, keepdims=True)
+    return w(gb.mul(node, gb.div(1.0, gb.sqrt(gb.maximum(ss, 1e-12)))))
+
+
+def _move_last(node, axis):
+    a = normalize_axis(axis, node.ndim)
+    if a == node.ndim - 1:
+        return node
+    perm = [i for i in range(node.ndim) if i != a] + [a]
+    return gb.transpose(node, perm)
+
+
+@api
+def categorical_crossentropy(target, output, from_logits=False, axis=-1):
+    """-sum(target * log(output)) along ``axis``; probabilities are renormalized and clipped
+    to [eps, 1-eps] exactly as Keras does."""
+    o, t = n(output), n(target)
+    a = normalize_axis(axis, o.ndim)
+    if from_logits:
+        return w(gb.neg(gb.sum(gb.mul(t, apply("log_softmax", [o], axis=a)), [a])))
+    o = gb.div(o, gb.sum(o, [a], keepdims=True))
+    eps = config.epsilon()
+    o = gb.clip(o, eps, 1.0 - eps)
+    return w(gb.neg(gb.sum(gb.mul(t, gb.log(o)), [a])))
+
+
+@api
+def sparse_categorical_crossentropy(target, output, from_logits=False, axis=-1):
+    """Cross-entropy with integer targets; the result has the shape of output without ``axis``."""
+    o = _move_last(n(output), axis)
+    t = n(target)
+    nclass = o.shape[-1]
+    if nclass is None:
+        raise ShapeError(f"the class axis of output {shape_str(o.shape)} must be static")
+    if not from_logits:
+        eps = config.epsilon()
+        o = gb.log(gb.clip(o, eps, 1.0 - eps))
+    logp = apply("log_softmax", [o], axis=o.ndim - 1)
+    # targets are flattened as in Keras (a (batch, 1) target works with a (batch, C) output)
+    flat_t = gb.cast(gb.reshape(t, (-1,)), "int64")
+    flat_p = gb.reshape(logp, (-1, nclass)) if None not in o.shape else \
+        apply("reshape", [logp, gb.const([-1, nclass], "int32")], shape=(-1, nclass))
+    hot = gb.eq(gb.expand_dims(flat_t, 1), gb.const(list(range(nclass)), "int64"))
+    loss = gb.neg(gb.sum(gb.where(hot, flat_p, 0), [1]))
+    out_shape = o.shape[:-1]
+    if None not in out_shape:
+        return w(gb.reshape(loss, out_shape))
+    lead = apply("getitem", [gb.shape_of(o)], spec=(("s", None, -1, None),))
+    return w(apply("reshape", [loss, lead], shape=out_shape))
+
+
+@api
+def binary_crossentropy(target, output, from_logits=False):
+    """-(t*log(p) + (1-t)*log(1-p)) with p clipped to [eps, 1-eps]; with logits the stable
+    max(x,0) - x*t + log(1+exp(-|x|))."""
+    o, t = n(output), n(target)
+    if from_logits:
+        return w(gb.add(gb.sub(gb.maximum(o, 0), gb.mul(o, t)),
+                        apply("softplus", [gb.neg(gb.abs(o))])))
+    eps = config.epsilon()
+    p = gb.clip(o, eps, 1.0 - eps)
+    return w(gb.neg(gb.add(gb.mul(t, gb.log(p)), gb.mul(gb.sub(1, t), gb.log(gb.sub(1, p))))))
+
+
+def _bcast_param(p, x, axis):
+    """Reshape a per-channel parameter (C,) so it broadcasts against x along ``axis``."""
+    if p is None:
+        return None
+    pn = n(p, x)
+    if pn.ndim == 1 and x.ndim > 1 and axis != x.ndim - 1:
+        shape = [1] * x.ndim
+        shape[axis] = pn.shape[0]
+        pn = gb.reshape(pn, shape)
+    return pn
+
+
+@api
+def batch_normalization(x, mean, var, beta, gamma, axis=-1, epsilon=1e-3):
+    """(x - mean) / sqrt(var + epsilon) * gamma + beta (gamma, beta may be None)."""
+    xn = n(x)
+    a = normalize_axis(axis, xn.ndim)
+    m, v = _bcast_param(mean, xn, a), _bcast_param(var, xn, a)
+    out = gb.mul(gb.sub(xn, m), gb.div(1.0, gb.sqrt(gb.add(v, float(epsilon)))))
+    if gamma is not None:
+        out = gb.mul(out, _bcast_param(gamma, xn, a))
+    if beta is not None:
+        out = gb.add(out, _bcast_param(beta, xn, a))
+    return w(out)
+
+
+@api
+def normalize_batch_in_training(x, gamma, beta, reduction_axes, epsilon=1e-3):
+    """Normalize x by its mean and variance over ``reduction_axes``; returns
+    (normalized, mean, variance) with mean and variance shaped like the kept axes."""
+    from symk.backend._math import mean as kmean
+    from symk.backend._math import var as kvar
+
+    xn = n(x)
+    axes = sorted(normalize_axis(r, xn.ndim) for r in reduction_axes)
+    m = kmean(x, axes, keepdims=True).node
+    v = kvar(x, axes, keepdims=True).node
+    kept = [d for i, d in enumerate(xn.shape) if i not in axes]
+    bshape = [1 if i in axes else d for i, d in enumerate(xn.shape)]
+    out = gb.mul(gb.sub(xn, m), gb.div(1.0, gb.sqrt(gb.add(v, float(epsilon)))))
+    if gamma is not None:
+        out = gb.mul(out, gb.reshape(n(gamma, xn), bshape) if None not in bshape else n(gamma))
+    if beta is not None:
+        out = gb.add(out, gb.reshape(n(beta, xn), bshape) if None not in bshape else n(beta))
+    m_out = gb.reshape(m, kept) if None not in kept else _squeeze_axes(m, axes)
+    v_out = gb.reshape(v, kept) if None not in kept else _squeeze_axes(v, axes)
+    return w(out), w(m_out), w(v_out)
+
+
+def _squeeze_axes(node, axes):
+    for a in sorted(axes, reverse=True):
+        node = gb.squeeze(node, a)
+    return node
+
+
+@api
+def in_top_k(predictions, targets, k):
+    """True where the target class is among the top ``k`` predictions (ties count as in)."""
+    p, t = n(predictions), n(targets)
+    if p.ndim != 2 or p.shape[1] is None:
+        raise ShapeError(f"in_top_k needs predictions of shape (batch, classes), got "
+                         f"{shape_str(p.shape)}")
+    import numpy as np
+
+    hot = gb.eq(gb.expand_dims(gb.cast(gb.reshape(t, (-1,)), "int64"), 1),
+                gb.const(np.arange(p.shape[1], dtype=np.int64)))
+    pt = gb.sum(gb.where(hot, p, 0), [1], keepdims=True)
+    above = gb.sum(gb.cast(gb.gt(p, pt), "int32"), [1])
+    return w(gb.lt(above, int(k)))
+
+
+def to_dense(tensor):
+    """symk tensors are dense; returned as is."""
+    return tensor

@@ -1,0 +1,275 @@
+"""Linear algebra and shape manipulation of the Keras backend API."""
+
+from __future__ import annotations
+
+import builtins
+
+import numpy as np
+
+from symk import config
+from symk.backend._core import api, as_int_tuple, n, w
+from symk.errors import ArgumentError, ShapeError
+from symk.graph import build as gb
+from symk.graph.node import apply
+from symk.graph.tensor import Tensor, getitem
+from symk.graph.types import normalize_axis, shape_str
+
+_LETTERS = "abcdefghijklmnopqrstuvwxyz"
+
+
+@api
+def dot(x, y):
+    """Theano/numpy semantics: contract x's last axis with y's second-to-last (or only) axis."""
+    xn, yn = n(x), n(y)
+    if xn.ndim == 0 or yn.ndim == 0:
+        return w(gb.mul(xn, yn))
+    xl = _LETTERS[: xn.ndim]
+    k = xl[-1]
+    yl = list(_LETTERS[xn.ndim: xn.ndim + yn.ndim])
+    ci = yn.ndim - 2 if yn.ndim >= 2 else 0
+    yl[ci] = k
+    yl = "".join(yl)
+    out = xl[:-1] + yl[:ci] + yl[ci + 1:]
+    xk, yk = xn.shape[-1], yn.shape[ci]
+    if xk is not None and yk is not None and xk != yk:
+        raise ShapeError(f"incompatible shapes {shape_str(xn.shape)} and {shape_str(yn.shape)}: "
+                         f"x's last dimension {xk} != y's dimension {ci - yn.ndim} = {yk}")
+    return w(gb.einsum(f"{xl},{yl}->{out}", [xn, yn]))
+
+
+@api
+def batch_dot(x, y, axes=None):
+    """Keras 2.3 semantics: result has x's dims (less the summed one) then y's dims (less batch
+    and summed); a rank-1 result becomes (batch, 1)."""
+    xn, yn = n(x), n(y)
+    xs, ys = xn.shape, yn.shape
+    if xn.ndim < 2 or yn.ndim < 2:
+        raise ShapeError(f"cannot do batch_dot on inputs with rank < 2; got shapes "
+                         f"{shape_str(xs)} and {shape_str(ys)}")
+    if xs[0] is not None and ys[0] is not None and xs[0] != ys[0]:
+        raise ShapeError(f"cannot do batch_dot on inputs with different batch sizes: "
+                         f"{shape_str(xs)} and {shape_str(ys)}")
+    if isinstance(axes, int):
+        axes = [axes, axes]
+    if axes is None:
+        axes = [xn.ndim - 1, yn.ndim - 1 if yn.ndim == 2 else yn.ndim - 2]
+    if builtins.any(isinstance(a, (list, tuple)) for a in axes):
+        raise ArgumentError(f"multiple target dimensions are not supported; expected None, "
+                            f"int or (int, int), got {axes}")
+    a0 = normalize_axis(axes[0], xn.ndim)
+    a1 = normalize_axis(axes[1], yn.ndim)
+    if a0 == 0 or a1 == 0:
+        raise ShapeError("cannot perform batch_dot over axis 0 (the batch axis)")
+    if xs[a0] is not None and ys[a1] is not None and xs[a0] != ys[a1]:
+        raise ShapeError(f"cannot do batch_dot on inputs with shapes {shape_str(xs)} and "
+                         f"{shape_str(ys)} with axes={list(axes)}: {xs[a0]} != {ys[a1]}")
+    xl = list(_LETTERS[: xn.ndim])
+    yl = ["a"] + list(_LETTERS[xn.ndim: xn.ndim + yn.ndim - 1])
+    yl[a1] = xl[a0]
+    out = [c for i, c in enumerate(xl) if i != a0] + [c for i, c in enumerate(yl)
+                                                     if i not in (0, a1)]
+    res = gb.einsum(f"{''.join(xl)},{''.join(yl)}->{''.join(out)}", [xn, yn])
+    if res.ndim == 1:
+        res = gb.expand_dims(res, 1)
+    return w(res)
+
+
+@api
+def transpose(x):
+    node = n(x)
+    return w(gb.transpose(node, list(range(node.ndim))[::-1]))
+
+
+@api
+def permute_dimensions(x, pattern):
+    node = n(x)
+    pattern = tuple(int(p) for p in pattern)
+    if sorted(pattern) != list(range(node.ndim)):
+        raise ShapeError(f"pattern {pattern} is not a permutation of the {node.ndim} axes of "
+                         f"a tensor of shape {shape_str(node.shape)}")
+    return w(gb.transpose(node, pattern))
+
+
+@api
+def gather(reference, indices):
+    idx = n(indices)
+    return w(apply("gather", [n(reference), idx]))
+
+
+@api
+def concatenate(tensors, axis=-1):
+    nodes = [n(t) for t in tensors]
+    if not nodes:
+        raise ArgumentError("concatenate needs at least one tensor")
+    axis = normalize_axis(axis, nodes[0].ndim)
+    if len(nodes) == 1:
+        return w(nodes[0])
+    return w(apply("concatenate", nodes, axis=axis))
+
+
+def _static_or_vec(shape):
+    """Split a shape of ints/-1/tensors into a static template and (if needed) a vector."""
+    if isinstance(shape, Tensor):
+        if shape.ndim != 1 or shape.shape[0] is None:
+            raise ArgumentError("a symbolic shape must be a 1-D tensor of known length")
+        return (None,) * shape.shape[0], gb.cast(shape.node, "int32")
+    shape = as_int_tuple(shape)
+    if builtins.any(isinstance(d, Tensor) for d in shape):
+        static = tuple(int(d) if isinstance(d, (int, np.integer)) else None for d in shape)
+        parts = [gb.reshape(gb.cast(d.node, "int32"), (1,)) if isinstance(d, Tensor)
+                 else gb.const(np.asarray([int(d)], np.int32)) for d in shape]
+        return static, apply("concatenate", parts, axis=0)
+    return tuple(int(d) for d in shape), None
+
+
+@api
+def reshape(x, shape):
+    node = n(x)
+    static, vec = _static_or_vec(shape)
+    if vec is None:
+        return w(gb.reshape(node, static))
+    return w(apply("reshape", [node, vec], shape=static))
+
+
+@api
+def repeat_elements(x, rep, axis):
+    node = n(x)
+    return w(apply("repeat", [node], rep=int(rep), axis=normalize_axis(axis, node.ndim)))
+
+
+@api
+def repeat(x, n_):
+    node = n(x)
+    if node.ndim != 2:
+        raise ShapeError(f"repeat needs a 2D tensor, got shape {shape_str(node.shape)}")
+    return w(apply("tile", [gb.expand_dims(node, 1)], reps=(1, int(n_), 1)))
+
+
+@api
+def arange(start, stop=None, step=1, dtype="int32"):
+    if builtins.any(isinstance(v, Tensor) for v in (start, stop, step)):
+        if stop is None:
+            start, stop = 0, start
+        parts = [gb.cast(n(v), "int64") for v in (start, stop, step)]
+        return w(apply("arange", parts, dtype=dtype))
+    if stop is None:
+        start, stop = 0, builtins.max(start, 0)
+    return w(gb.const(np.arange(start, stop, step).astype(dtype)))
+
+
+@api
+def tile(x, n_):
+    node = n(x)
+    reps = [n_] if isinstance(n_, (int, np.integer)) else list(n_)
+    if builtins.any(isinstance(r, Tensor) for r in reps):
+        raise ArgumentError("tile repetitions must be Python ints")
+    reps = [int(r) for r in reps]
+    if len(reps) > node.ndim:
+        raise ShapeError(f"tile: {len(reps)} repetitions for a tensor of rank {node.ndim}")
+    reps = [1] * (node.ndim - len(reps)) + reps
+    return w(apply("tile", [node], reps=tuple(reps)))
+
+
+@api
+def flatten(x):
+    node = n(x)
+    if None not in node.shape:
+        return w(gb.reshape(node, (-1,)))
+    return w(gb.reshape(node, (-1,)))
+
+
+@api
+def batch_flatten(x):
+    node = n(x)
+    rest = node.shape[1:]
+    if None not in rest:
+        return w(gb.reshape(node, (-1, int(np.prod(rest, dtype=np.int64)))))
+    sv = gb.shape_of(node)
+    tail = apply("prod", [apply("getitem", [sv], spec=(("s", 1, None, None),))], axes=(0,),
+                 keepdims=False)
+    vec = apply("concatenate", [gb.const(np.asarray([-1], np.int32)), gb.reshape(tail, (1,))],
+                axis=0)
+    return w(apply("reshape", [node, vec], shape=(-1, None)))
+
+
+@api
+def expand_dims(x, axis=-1):
+    node = n(x)
+    return w(gb.expand_dims(node, normalize_axis(axis, node.ndim + 1)))
+
+
+@api
+def squeeze(x, axis):
+    node = n(x)
+    return w(gb.squeeze(node, normalize_axis(axis, node.ndim)))
+
+
+@api
+def stack(x, axis=0):
+    nodes = [n(t) for t in x]
+    if not nodes:
+        raise ArgumentError("stack needs at least one tensor")
+    axis = normalize_axis(axis, nodes[0].ndim + 1)
+    return w(apply("concatenate", [gb.expand_dims(t, axis) for t in nodes], axis=axis))
+
+
+@api
+def one_hot(indices, num_classes):
+    idx = n(indices)
+    classes = gb.const(np.arange(int(num_classes), dtype=np.int64))
+    hot = gb.eq(gb.expand_dims(gb.cast(idx, "int64"), idx.ndim), classes)
+    return w(gb.cast(hot, config.floatx()))
+
+
+@api
+def reverse(x, axes):
+    node = n(x)
+    axes = [axes] if isinstance(axes, (int, np.integer)) else list(axes)
+    axes = tuple(sorted(normalize_axis(a, node.ndim) for a in axes))
+    return w(apply("reverse", [node], axes=axes))
+
+
+@api
+def slice(x, start, size):  # noqa: A001
+    node = n(x)
+    start, size = as_int_tuple(start), as_int_tuple(size)
+    if not len(start) == len(size) == node.ndim:
+        raise ShapeError(f"slice: start {start} and size {size} must both have one entry per "
+                         f"dimension of the tensor of shape {shape_str(node.shape)}")
+    key = tuple(builtins.slice(int(b), None if int(s) == -1 else int(b) + int(s))
+                for b, s in zip(start, size))
+    return w(getitem(node, key))
+
+
+def _pad(x, pattern):
+    node = n(x)
+    return w(apply("pad", [node], pads=tuple((int(a), int(b)) for a, b in pattern), value=0))
+
+
+@api
+def temporal_padding(x, padding=(1, 1)):
+    if len(padding) != 2:
+        raise ArgumentError(f"padding must be a pair, got {padding!r}")
+    return _pad(x, [(0, 0), tuple(padding), (0, 0)])
+
+
+def _spatial(padding, nsp, data_format):
+    from symk.backend._config import normalize_data_format
+
+    if len(padding) != nsp or builtins.any(len(p) != 2 for p in padding):
+        raise ArgumentError(f"padding must be {nsp} (before, after) pairs, got {padding!r}")
+    fmt = normalize_data_format(data_format)
+    pads = [tuple(p) for p in padding]
+    if fmt == "channels_first":
+        return [(0, 0), (0, 0)] + pads
+    return [(0, 0)] + pads + [(0, 0)]
+
+
+@api
+def spatial_2d_padding(x, padding=((1, 1), (1, 1)), data_format=None):
+    return _pad(x, _spatial(padding, 2, data_format))
+
+
+@api
+def spatial_3d_padding(x, padding=((1, 1), (1, 1), (1, 1)), data_format=None):
+    return _pad(x, _spatial(padding, 3, data_format))

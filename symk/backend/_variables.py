@@ -1,0 +1,394 @@
+"""Creating and inspecting tensors: placeholders, variables, constants, their static info,
+values, uids, name scopes, the learning phase and random tensors."""
+
+from __future__ import annotations
+
+import builtins
+import contextlib
+import threading
+from collections import defaultdict
+from typing import Any
+
+import numpy as np
+
+from symk import config
+from symk.backend._core import api, as_int_tuple, is_sym, n, w
+from symk.errors import ArgumentError, DTypeError, SymkError
+from symk.graph import build as gb
+from symk.graph.node import ConstValue, apply, fresh_uid
+from symk.graph.tensor import Tensor, Variable
+from symk.graph.types import as_dtype
+
+py_any = builtins.any
+
+# ---------------------------------------------------------------- names and uids
+
+_scope = threading.local()
+_uids: dict[str, int] = defaultdict(int)
+_var_names: dict[str, int] = defaultdict(int)
+
+
+def _scoped(name: str) -> str:
+    prefix = "/".join(getattr(_scope, "stack", []))
+    return f"{prefix}/{name}" if prefix else name
+
+
+@contextlib.contextmanager
+def name_scope(name: str):
+    """Prefix the names of variables created inside with ``name/``."""
+    stack = getattr(_scope, "stack", None)
+    if stack is None:
+        stack = _scope.stack = []
+    stack.append(str(name))
+    try:
+        yield name
+    finally:
+        stack.pop()
+
+
+def get_uid(prefix: str = "") -> int:
+    _uids[prefix] += 1
+    return _uids[prefix]
+
+
+def reset_uids() -> None:
+    _uids.clear()
+
+
+def clear_session() -> None:
+    """Reset uids and the learning phase (graphs are garbage collected with their handles)."""
+    global _learning_phase_value, _learning_phase_ph
+    reset_uids()
+    _var_names.clear()
+    _learning_phase_value = None
+    _learning_phase_ph = None
+
+
+def _unique_var_name(name: str) -> str:
+    base = _scoped(name)
+    k = _var_names[base]
+    _var_names[base] += 1
+    return base if k == 0 else f"{base}_{k}"
+
+
+@contextlib.contextmanager
+def control_dependencies(control_inputs: Any):
+    """Accepted for Keras compatibility: symk computes every output and update of a call
+    before writing any variable, so explicit ordering is never needed."""
+    yield
+
+
+# ---------------------------------------------------------------- creation
+
+
+@api
+def placeholder(shape=None, ndim=None, dtype=None, sparse=False, name=None):
+    if sparse:
+        raise NotImplementedError("K.placeholder(sparse=True): sparse tensors come with the "
+                                  "convolution/RNN/sparse issue")
+    dtype = as_dtype(dtype or config.floatx())
+    if shape is None:
+        if ndim is None:
+            raise ArgumentError("specify either a shape or ndim")
+        shape = (None,) * int(ndim)
+    shape = tuple(None if d is None else int(d) for d in as_int_tuple(shape))
+    if py_any(d is not None and d < 0 for d in shape):
+        raise ArgumentError(f"negative dimension in placeholder shape {shape}")
+    node = apply("placeholder", [], dtype=dtype, shape=shape, uid=fresh_uid())
+    t = w(node, name or "placeholder")
+    t._keras_shape = shape
+    t._uses_learning_phase = False
+    t._symk_placeholder = True
+    return t
+
+
+def is_placeholder(x: Any) -> bool:
+    return isinstance(x, Tensor) and x.node.op.name == "placeholder"
+
+
+@api
+def variable(value, dtype=None, name=None, constraint=None):
+    dtype = as_dtype(dtype or config.floatx())
+    if is_sym(value):
+        value = eval(value)
+    try:
+        arr = np.array(value, dtype=dtype, copy=True)
+    except (TypeError, ValueError) as e:
+        raise ArgumentError(f"cannot make a {dtype} variable from {type(value).__name__}: {e}") \
+            from None
+    v = Variable(arr, _unique_var_name(name or "variable"), constraint)
+    return v
+
+
+def is_variable(x: Any) -> bool:
+    return isinstance(x, Variable)
+
+
+@api
+def constant(value, dtype=None, shape=None, name=None):
+    dtype = as_dtype(dtype or config.floatx())
+    if is_sym(value):
+        value = eval(value)
+    a = np.asarray(value, dtype=dtype)
+    if shape is not None:
+        shape = as_int_tuple(shape)
+        a = np.broadcast_to(a, shape) if a.size == 1 or a.shape == shape else a.reshape(shape)
+    return w(gb.const(a), name)
+
+
+def is_tensor(x: Any) -> bool:
+    return isinstance(x, Tensor)
+
+
+def is_keras_tensor(x: Any) -> bool:
+    if not is_tensor(x):
+        raise ArgumentError(f"Unexpectedly found an instance of type `{type(x)}`. "
+                            "Expected a symbolic tensor instance.")
+    return hasattr(x, "_keras_history")
+
+
+def is_sparse(x: Any) -> bool:
+    return False
+
+
+# ---------------------------------------------------------------- static info
+
+
+@api
+def shape(x):
+    """The symbolic shape of x (an int32 vector)."""
+    return w(gb.shape_of(n(x)))
+
+
+def int_shape(x: Any) -> tuple:
+    if hasattr(x, "_keras_shape"):
+        return tuple(x._keras_shape)
+    if isinstance(x, Tensor):
+        return tuple(x.shape)
+    try:
+        return tuple(np.shape(x))
+    except Exception:  # noqa: BLE001
+        return None  # type: ignore[return-value]
+
+
+def ndim(x: Any) -> int:
+    return len(int_shape(x)) if not isinstance(x, Tensor) else x.ndim
+
+
+@api
+def size(x, name=None):
+    node = n(x)
+    total = node.type.size()
+    if total is not None:
+        return w(gb.const(total, "int32"), name)
+    return w(gb.reduce("prod", gb.shape_of(node)), name)
+
+
+def dtype(x: Any) -> str:
+    if isinstance(x, Tensor):
+        return x.dtype
+    return np.asarray(x).dtype.name
+
+
+def count_params(x: Any) -> int:
+    return int(np.prod(int_shape(x)))
+
+
+# ---------------------------------------------------------------- values
+
+
+@api
+def eval(x):  # noqa: A001
+    """The value of any tensor (placeholders must have defaults)."""
+    from symk.backend._function import evaluate
+
+    return evaluate(x)
+
+
+def get_value(x: Any) -> np.ndarray:
+    if isinstance(x, Variable):
+        return x.value.copy()
+    if isinstance(x, Tensor):
+        return eval(x)
+    raise ArgumentError(f"get_value needs a symk variable, got {type(x).__name__}")
+
+
+def batch_get_value(ops: Any) -> list:
+    return [get_value(x) for x in ops]
+
+
+def set_value(x: Any, value: Any) -> None:
+    if not isinstance(x, Variable):
+        raise ArgumentError(f"set_value needs a symk variable, got {type(x).__name__}")
+    try:
+        x.set(np.asarray(value))
+    except SymkError as e:
+        raise type(e)(f"K.set_value: {e}") from None
+
+
+def batch_set_value(tuples: Any) -> None:
+    for x, v in tuples:
+        set_value(x, v)
+
+
+# ---------------------------------------------------------------- filled tensors
+
+
+def _shape_node(shape: Any):
+    """(static shape tuple, shape-vector node) for a shape given as ints and/or tensors."""
+    if isinstance(shape, Tensor):
+        if shape.ndim != 1 or shape.shape[0] is None:
+            raise ArgumentError("a symbolic shape must be a 1-D tensor of known length")
+        return (None,) * shape.shape[0], gb.cast(shape.node, "int32")
+    shape = as_int_tuple(shape)
+    if py_any(isinstance(d, Tensor) for d in shape):
+        from symk.backend._shape import stack
+
+        static = tuple(d if isinstance(d, (int, np.integer)) else None for d in shape)
+        parts = [gb.cast(d.node, "int32") if isinstance(d, Tensor) else gb.const(int(d), "int32")
+                 for d in shape]
+        return static, stack([w(p) for p in parts]).node
+    static = tuple(int(d) for d in shape)
+    return static, gb.const(np.asarray(static, np.int32).reshape(len(static)))
+
+
+def _filled(shape, value, dtype, name):
+    dtype = as_dtype(dtype or config.floatx())
+    static, vec = _shape_node(shape)
+    if None not in static:
+        return w(gb.const(np.full(static, value, dtype=dtype)), name)
+    return w(apply("fill", [vec], value=value, dtype=dtype, shape=static), name)
+
+
+@api
+def zeros(shape, dtype=None, name=None):
+    return _filled(shape, 0, dtype, name)
+
+
+@api
+def ones(shape, dtype=None, name=None):
+    return _filled(shape, 1, dtype, name)
+
+
+@api
+def eye(size, dtype=None, name=None):
+    nr, nc = (size if isinstance(size, (list, tuple)) else (size, size))
+    return w(gb.const(np.eye(int(nr), int(nc), dtype=as_dtype(dtype or config.floatx()))), name)
+
+
+@api
+def zeros_like(x, dtype=None, name=None):
+    return w(gb.fill_like(n(x), 0, dtype or n(x).dtype), name)
+
+
+@api
+def ones_like(x, dtype=None, name=None):
+    return w(gb.fill_like(n(x), 1, dtype or n(x).dtype), name)
+
+
+@api
+def identity(x, name=None):
+    return w(n(x), name)
+
+
+@api
+def cast(x, dtype):
+    return w(gb.cast(n(x), as_dtype(dtype)))
+
+
+def cast_to_floatx(x: Any) -> np.ndarray:
+    return np.asarray(x, dtype=config.floatx())
+
+
+@api
+def print_tensor(x, message=""):
+    return w(apply("print", [n(x)], message=str(message)))
+
+
+# ---------------------------------------------------------------- learning phase
+
+_learning_phase_value: int | None = None
+_learning_phase_ph: Tensor | None = None
+
+
+def learning_phase():
+    """0/1 if fixed with set_learning_phase, else the symbolic uint8 scalar placeholder
+    'keras_learning_phase' (defaults to 0 when not fed)."""
+    global _learning_phase_ph
+    if _learning_phase_value is not None:
+        return _learning_phase_value
+    if _learning_phase_ph is None:
+        node = apply("placeholder", [], dtype="uint8", shape=(), uid=fresh_uid(),
+                     default=ConstValue(np.asarray(0, np.uint8)))
+        _learning_phase_ph = w(node, "keras_learning_phase")
+        _learning_phase_ph._keras_shape = ()
+    return _learning_phase_ph
+
+
+def set_learning_phase(value: int) -> None:
+    global _learning_phase_value
+    if value not in (0, 1):
+        raise ArgumentError(f"Expected learning phase to be 0 or 1, got {value!r}")
+    _learning_phase_value = int(value)
+
+
+# ---------------------------------------------------------------- random
+
+_seed_rng = np.random.default_rng()
+
+
+def _seed(seed):
+    if seed is None:
+        return int(_seed_rng.integers(0, 2**31 - 1))
+    if not isinstance(seed, (int, np.integer)):
+        raise ArgumentError(f"seed must be an int, got {seed!r}")
+    return int(seed)
+
+
+def _random(opname, shape, dtype, seed, **params):
+    dtype = as_dtype(dtype or config.floatx())
+    static, vec = _shape_node(shape)
+    return w(apply(opname, [vec], dtype=dtype, seed=_seed(seed), shape=static, **params))
+
+
+@api
+def random_uniform(shape, minval=0.0, maxval=1.0, dtype=None, seed=None):
+    return _random("random_uniform", shape, dtype, seed, minval=float(minval),
+                   maxval=float(maxval))
+
+
+@api
+def random_normal(shape, mean=0.0, stddev=1.0, dtype=None, seed=None):
+    return _random("random_normal", shape, dtype, seed, mean=float(mean), stddev=float(stddev))
+
+
+@api
+def truncated_normal(shape, mean=0.0, stddev=1.0, dtype=None, seed=None):
+    return _random("truncated_normal", shape, dtype, seed, mean=float(mean),
+                   stddev=float(stddev))
+
+
+@api
+def random_binomial(shape, p=0.0, dtype=None, seed=None):
+    return _random("random_binomial", shape, dtype, seed, p=float(p))
+
+
+@api
+def random_uniform_variable(shape, low, high, dtype=None, name=None, seed=None):
+    dtype = as_dtype(dtype or config.floatx())
+    rng = np.random.default_rng(_seed(seed))
+    return variable(rng.uniform(low, high, size=as_int_tuple(shape)), dtype, name)
+
+
+@api
+def random_normal_variable(shape, mean, scale, dtype=None, name=None, seed=None):
+    dtype = as_dtype(dtype or config.floatx())
+    rng = np.random.default_rng(_seed(seed))
+    return variable(rng.normal(mean, scale, size=as_int_tuple(shape)), dtype, name)
+
+
+def _check_dtype(dtype: Any) -> str:
+    try:
+        return as_dtype(dtype)
+    except DTypeError as e:
+        raise DTypeError(str(e)) from None

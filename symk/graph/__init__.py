@@ -1,0 +1,9 @@
+"""What a computation is: immutable hash-consed Nodes, their Types, the op registry,
+reverse-mode differentiation and graph printing. Imports nothing from passes/codegen/runtime."""
+
+from symk.graph.node import Node, apply, creation_line, node_name
+from symk.graph.types import Type
+
+__all__ = ["Node", "Type", "apply", "creation_line", "node_name"]
+
+import symk.graph.ops  # noqa: E402,F401  (registers every op)

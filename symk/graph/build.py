@@ -1,0 +1,218 @@
+"""Node-level builders: the small functional API that gradient rules, passes and the Keras
+backend use to make nodes.  Python scalars are lifted to constants with weak typing (a Python
+float next to a float32 tensor is float32, like numpy's NEP 50 and Keras)."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+
+from symk.graph.node import ConstValue, Node, apply
+from symk.graph.types import as_dtype, is_float, scalar_dtype
+
+apply_op = apply
+Scalar = int | float | bool
+
+
+def const(value: Any, dtype: str | None = None) -> Node:
+    a = np.asarray(value, dtype=None if dtype is None else as_dtype(dtype))
+    if dtype is None and a.dtype == np.float64 and not isinstance(value, np.ndarray):
+        a = a.astype(np.float64)
+    return apply("constant", [], value=ConstValue(a))
+
+
+def lift(x: Node | Scalar | np.ndarray, like: Node | None = None) -> Node:
+    """A node for ``x``; Python scalars take their dtype from ``like`` (weak typing)."""
+    if isinstance(x, Node):
+        return x
+    if isinstance(x, (bool, int, float, np.generic)) and not isinstance(x, np.ndarray):
+        v = x.item() if isinstance(x, np.generic) else x
+        if like is not None:
+            return const(v, scalar_dtype(v, like.dtype))
+        if isinstance(v, bool):
+            return const(v, "bool")
+        if isinstance(v, int):
+            return const(v, "int32" if -2**31 <= v < 2**31 else "int64")
+        return const(v, "float32")
+    return const(np.asarray(x))
+
+
+def _bin(name: str, a: Any, b: Any) -> Node:
+    if not isinstance(a, Node):
+        a = lift(a, b if isinstance(b, Node) else None)
+    b = lift(b, a)
+    return apply(name, [a, b])
+
+
+def add(a, b): return _bin("add", a, b)
+def sub(a, b): return _bin("sub", a, b)
+def mul(a, b): return _bin("mul", a, b)
+def div(a, b): return _bin("div", a, b)
+def pow(a, b): return _bin("pow", a, b)  # noqa: A001
+def maximum(a, b): return _bin("maximum", a, b)
+def minimum(a, b): return _bin("minimum", a, b)
+def floordiv(a, b): return _bin("floordiv", a, b)
+def mod(a, b): return _bin("mod", a, b)
+def lt(a, b): return _bin("lt", a, b)
+def le(a, b): return _bin("le", a, b)
+def gt(a, b): return _bin("gt", a, b)
+def ge(a, b): return _bin("ge", a, b)
+def eq(a, b): return _bin("eq", a, b)
+def ne(a, b): return _bin("ne", a, b)
+def logical_and(a, b): return _bin("logical_and", a, b)
+def logical_or(a, b): return _bin("logical_or", a, b)
+
+
+def where(c: Node, a: Any, b: Any) -> Node:
+    if not isinstance(a, Node):
+        a = lift(a, b if isinstance(b, Node) else None)
+    b = lift(b, a)
+    return apply("where", [c, a, b])
+
+
+def clip(x: Node, lo: Any, hi: Any) -> Node:
+    return apply("clip", [x, lift(lo, x), lift(hi, x)])
+
+
+def _un(name: str):
+    def f(x: Node, **attrs: Any) -> Node:
+        return apply(name, [x], **attrs)
+    f.__name__ = name
+    return f
+
+
+neg = _un("neg")
+abs = _un("abs")  # noqa: A001
+exp = _un("exp")
+log = _un("log")
+sqrt = _un("sqrt")
+square = _un("square")
+sign = _un("sign")
+sin = _un("sin")
+cos = _un("cos")
+tanh = _un("tanh")
+sigmoid = _un("sigmoid")
+floor = _un("floor")
+logical_not = _un("logical_not")
+stop_gradient = _un("stop_gradient")
+
+
+def cast(x: Node, dtype: str) -> Node:
+    dtype = as_dtype(dtype)
+    return x if x.dtype == dtype else apply("cast", [x], dtype=dtype)
+
+
+def _reduce(name: str, x: Node, axes: Sequence[int] | None, keepdims: bool) -> Node:
+    from symk.graph.types import normalize_axes
+
+    return apply(name, [x], axes=normalize_axes(None if axes is None else list(axes), x.ndim),
+                 keepdims=bool(keepdims))
+
+
+def sum(x: Node, axes=None, keepdims: bool = False) -> Node:  # noqa: A001
+    return _reduce("sum", x, axes, keepdims)
+
+
+def reduce(name: str, x: Node, axes=None, keepdims: bool = False) -> Node:
+    return _reduce(name, x, axes, keepdims)
+
+
+def cumsum(x: Node, axis: int, reverse: bool = False) -> Node:
+    return apply("cumsum", [x], axis=axis % x.ndim, reverse=reverse)
+
+
+def expand_dims(x: Node, axis: int) -> Node:
+    return apply("expand_dims", [x], axis=axis % (x.ndim + 1))
+
+
+def squeeze(x: Node, axis: int) -> Node:
+    return apply("squeeze", [x], axis=axis % x.ndim)
+
+
+def transpose(x: Node, perm: Sequence[int]) -> Node:
+    perm = tuple(int(p) for p in perm)
+    return x if perm == tuple(range(x.ndim)) else apply("transpose", [x], perm=perm)
+
+
+def shape_of(x: Node) -> Node:
+    return apply("shape_of", [x])
+
+
+def reshape(x: Node, shape: Sequence[int]) -> Node:
+    return apply("reshape", [x], shape=tuple(int(s) for s in shape))
+
+
+def reshape_like(g: Node, x: Node) -> Node:
+    """g reshaped to x's (runtime) shape."""
+    if g.shape == x.shape and None not in x.shape:
+        return g
+    if None not in x.shape:
+        return apply("reshape", [g], shape=x.shape)
+    return apply("reshape", [g, shape_of(x)], shape=x.shape)
+
+
+def concatenate(xs: Sequence[Node], axis: int) -> Node:
+    return apply("concatenate", list(xs), axis=axis % xs[0].ndim)
+
+
+def einsum(spec: str, xs: Sequence[Node]) -> Node:
+    return apply("einsum", list(xs), spec=spec)
+
+
+def broadcast_like(g: Node, x: Node) -> Node:
+    return g if g.shape == x.shape and None not in g.shape else apply("broadcast_like", [g, x])
+
+
+def unbroadcast(g: Node, x: Node) -> Node:
+    """Sum ``g`` (the gradient of a broadcast result) back to the shape of ``x``."""
+    if is_float(x.dtype) and g.dtype != x.dtype:
+        g = cast(g, x.dtype)
+    lead = g.ndim - x.ndim
+    axes = list(range(lead)) + [lead + i for i, d in enumerate(x.shape)
+                                if d == 1 and g.shape[lead + i] != 1]
+    if not axes:
+        return g
+    g = sum(g, axes, keepdims=True)
+    for _ in range(lead):
+        g = squeeze(g, 0)
+    return g
+
+
+def zeros_like(x: Node, dtype: str | None = None) -> Node:
+    return fill_like(x, 0, dtype)
+
+
+def ones_like(x: Node, dtype: str | None = None) -> Node:
+    return fill_like(x, 1, dtype)
+
+
+def fill_like(x: Node, value: Scalar, dtype: str | None = None) -> Node:
+    dtype = as_dtype(dtype or x.dtype)
+    if None not in x.shape:
+        return const(np.full(x.shape, value, dtype=dtype)) if x.ndim == 0 or _small(x) else \
+            apply("fill", [const(np.asarray(x.shape, np.int32))], value=value, dtype=dtype,
+                  shape=x.shape)
+    return apply("fill", [shape_of(x)], value=value, dtype=dtype, shape=x.shape)
+
+
+def _small(x: Node) -> bool:
+    n = x.type.size()
+    return n is not None and n <= 64
+
+
+def count(x: Node, axes: Sequence[int], dtype: str) -> Node:
+    """Number of elements of x over ``axes`` (a constant when those dims are static)."""
+    dims = [x.shape[a] for a in axes]
+    if None not in dims:
+        n = 1
+        for d in dims:
+            n *= d
+        return const(n, dtype)
+    sel = apply("gather", [shape_of(x), const(np.asarray(list(axes), np.int32))])
+    return cast(apply("prod", [sel], axes=(0,), keepdims=False), dtype)
+
+
+def sigmoid_node(x: Node) -> Node:
+    return sigmoid(x)

@@ -1,0 +1,90 @@
+"""The op registry: each op is defined exactly once, as a subclass of ``Op``.
+
+An op owns its type rule (``infer``), its numpy reference implementation (``ref``), its
+vector-Jacobian rule (``vjp``) and, for elementwise ops, a scalar expression (``scalar``) that
+the numpy reference, the kernel IR and every renderer use. Nothing about an op is written again
+per target.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from typing import TYPE_CHECKING, Any, ClassVar
+
+import numpy as np
+
+from symk.errors import ArgumentError
+
+if TYPE_CHECKING:
+    from symk.graph.node import Node
+    from symk.graph.types import Type
+
+REGISTRY: dict[str, Op] = {}
+
+
+class Op:
+    """Base of all ops.  Subclasses set ``name`` and override the rules they need."""
+
+    name: ClassVar[str] = ""
+    #: names of the attributes the op accepts (checked when a node is built)
+    attr_names: ClassVar[tuple[str, ...]] = ()
+    #: number of inputs (None: variadic)
+    arity: ClassVar[int | None] = None
+    #: True for leaves whose value comes from outside (placeholder, variable, constant)
+    is_leaf: ClassVar[bool] = False
+    #: True for ops that draw random numbers (their reference takes a numpy Generator)
+    is_random: ClassVar[bool] = False
+    #: elementwise ops broadcast their inputs and have a scalar expression
+    elementwise: ClassVar[bool] = False
+    #: reductions (one reduction per fused kernel)
+    reduction: ClassVar[bool] = False
+    #: ops that are extern calls and fusion barriers (matmul, gather, scan, ...)
+    extern: ClassVar[bool] = False
+    #: True when no gradient flows through the op (comparisons, argmax, shape_of, ...)
+    nondifferentiable: ClassVar[bool] = False
+
+    def check_attrs(self, attrs: dict[str, Any]) -> None:
+        unknown = set(attrs) - set(self.attr_names)
+        if unknown:
+            raise ArgumentError(f"op '{self.name}' got unknown argument(s) {sorted(unknown)}")
+
+    def infer(self, inputs: Sequence[Type], **attrs: Any) -> Type:
+        raise NotImplementedError(f"op '{self.name}' has no type rule")
+
+    def ref(self, *args: np.ndarray, **attrs: Any) -> np.ndarray:
+        """Numpy reference implementation: the definition of the op's semantics."""
+        raise NotImplementedError(f"op '{self.name}' has no reference implementation")
+
+    def vjp(self, node: Node, g: Node) -> Sequence[Node | None]:
+        """Vector-Jacobian product: the gradient w.r.t. each input given ``g`` w.r.t. output."""
+        if self.nondifferentiable:
+            return [None] * len(node.inputs)
+        from symk.errors import SymkError
+
+        raise SymkError(f"op '{self.name}' is not differentiable (no gradient rule)")
+
+    def __repr__(self) -> str:
+        return f"<op {self.name}>"
+
+
+def register(cls: type[Op]) -> type[Op]:
+    """Class decorator: instantiate the op and add it to the registry."""
+    assert cls.name and cls.name not in REGISTRY, cls.name
+    REGISTRY[cls.name] = cls()
+    return cls
+
+
+def get_op(name: str) -> Op:
+    try:
+        return REGISTRY[name]
+    except KeyError:
+        raise ArgumentError(f"unknown op '{name}'") from None
+
+
+def all_ops() -> dict[str, Op]:
+    import symk.graph.ops  # noqa: F401  (registers every op)
+
+    return dict(REGISTRY)
+
+
+OpRule = Callable[..., Any]

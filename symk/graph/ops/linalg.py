@@ -1,0 +1,79 @@
+"""Tensor contractions as one op, ``einsum`` over two operands with explicit letters.
+
+``K.dot``, ``K.batch_dot`` and tensordot all build einsum nodes; they are extern calls
+(BLAS/cuBLAS) for the backends and fusion barriers.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from symk.errors import ShapeError
+from symk.graph import build as gb
+from symk.graph.op import Op, register
+from symk.graph.types import Type, result_dtype, shape_str
+
+
+def parse_spec(spec: str) -> tuple[list[str], str]:
+    ins, out = spec.split("->")
+    return ins.split(","), out
+
+
+@register
+class Einsum(Op):
+    name = "einsum"
+    attr_names = ("spec",)
+    extern = True
+
+    def infer(self, inputs, spec):
+        ins, out = parse_spec(spec)
+        if len(ins) != len(inputs):
+            raise ShapeError(f"einsum '{spec}' needs {len(ins)} operands, got {len(inputs)}")
+        dims: dict[str, int | None] = {}
+        for letters, t in zip(ins, inputs):
+            if len(letters) != t.ndim:
+                raise ShapeError(f"einsum '{spec}': operand of shape {shape_str(t.shape)} "
+                                 f"does not have rank {len(letters)}")
+            for ch, d in zip(letters, t.shape):
+                old = dims.get(ch)
+                if old is not None and d is not None and old != d:
+                    raise ShapeError(f"incompatible shapes "
+                                     + " and ".join(shape_str(t.shape) for t in inputs)
+                                     + f" for contraction '{spec}': {old} != {d}")
+                if old is None:
+                    dims[ch] = d
+        dtype = result_dtype(*[t.dtype for t in inputs])
+        if dtype == "bool":
+            dtype = "int32"
+        return Type(dtype, tuple(dims[ch] for ch in out))
+
+    def ref(self, *xs, spec):
+        dtype = result_dtype(*[x.dtype.name for x in xs])
+        if dtype == "bool":
+            dtype = "int32"
+        xs = [x.astype(dtype, copy=False) for x in xs]
+        ins, out = parse_spec(spec)
+        if len(xs) == 2:
+            # np.einsum with optimize uses BLAS (tensordot) where it can
+            return np.asarray(np.einsum(spec, *xs, optimize=True), dtype=dtype)
+        return np.asarray(np.einsum(spec, *xs), dtype=dtype)
+
+    def vjp(self, node, g):
+        ins, out = parse_spec(node.attrs["spec"])
+        grads = []
+        for i, x in enumerate(node.inputs):
+            others = [(ins[j], node.inputs[j]) for j in range(len(ins)) if j != i]
+            avail = set(out).union(*[set(s) for s, _ in others])
+            missing = [ch for ch in ins[i] if ch not in avail]
+            spec = ",".join([out] + [s for s, _ in others])
+            if missing:
+                # letters summed only in this operand: contract without them, then broadcast
+                keep = "".join(ch for ch in ins[i] if ch in avail)
+                part = gb.einsum(f"{spec}->{keep}", [g] + [n for _, n in others])
+                for k, ch in enumerate(ins[i]):
+                    if ch in missing:
+                        part = gb.expand_dims(part, k)
+                grads.append(gb.broadcast_like(part, x))
+            else:
+                grads.append(gb.einsum(f"{spec}->{ins[i]}", [g] + [n for _, n in others]))
+        return grads

@@ -1,0 +1,90 @@
+"""Neural-network composites with their own stable references: softmax and log-softmax;
+plus identity-like ops with special gradient or side effects (stop_gradient, print)."""
+
+from __future__ import annotations
+
+import sys
+
+import numpy as np
+
+from symk.graph import build as gb
+from symk.graph.op import Op, register
+from symk.graph.ops.elementwise import float_of
+from symk.graph.types import Type, normalize_axis
+
+
+class _SoftmaxBase(Op):
+    arity = 1
+    attr_names = ("axis",)
+    reduction = True
+
+    def infer(self, inputs, axis):
+        (x,) = inputs
+        normalize_axis(axis, x.ndim)
+        return Type(float_of(x.dtype), x.shape)
+
+
+@register
+class Softmax(_SoftmaxBase):
+    """softmax(x) = exp(x - max) / sum(exp(x - max)) along ``axis``."""
+
+    name = "softmax"
+
+    def ref(self, x, axis):
+        x = x.astype(float_of(x.dtype.name), copy=False)
+        e = np.exp(x - np.max(x, axis=axis, keepdims=True))
+        return e / np.sum(e, axis=axis, keepdims=True)
+
+    def vjp(self, node, g):
+        a = node.attrs["axis"]
+        s = gb.sum(gb.mul(g, node), [a], keepdims=True)
+        return [gb.mul(node, gb.sub(g, s))]
+
+
+@register
+class LogSoftmax(_SoftmaxBase):
+    """log_softmax(x) = x - max - log(sum(exp(x - max))) along ``axis``."""
+
+    name = "log_softmax"
+
+    def ref(self, x, axis):
+        x = x.astype(float_of(x.dtype.name), copy=False)
+        z = x - np.max(x, axis=axis, keepdims=True)
+        return z - np.log(np.sum(np.exp(z), axis=axis, keepdims=True))
+
+    def vjp(self, node, g):
+        a = node.attrs["axis"]
+        return [gb.sub(g, gb.mul(gb.exp(node), gb.sum(g, [a], keepdims=True)))]
+
+
+@register
+class StopGradient(Op):
+    name = "stop_gradient"
+    arity = 1
+    nondifferentiable = True
+
+    def infer(self, inputs):
+        return inputs[0]
+
+    def ref(self, x):
+        return x
+
+
+@register
+class Print(Op):
+    """Identity that prints ``message`` and the value each time it is computed."""
+
+    name = "print"
+    arity = 1
+    attr_names = ("message",)
+    extern = True
+
+    def infer(self, inputs, message=""):
+        return inputs[0]
+
+    def ref(self, x, message=""):
+        print(f"{message}{x}", file=sys.stdout, flush=True)
+        return x
+
+    def vjp(self, node, g):
+        return [g]

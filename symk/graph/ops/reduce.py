@@ -1,0 +1,222 @@
+"""Reductions (sum, prod, max, min, any, all, mean, argmax/argmin, logsumexp) and scans
+along one axis (cumsum, cumprod)."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from symk.graph import build as gb
+from symk.graph.op import Op, register
+from symk.graph.ops.elementwise import float_of
+from symk.graph.types import Type, normalize_axes, normalize_axis
+
+
+def reduced_shape(shape, axes, keepdims):
+    if keepdims:
+        return tuple(1 if i in axes else d for i, d in enumerate(shape))
+    return tuple(d for i, d in enumerate(shape) if i not in axes)
+
+
+class Reduce(Op):
+    reduction = True
+    arity = 1
+    attr_names = ("axes", "keepdims")
+    np_fn = staticmethod(np.sum)
+
+    def out_dtype(self, dtype: str) -> str:
+        return "int32" if dtype == "bool" else dtype
+
+    def infer(self, inputs, axes, keepdims=False):
+        (x,) = inputs
+        axes = normalize_axes(list(axes), x.ndim)
+        return Type(self.out_dtype(x.dtype), reduced_shape(x.shape, axes, keepdims))
+
+    def ref(self, x, axes, keepdims=False):
+        od = self.out_dtype(x.dtype.name)
+        return np.asarray(self.np_fn(x.astype(od, copy=False), axis=tuple(axes),
+                                     keepdims=keepdims)).astype(od, copy=False)
+
+
+def _expand_back(node, g):
+    """g of a reduction's output, reshaped with the reduced axes kept (size 1)."""
+    x = node.inputs[0]
+    axes, keepdims = node.attrs["axes"], node.attrs.get("keepdims", False)
+    if not keepdims:
+        for a in sorted(axes):
+            g = gb.expand_dims(g, a)
+    return g, x, axes
+
+
+@register
+class Sum(Reduce):
+    name = "sum"
+
+    def vjp(self, node, g):
+        g, x, _ = _expand_back(node, g)
+        return [gb.broadcast_like(g, x)]
+
+
+@register
+class Prod(Reduce):
+    name = "prod"
+    np_fn = staticmethod(np.prod)
+
+    def vjp(self, node, g):
+        g, x, _ = _expand_back(node, g)
+        y, _, _ = _expand_back(node, node)
+        # d prod / d x_i = prod / x_i (inputs must be nonzero, as in Theano's default)
+        return [gb.div(gb.mul(gb.broadcast_like(g, x), y), x)]
+
+
+@register
+class Mean(Reduce):
+    name = "mean"
+
+    def out_dtype(self, dtype):
+        return float_of(dtype)
+
+    def ref(self, x, axes, keepdims=False):
+        od = self.out_dtype(x.dtype.name)
+        return np.asarray(np.mean(x.astype(od, copy=False), axis=tuple(axes),
+                                  keepdims=keepdims), dtype=od)
+
+    def vjp(self, node, g):
+        g, x, axes = _expand_back(node, g)
+        return [gb.div(gb.broadcast_like(g, x), gb.count(x, axes, node.dtype))]
+
+
+class _MaxMin(Reduce):
+    def vjp(self, node, g):
+        g, x, axes = _expand_back(node, g)
+        y, _, _ = _expand_back(node, node)
+        mask = gb.cast(gb.eq(x, y), node.dtype)
+        ties = gb.sum(mask, axes, keepdims=True)  # ties share the gradient, like TensorFlow
+        return [gb.mul(gb.broadcast_like(gb.div(g, ties), x), mask)]
+
+
+@register
+class Max(_MaxMin):
+    name = "max"
+    np_fn = staticmethod(np.max)
+
+    def out_dtype(self, dtype):
+        return dtype
+
+
+@register
+class Min(_MaxMin):
+    name = "min"
+    np_fn = staticmethod(np.min)
+
+    def out_dtype(self, dtype):
+        return dtype
+
+
+@register
+class Any(Reduce):
+    name = "any"
+    nondifferentiable = True
+    np_fn = staticmethod(np.any)
+
+    def out_dtype(self, dtype):
+        return "bool"
+
+
+@register
+class All(Reduce):
+    name = "all"
+    nondifferentiable = True
+    np_fn = staticmethod(np.all)
+
+    def out_dtype(self, dtype):
+        return "bool"
+
+
+@register
+class LogSumExp(Reduce):
+    """log(sum(exp(x))) computed stably as m + log(sum(exp(x - m))), m = max(x)."""
+
+    name = "logsumexp"
+
+    def out_dtype(self, dtype):
+        return float_of(dtype)
+
+    def ref(self, x, axes, keepdims=False):
+        x = x.astype(self.out_dtype(x.dtype.name), copy=False)
+        axes = tuple(axes)
+        if x.size == 0:
+            return np.log(np.sum(np.exp(x), axis=axes, keepdims=keepdims))
+        m = np.max(x, axis=axes, keepdims=True)
+        m = np.where(np.isfinite(m), m, np.zeros_like(m))
+        out = np.log(np.sum(np.exp(x - m), axis=axes, keepdims=True)) + m
+        return out if keepdims else np.squeeze(out, axis=axes)
+
+    def vjp(self, node, g):
+        g, x, _ = _expand_back(node, g)
+        y, _, _ = _expand_back(node, node)
+        return [gb.mul(gb.broadcast_like(g, x), gb.exp(gb.sub(x, y)))]
+
+
+@register
+class ArgMax(Op):
+    name = "argmax"
+    arity = 1
+    reduction = True
+    nondifferentiable = True
+    attr_names = ("axis", "keepdims")
+    np_fn = staticmethod(np.argmax)
+
+    def infer(self, inputs, axis, keepdims=False):
+        (x,) = inputs
+        a = normalize_axis(axis, x.ndim)
+        return Type("int64", reduced_shape(x.shape, (a,), keepdims))
+
+    def ref(self, x, axis, keepdims=False):
+        return np.asarray(self.np_fn(x, axis=axis, keepdims=keepdims), dtype=np.int64)
+
+
+@register
+class ArgMin(ArgMax):
+    name = "argmin"
+    np_fn = staticmethod(np.argmin)
+
+
+class _Cumulative(Op):
+    arity = 1
+    attr_names = ("axis", "reverse")
+    extern = True
+
+    def infer(self, inputs, axis, reverse=False):
+        (x,) = inputs
+        normalize_axis(axis, x.ndim)
+        return Type("int32" if x.dtype == "bool" else x.dtype, x.shape)
+
+    def ref(self, x, axis, reverse=False):
+        od = "int32" if x.dtype == np.bool_ else x.dtype
+        x = x.astype(od, copy=False)
+        if reverse:
+            x = np.flip(x, axis)
+        out = self.np_fn(x, axis=axis, dtype=od)
+        return np.flip(out, axis) if reverse else out
+
+
+@register
+class CumSum(_Cumulative):
+    name = "cumsum"
+    np_fn = staticmethod(np.cumsum)
+
+    def vjp(self, node, g):
+        a, rev = node.attrs["axis"], node.attrs.get("reverse", False)
+        return [gb.cumsum(g, a, reverse=not rev)]
+
+
+@register
+class CumProd(_Cumulative):
+    name = "cumprod"
+    np_fn = staticmethod(np.cumprod)
+
+    def vjp(self, node, g):
+        # d y_j / d x_i = y_j / x_i for j >= i  (inputs must be nonzero)
+        (x,) = node.inputs
+        a, rev = node.attrs["axis"], node.attrs.get("reverse", False)
+        return [gb.div(gb.cumsum(gb.mul(g, node), a, reverse=not rev), x)]
