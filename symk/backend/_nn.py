@@ -4,8 +4,8 @@ dropout, bias_add, l2_normalize and the cross-entropy losses."""
 from __future__ import annotations
 
 from symk import config
-from symk.backend._core import api, n, w
 from symk.backend._config import normalize_data_format
+from symk.backend._core import api, n, w
 from symk.errors import ArgumentError, ShapeError
 from symk.graph import build as gb
 from symk.graph.node import apply

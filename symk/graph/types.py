@@ -112,4 +112,5 @@ def broadcast_shapes(*shapes: Shape) -> Shape:
 
 
 def shape_str(shape: Shape) -> str:
-    return "(" + ", ".join("None" if d is None else str(d) for d in shape) + ("," if len(shape) == 1 else "") + ")"
+    body = ", ".join("None" if d is None else str(d) for d in shape)
+    return f"({body}{',' if len(shape) == 1 else ''})"

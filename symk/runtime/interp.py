@@ -13,7 +13,7 @@ from typing import Any
 import numpy as np
 
 from symk.errors import ShapeError, SymkError
-from symk.graph.node import Node, creation_line, toposort
+from symk.graph.node import Node, creation_line
 from symk.graph.storage import Storage
 from symk.graph.tensor import storage_of
 

@@ -251,7 +251,8 @@ class Where(Elementwise):
 
     def ref(self, c, x, y):
         cd = self.compute_dtype([c.dtype.name, x.dtype.name, y.dtype.name])
-        return np.where(np.asarray(c).astype(bool), np.asarray(x).astype(cd), np.asarray(y).astype(cd))
+        return np.where(np.asarray(c).astype(bool), np.asarray(x).astype(cd),
+                        np.asarray(y).astype(cd))
 
     def scalar(self, b, c, x, y):
         return b.where(c, x, y)

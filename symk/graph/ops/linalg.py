@@ -37,7 +37,7 @@ class Einsum(Op):
             for ch, d in zip(letters, t.shape):
                 old = dims.get(ch)
                 if old is not None and d is not None and old != d:
-                    raise ShapeError(f"incompatible shapes "
+                    raise ShapeError("incompatible shapes "
                                      + " and ".join(shape_str(t.shape) for t in inputs)
                                      + f" for contraction '{spec}': {old} != {d}")
                 if old is None:
