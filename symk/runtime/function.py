@@ -15,18 +15,23 @@ import numpy as np
 from symk import config
 from symk.debug import log
 from symk.errors import DeviceError, InputError
-from symk.graph.node import Node, creation_line, node_name
+from symk.graph.node import Node, apply, creation_line, fresh_uid, node_name
 from symk.graph.tensor import Variable
 from symk.graph.types import shape_str
+from symk.passes.rewrite import substitute
 
 
 class CompiledFunction:
+    """A compiled graph: ``fn(list_of_arrays) -> list_of_arrays``, applying updates atomically.
+
+    Scalar placeholders with a default (the Keras learning phase) are *specialized*: each fed
+    value gets its own optimized plan in which the placeholder is a constant, so
+    ``in_train_phase`` branches and dropout fold away at test time.
+    """
+
     def __init__(self, inputs: Sequence[Node], outputs: Sequence[Node],
                  updates: Sequence[tuple[Variable, Node]], name: str | None = None,
                  input_names: Sequence[str] | None = None, device: str | None = None) -> None:
-        from symk.runtime.interp import InterpPlan
-
-        t0 = time.perf_counter()
         self.name = name or "function"
         self.device = device or config.device()
         if self.device == "cuda":
@@ -37,15 +42,60 @@ class CompiledFunction:
                                                 for i, x in enumerate(inputs)])
         self.outputs = list(outputs)
         self.updates = list(updates)
+        # inputs that are not placeholders (feeding an intermediate value) become fresh ones
+        mapping: dict[int, Node] = {}
+        feeds: list[Node] = []
+        for x in self.inputs:
+            if x.op.name == "placeholder":
+                feeds.append(x)
+            else:
+                ph = apply("placeholder", [], dtype=x.dtype, shape=x.shape, uid=fresh_uid())
+                mapping[id(x)] = ph
+                feeds.append(ph)
+        self._feeds = feeds
         roots = self.outputs + [v for _, v in self.updates]
-        self.plan = InterpPlan(roots, self.inputs)
-        self._out_slots = [self.plan.slot[id(o)] for o in self.outputs]
-        self._upd_slots = [self.plan.slot[id(v)] for _, v in self.updates]
-        self._copy_out = [o.op.is_leaf or any(o is x for x in self.inputs) for o in self.outputs]
-        self.compile_time = time.perf_counter() - t0
-        log(1, f"compiled function '{self.name}': {len(self.plan.order)} nodes, "
-               f"{len(self.plan.steps)} ops, device {self.device}, "
-               f"{self.compile_time * 1e3:.2f} ms")
+        self._roots = substitute(roots, mapping) if mapping else roots
+        self._spec = [i for i, x in enumerate(feeds)
+                      if x.attrs.get("default") is not None and x.ndim == 0]
+        self._plans: dict[tuple, _Plan] = {}
+        self.compile_time = 0.0
+        if not self._spec:
+            self._plan_for(())
+
+    def _plan_for(self, key: tuple) -> _Plan:
+        plan = self._plans.get(key)
+        if plan is not None:
+            return plan
+        from symk.graph import build as gb
+        from symk.passes.pipeline import optimize
+        from symk.runtime.interp import InterpPlan
+
+        t0 = time.perf_counter()
+        mapping = {id(self._feeds[i]): gb.const(np.asarray(v, dtype=self._feeds[i].dtype))
+                   for i, v in zip(self._spec, key)}
+        roots = substitute(self._roots, mapping) if mapping else self._roots
+        label = self.name + ("" if not key else "[" + ",".join(map(str, key)) + "]")
+        opt = optimize(roots, name=label)
+        interp = InterpPlan(opt.schedule, self._feeds)
+        n_out = len(self.outputs)
+        slots = [interp.slot[id(r)] for r in opt.roots]
+        leafy = [r.op.is_leaf for r in opt.roots]
+        plan = _Plan(interp, opt.schedule, slots[:n_out], slots[n_out:], leafy[:n_out],
+                     leafy[n_out:])
+        self._plans[key] = plan
+        dt = time.perf_counter() - t0
+        self.compile_time += dt
+        log(1, f"compiled function '{label}': {len(opt.schedule.leaves) + interp.n_ops} nodes, "
+               f"{len(opt.schedule.kernels)} kernels, {len(opt.schedule.externs)} extern calls, "
+               f"device {self.device}, {dt * 1e3:.2f} ms")
+        return plan
+
+    @property
+    def schedule(self):
+        """The Schedule of the default plan (learning phase 0 when specialized)."""
+        key = () if not self._spec else tuple(
+            int(self._feeds[i].attrs["default"].array) for i in self._spec)
+        return self._plan_for(key).schedule
 
     def _coerce(self, i: int, value: Any) -> np.ndarray:
         node, name = self.inputs[i], self.input_names[i]
@@ -86,12 +136,30 @@ class CompiledFunction:
             raise InputError(f"{self.name}: expected {len(self.inputs)} input value(s) "
                              f"({names}), got {len(values)}")
         feeds = [self._coerce(i, v) for i, v in enumerate(values)]
-        vals = self.plan.run(feeds)
+        key = tuple(feeds[i].item() for i in self._spec)
+        plan = self._plans.get(key) or self._plan_for(key)
+        vals = plan.interp.run(feeds)
         outs = []
-        for s, cp in zip(self._out_slots, self._copy_out):
+        for s, leaf in zip(plan.out_slots, plan.out_leaf):
             v = vals[s]
-            outs.append(np.array(v, copy=True) if cp else v)
-        new = [vals[s] for s in self._upd_slots]  # all computed before any write
-        for (var, _), v in zip(self.updates, new):
-            var.value = np.array(v, dtype=var.value.dtype, copy=True)
+            outs.append(np.array(v, copy=True) if leaf or v.base is not None else v)
+        new = [vals[s] for s in plan.upd_slots]  # all computed before any write
+        returned = {id(o) for o in outs}
+        for (var, _), v, leaf in zip(self.updates, new, plan.upd_leaf):
+            if leaf or v.base is not None or id(v) in returned or v.dtype != var.value.dtype:
+                v = np.array(v, dtype=var.value.dtype, copy=True)
+            var.value = v
         return outs
+
+
+class _Plan:
+    __slots__ = ("interp", "schedule", "out_slots", "upd_slots", "out_leaf", "upd_leaf")
+
+    def __init__(self, interp: Any, schedule: Any, out_slots: list[int], upd_slots: list[int],
+                 out_leaf: list[bool], upd_leaf: list[bool]) -> None:
+        self.interp = interp
+        self.schedule = schedule
+        self.out_slots = out_slots
+        self.upd_slots = upd_slots
+        self.out_leaf = out_leaf
+        self.upd_leaf = upd_leaf

@@ -1,8 +1,10 @@
-"""The reference executor (device ``interp``): evaluates nodes in topological order with each
-op's numpy reference.  Simple and exact on purpose: it is the oracle for every faster target.
+"""The reference executor (device ``interp``): runs a Schedule step by step, evaluating every
+node with its op's numpy reference.  Simple and exact on purpose: it is the oracle for every
+faster target.
 
 Every computed value is checked against its node's static type, so a wrong type rule is caught
-here rather than becoming a silently wrong number elsewhere.
+here rather than becoming a silently wrong number elsewhere.  Values are dropped as soon as the
+memory plan says they are dead.
 """
 
 from __future__ import annotations
@@ -13,105 +15,98 @@ from typing import Any
 import numpy as np
 
 from symk.errors import ShapeError, SymkError
-from symk.graph.node import Node, creation_line
+from symk.graph.node import Node, creation_line, node_name
 from symk.graph.storage import Storage
 from symk.graph.tensor import storage_of
+from symk.passes.schedule import Kernel, Schedule
 
-Step = tuple[Node, Any, tuple[int, ...], dict[str, Any], int]
+Op = tuple[Node, Any, tuple[int, ...], dict[str, Any], int]
 
 
 class InterpPlan:
-    """An evaluation order over ``roots`` with slots for every node."""
+    """A Schedule bound to slots: ``run(feeds)`` returns the values of all slots still live."""
 
-    def __init__(self, roots: Sequence[Node], fed: Sequence[Node]) -> None:
-        fed_ids = {id(n) for n in fed}
-        order = _toposort_stop_at(roots, fed_ids)
-        self.slot: dict[int, int] = {id(n): i for i, n in enumerate(order)}
-        self.order = order
+    def __init__(self, schedule: Schedule, fed: Sequence[Node]) -> None:
+        self.schedule = schedule
+        nodes: list[Node] = list(schedule.leaves)
+        for step in schedule.steps:
+            nodes.extend(step.nodes if isinstance(step, Kernel) else [step.node])
+        self.slot: dict[int, int] = {id(n): i for i, n in enumerate(nodes)}
+        self.order = nodes
         self.fed_slots = [self.slot.get(id(n), -1) for n in fed]
+        fed_ids = {id(n) for n in fed}
         self.variables: list[tuple[int, Storage]] = []
         self.constants: list[tuple[int, np.ndarray]] = []
         self.defaults: list[tuple[int, Node]] = []
-        self.steps: list[Step] = []
-        self.rngs: dict[int, np.random.Generator] = {}
-        for i, n in enumerate(order):
+        for n in schedule.leaves:
+            i = self.slot[id(n)]
             if id(n) in fed_ids:
                 continue
-            op = n.op
-            if op.name == "variable":
+            if n.op.name == "variable":
                 self.variables.append((i, storage_of(n)))
-            elif op.name == "constant":
+            elif n.op.name == "constant":
                 self.constants.append((i, n.attrs["value"].array))
-            elif op.name == "placeholder":
-                self.defaults.append((i, n))
             else:
-                ins = tuple(self.slot[id(x)] for x in n.inputs)
-                if op.is_random:
+                self.defaults.append((i, n))
+        self.rngs: dict[int, np.random.Generator] = {}
+        self.steps: list[tuple[list[Op], list[int]]] = []
+        for k, step in enumerate(schedule.steps):
+            members = step.nodes if isinstance(step, Kernel) else [step.node]
+            ops = []
+            for n in members:
+                i = self.slot[id(n)]
+                if n.op.is_random:
                     self.rngs[i] = np.random.default_rng(n.attrs["seed"])
-                self.steps.append((n, op.ref, ins, dict(n.attrs), i))
+                ops.append((n, n.op.ref, tuple(self.slot[id(x)] for x in n.inputs),
+                            dict(n.attrs), i))
+            dead = []
+            if isinstance(step, Kernel):
+                outs = {id(o) for o in step.outputs}
+                dead = [self.slot[id(n)] for n in step.nodes if id(n) not in outs]
+            dead += [self.slot[id(n)] for n in schedule.frees[k]] if schedule.frees else []
+            self.steps.append((ops, dead))
+        self.n_ops = sum(len(ops) for ops, _ in self.steps)
 
     def run(self, feeds: Sequence[np.ndarray]) -> list[Any]:
         vals: list[Any] = [None] * len(self.order)
         for s, v in zip(self.fed_slots, feeds):
             if s >= 0:
                 vals[s] = v
-        for i, var in self.variables:
-            vals[i] = var.value
+        for i, st in self.variables:
+            vals[i] = st.value
         for i, c in self.constants:
             vals[i] = c
         for i, n in self.defaults:
             d = n.attrs.get("default")
             if d is None:
-                name = n.attrs.get("uid")
-                from symk.graph.node import node_name
-
-                raise SymkError(f"placeholder '{node_name(n) or name}' (created at "
+                raise SymkError(f"placeholder '{node_name(n) or 'placeholder'}' (created at "
                                 f"{creation_line(n)}) is needed but was not fed; pass it in "
                                 "the function's inputs")
             vals[i] = d.array
         with np.errstate(all="ignore"):
-            for node, fn, ins, attrs, out in self.steps:
-                args = [vals[j] for j in ins]
-                try:
-                    if out in self.rngs:
-                        v = fn(self.rngs[out], *args, **attrs)
-                    else:
-                        v = fn(*args, **attrs)
-                except SymkError as e:
-                    raise type(e)(f"{e}\n  in op '{node.op.name}' created at "
-                                  f"{creation_line(node)}") from None
-                except (ValueError, IndexError, TypeError, FloatingPointError) as e:
-                    raise SymkError(f"op '{node.op.name}' failed at run time on inputs of shape "
-                                    f"{[np.shape(a) for a in args]}: {e}\n  node created at "
-                                    f"{creation_line(node)}") from None
-                v = np.asarray(v)
-                _check(node, v, args)
-                vals[out] = v
+            for ops, dead in self.steps:
+                for node, fn, ins, attrs, out in ops:
+                    vals[out] = _run_op(node, fn, [vals[j] for j in ins], attrs,
+                                        self.rngs.get(out))
+                for j in dead:
+                    vals[j] = None
         return vals
 
 
-def _toposort_stop_at(roots: Sequence[Node], fed_ids: set[int]) -> list[Node]:
-    """Topological order of what ``roots`` need, not descending below fed nodes."""
-    order: list[Node] = []
-    seen: set[int] = set()
-    for r in roots:
-        if id(r) in seen:
-            continue
-        seen.add(id(r))
-        stack = [(r, 0)]
-        while stack:
-            n, i = stack[-1]
-            ins = () if id(n) in fed_ids else n.inputs
-            if i < len(ins):
-                stack[-1] = (n, i + 1)
-                c = ins[i]
-                if id(c) not in seen:
-                    seen.add(id(c))
-                    stack.append((c, 0))
-            else:
-                stack.pop()
-                order.append(n)
-    return order
+def _run_op(node: Node, fn: Any, args: list[Any], attrs: dict[str, Any],
+            rng: np.random.Generator | None) -> np.ndarray:
+    try:
+        v = fn(rng, *args, **attrs) if rng is not None else fn(*args, **attrs)
+    except SymkError as e:
+        raise type(e)(f"{e}\n  in op '{node.op.name}' created at {creation_line(node)}") \
+            from None
+    except (ValueError, IndexError, TypeError, FloatingPointError, ZeroDivisionError) as e:
+        raise SymkError(f"op '{node.op.name}' failed at run time on inputs of shape "
+                        f"{[np.shape(a) for a in args]}: {e}\n  node created at "
+                        f"{creation_line(node)}") from None
+    v = np.asarray(v)
+    _check(node, v, args)
+    return v
 
 
 def _check(node: Node, v: np.ndarray, args: list[Any]) -> None:

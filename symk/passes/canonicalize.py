@@ -1,0 +1,159 @@
+"""Canonicalization: algebraic identities that never change a result, constant folding, and a
+canonical operand order.  Float identities that would change NaN/Inf results (x*0 -> 0,
+x-x -> 0) are applied to integer and bool tensors only."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from symk.graph import build as gb
+from symk.graph.node import Node
+from symk.graph.ops.leaves import const_array
+from symk.graph.types import is_float
+from symk.passes.pattern import COMMUTATIVE, AttrVar, Const, Pat, Var
+from symk.passes.rewrite import RuleSet
+
+X, Y = Var("x"), Var("y")
+rules = RuleSet()
+fold_rules = RuleSet()
+
+#: constants larger than this many elements are not produced by folding
+FOLD_MAX_ELEMENTS = 1 << 16
+
+
+def same(x: Node, n: Node) -> Node | None:
+    """``x`` standing in for ``n`` when only the dtype may differ (else decline)."""
+    if x.shape != n.shape:
+        return None
+    return gb.cast(x, n.dtype)
+
+
+# x + 0 -> x
+rules.rule("add_zero", Pat("add", X, Const("c", 0)), "x + 0 -> x")(lambda b, n: same(b["x"], n))
+# x - 0 -> x
+rules.rule("sub_zero", Pat("sub", X, Const("c", 0)), "x - 0 -> x")(lambda b, n: same(b["x"], n))
+# x * 1 -> x
+rules.rule("mul_one", Pat("mul", X, Const("c", 1)), "x * 1 -> x")(lambda b, n: same(b["x"], n))
+# x / 1 -> x
+rules.rule("div_one", Pat("div", X, Const("c", 1)), "x / 1 -> x")(lambda b, n: same(b["x"], n))
+# 0 - x -> -x
+rules.rule("zero_sub", Pat("sub", Const("c", 0), X), "0 - x -> -x")(
+    lambda b, n: same(gb.neg(b["x"]), n))
+# -(-x) -> x
+rules.rule("neg_neg", Pat("neg", Pat("neg", X)), "-(-x) -> x")(lambda b, n: b["x"])
+# x + (-y) -> x - y
+rules.rule("add_neg", Pat("add", X, Pat("neg", Y)), "x + (-y) -> x - y")(
+    lambda b, n: same(gb.sub(b["x"], b["y"]), n))
+# x - (-y) -> x + y
+rules.rule("sub_neg", Pat("sub", X, Pat("neg", Y)), "x - (-y) -> x + y")(
+    lambda b, n: same(gb.add(b["x"], b["y"]), n))
+
+
+@rules.rule("mul_zero_int", Pat("mul", X, Const("c", 0)), "x * 0 -> 0 (ints/bools only)")
+def _mul_zero(b, n):
+    if is_float(n.dtype):
+        return None  # inf * 0 and nan * 0 are nan
+    return gb.zeros_like(n)
+
+
+@rules.rule("sub_self_int", Pat("sub", X, X), "x - x -> 0 (ints/bools only)")
+def _sub_self(b, n):
+    return None if is_float(n.dtype) else gb.zeros_like(n)
+
+
+# where(c, x, x) -> x
+rules.rule("where_same", Pat("where", Var("c"), X, X), "where(c, x, x) -> x")(
+    lambda b, n: same(b["x"], n))
+
+
+@rules.rule("transpose_transpose", Pat("transpose", Pat("transpose", X, attrs={"perm":
+            AttrVar("p")}), attrs={"perm": AttrVar("q")}), "T(T(x, p), q) -> T(x, p[q])")
+def _tt(b, n):
+    p, q = b["p"], b["q"]
+    return gb.transpose(b["x"], [p[i] for i in q])
+
+
+@rules.rule("transpose_identity", Pat("transpose", X), "T(x, identity) -> x")
+def _tid(b, n):
+    return b["x"] if tuple(n.attrs["perm"]) == tuple(range(n.ndim)) else None
+
+
+@rules.rule("reshape_reshape", Pat("reshape", Pat("reshape", X)), "R(R(x, s1), s2) -> R(x, s2)")
+def _rr(b, n):
+    inner = n.inputs[0]
+    return gb.apply_op("reshape", [inner.inputs[0], *n.inputs[1:]], **n.attrs)
+
+
+@rules.rule("reshape_same", Pat("reshape", X), "R(x, shape(x)) -> x")
+def _rsame(b, n):
+    x = b["x"]
+    return x if x.shape == n.shape and None not in x.shape else None
+
+
+@rules.rule("squeeze_expand", Pat("squeeze", Pat("expand_dims", X, attrs={"axis": AttrVar("a")}),
+            attrs={"axis": AttrVar("a")}), "squeeze(expand_dims(x, a), a) -> x")
+def _se(b, n):
+    return b["x"]
+
+
+@rules.rule("expand_squeeze", Pat("expand_dims", Pat("squeeze", X, attrs={"axis": AttrVar("a")}),
+            attrs={"axis": AttrVar("a")}), "expand_dims(squeeze(x, a), a) -> x if x.shape[a]==1")
+def _es(b, n):
+    return b["x"] if b["x"].shape == n.shape else None
+
+
+@rules.rule("cast_cast", Pat("cast", Pat("cast", X)), "cast(cast(x, a), b) -> cast(x, b) when "
+            "a holds every value of x")
+def _cc(b, n):
+    x, mid = b["x"], n.inputs[0]
+    if np.can_cast(np.dtype(x.dtype), np.dtype(mid.dtype), "safe"):
+        return gb.cast(x, n.dtype)
+    return None
+
+
+# stop_gradient(x) -> x  (gradients are already built when passes run)
+rules.rule("stop_gradient_identity", Pat("stop_gradient", X), "stop_gradient(x) -> x")(
+    lambda b, n: b["x"])
+
+
+@rules.rule("broadcast_noop", Pat("broadcast_like", X, Y), "broadcast_like(x, y) -> x when "
+            "x already has the result shape")
+def _bn(b, n):
+    x = b["x"]
+    return x if x.shape == n.shape and None not in x.shape else None
+
+
+@rules.rule("reduce_no_axes", Pat("sum", X, attrs={"axes": ()}), "sum(x, axes=()) -> x")
+def _rna(b, n):
+    return same(b["x"], n)
+
+
+@rules.rule("const_second", Pat("*", Var("a"), Var("b")), "c op x -> x op c for commutative op")
+def _const_second(b, n):
+    if n.op.name not in COMMUTATIVE:
+        return None
+    a, c = n.inputs
+    if const_array(a) is not None and const_array(c) is None:
+        return gb.apply_op(n.op, [c, a], **n.attrs)
+    return None
+
+
+@fold_rules.rule("constant_fold", Pat("*"), "op(constants) -> constant")
+def _fold(b, n):
+    op = n.op
+    if op.is_leaf or op.is_random or op.name in ("print", "fill"):
+        return None
+    if op.name == "shape_of":
+        x = n.inputs[0]
+        return gb.const(np.asarray(x.shape, np.int32)) if None not in x.shape else None
+    if not n.inputs:
+        return None
+    vals = [const_array(i) for i in n.inputs]
+    if any(v is None for v in vals):
+        return None
+    size = n.type.size()
+    if size is None or size > FOLD_MAX_ELEMENTS:
+        return None
+    with np.errstate(all="ignore"):
+        out = op.ref(*vals, **n.attrs)
+    return gb.const(np.asarray(out, dtype=n.dtype))

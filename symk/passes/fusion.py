@@ -1,0 +1,144 @@
+"""Fusion: partition the graph into kernel groups and order them into a Schedule.
+
+Producer-into-consumer merging, visiting consumers first: an elementwise or reduction node
+joins the group of its consumers when all of its consumers are in that one group (so groups
+stay convex), its shape matches the group's iteration domain (the reduction's input domain for
+a prologue, its output domain for an epilogue), the group keeps at most one reduction, and the
+group reads at most ``MAX_INPUTS`` outside values.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from symk.graph.node import Node, toposort
+from symk.passes.schedule import Extern, Kernel, Schedule, View, kernel_name, kind_of
+
+MAX_INPUTS = 24
+
+
+class _Group:
+    __slots__ = ("members", "ins", "reduction", "out_domain", "in_domain")
+
+    def __init__(self, node: Node, kind: str) -> None:
+        self.members: dict[int, Node] = {id(node): node}
+        self.ins: set[int] = {id(i) for i in node.inputs}
+        self.reduction = node if kind == "reduction" else None
+        self.out_domain = node.shape
+        self.in_domain = node.inputs[0].shape if kind == "reduction" else node.shape
+
+    def inputs_with(self, p: Node) -> set[int]:
+        """The outside values the group would read with ``p`` added."""
+        return (self.ins - {id(p)}) | {id(i) for i in p.inputs if id(i) not in self.members}
+
+
+def fuse(roots: Sequence[Node], enabled: bool = True) -> Schedule:
+    order = toposort(roots)
+    pos = {id(n): i for i, n in enumerate(order)}
+    consumers: dict[int, list[Node]] = {id(n): [] for n in order}
+    for n in order:
+        for i in dict.fromkeys(n.inputs):
+            consumers[id(i)].append(n)
+    root_ids = {id(r) for r in roots}
+    kinds = {id(n): kind_of(n) for n in order}
+    group: dict[int, _Group] = {}
+    for n in order:
+        if kinds[id(n)] in ("elementwise", "reduction"):
+            group[id(n)] = _Group(n, kinds[id(n)])
+
+    if enabled:
+        for p in reversed(order):
+            k = kinds[id(p)]
+            if k not in ("elementwise", "reduction"):
+                continue
+            users = consumers[id(p)]
+            if not users:
+                continue
+            g = group.get(id(users[0]))
+            if g is None or any(group.get(id(u)) is not g for u in users):
+                continue
+            if not _can_merge(p, k, g, users, id(p) in root_ids):
+                continue
+            g.members[id(p)] = p
+            g.ins = g.inputs_with(p)
+            if k == "reduction":
+                g.reduction = p
+                g.in_domain = p.inputs[0].shape
+            group[id(p)] = g
+
+    # materialize groups as kernels, in topological order of groups
+    steps_by_key: dict[int, Kernel | Extern | View] = {}
+    first_pos: dict[int, int] = {}
+    members: dict[int, list[Node]] = {}
+    for n in order:
+        k = kinds[id(n)]
+        if k == "leaf":
+            continue
+        if k in ("elementwise", "reduction"):
+            g = group[id(n)]
+            members.setdefault(id(g), []).append(n)
+            first_pos.setdefault(id(g), pos[id(n)])
+        else:
+            steps_by_key[id(n)] = View(n) if k == "view" else Extern(n)
+            first_pos[id(n)] = pos[id(n)]
+    for gid, nodes in members.items():
+        ids = {id(x) for x in nodes}
+        ins = list({id(i): i for x in nodes for i in x.inputs if id(i) not in ids}.values())
+        outs = [x for x in nodes
+                if id(x) in root_ids or any(id(u) not in ids for u in consumers[id(x)])]
+        red = next((x for x in nodes if kinds[id(x)] == "reduction"), None)
+        kern = Kernel(nodes, ins, outs, red)
+        kern.name = kernel_name(kern)
+        steps_by_key[gid] = kern
+    steps = _order_steps(steps_by_key, first_pos)
+    leaves = [n for n in order if kinds[id(n)] == "leaf"]
+    return Schedule(steps, list(roots), leaves)
+
+
+def _can_merge(p: Node, kind: str, g: _Group, users: list[Node], is_root: bool) -> bool:
+    if len(g.inputs_with(p)) > MAX_INPUTS:
+        return False
+    if kind == "reduction":
+        # a reduction joins an elementwise group computed over the reduction's output domain
+        return g.reduction is None and g.out_domain == p.shape
+    if g.reduction is None:
+        return p.shape == g.out_domain
+    if p.shape == g.out_domain:  # epilogue-side producer
+        return True
+    # prologue: feeds only the reduction's input domain
+    return p.shape == g.in_domain and not is_root and all(
+        u is g.reduction or u.shape == g.in_domain for u in users)
+
+
+def _order_steps(steps: dict[int, Kernel | Extern | View],
+                 first_pos: dict[int, int]) -> list[Kernel | Extern | View]:
+    """Kahn's algorithm over steps (ties broken by first topological position)."""
+    import heapq
+
+    producer: dict[int, int] = {}
+    for key, s in steps.items():
+        outs = s.nodes if isinstance(s, Kernel) else [s.node]
+        for o in outs:
+            producer[id(o)] = key
+    deps: dict[int, set[int]] = {k: set() for k in steps}
+    users: dict[int, set[int]] = {k: set() for k in steps}
+    for key, s in steps.items():
+        ins = s.inputs if isinstance(s, Kernel) else s.node.inputs
+        for i in ins:
+            pk = producer.get(id(i))
+            if pk is not None and pk != key:
+                deps[key].add(pk)
+                users[pk].add(key)
+    ready = [(first_pos[k], k) for k, d in deps.items() if not d]
+    heapq.heapify(ready)
+    out = []
+    while ready:
+        _, k = heapq.heappop(ready)
+        out.append(steps[k])
+        for u in users[k]:
+            deps[u].discard(k)
+            if not deps[u]:
+                heapq.heappush(ready, (first_pos[u], u))
+    if len(out) != len(steps):
+        raise RuntimeError("internal error: cycle between fused kernels")
+    return out

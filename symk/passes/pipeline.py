@@ -1,0 +1,130 @@
+"""The optimization pipeline: run the selected graph passes, then fuse and plan memory.
+
+``optimize(roots)`` returns the rewritten roots and the Schedule computing them.  Each pass is
+timed; ``SYMK_DEBUG=3`` prints the graph after each pass and the final schedule;
+``SYMK_DUMP_DIR`` writes one file per pass, the schedule and a DOT file per function.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from symk.debug import log
+from symk.graph.node import Node
+from symk.passes import canonicalize, lower, specialize, stabilize
+from symk.passes.fusion import fuse
+from symk.passes.memory import plan_memory
+from symk.passes.registry import PassContext, fusion_enabled, register_pass, select
+from symk.passes.rewrite import RuleSet, rewrite
+from symk.passes.schedule import Schedule
+
+
+def _ruleset(*sets: RuleSet) -> RuleSet:
+    out = RuleSet()
+    for s in sets:
+        for r in s.rules:
+            out.add(r)
+    return out
+
+
+_CANON = _ruleset(canonicalize.rules, canonicalize.fold_rules)
+_STAB = _ruleset(stabilize.rules, canonicalize.rules, canonicalize.fold_rules)
+_SPEC = _ruleset(specialize.rules, canonicalize.rules, canonicalize.fold_rules)
+
+
+@register_pass("canonicalize", 10, ("O1", "canonicalize"))
+def _canonicalize(roots: list[Node], ctx: PassContext) -> list[Node]:
+    return rewrite(roots, _CANON, ctx.stats)
+
+
+@register_pass("stabilize", 20, ("O1", "stabilize"))
+def _stabilize(roots: list[Node], ctx: PassContext) -> list[Node]:
+    return rewrite(roots, _STAB, ctx.stats)
+
+
+@register_pass("specialize", 30, ("O2", "specialize"))
+def _specialize(roots: list[Node], ctx: PassContext) -> list[Node]:
+    return rewrite(roots, _SPEC, ctx.stats)
+
+
+@register_pass("lower", 40, ("required", "lower"))
+def _lower(roots: list[Node], ctx: PassContext) -> list[Node]:
+    rs = lower.for_target(ctx.target_lacks)
+    return rewrite(roots, rs, ctx.stats) if len(rs) else roots
+
+
+@register_pass("dce", 50, ("required", "dce"))
+def _dce(roots: list[Node], ctx: PassContext) -> list[Node]:
+    # the graph is exactly what the roots reach: nothing else is ever scheduled
+    return roots
+
+
+@dataclass
+class Optimized:
+    roots: list[Node]
+    schedule: Schedule
+    ctx: PassContext
+
+
+def optimize(roots: Sequence[Node], name: str = "function",
+             target_lacks: frozenset[str] = frozenset(),
+             level: int | None = None, exclude: set[str] | None = None) -> Optimized:
+    ctx = PassContext(target_lacks=target_lacks)
+    dumper = _Dumper(name)
+    current = list(roots)
+    dumper.graph("00_input", current)
+    for k, p in enumerate(select(level, exclude), 1):
+        t0 = time.perf_counter()
+        current = p.fn(current, ctx)
+        ctx.timings[p.name] = time.perf_counter() - t0
+        dumper.graph(f"{k:02d}_{p.name}", current)
+    t0 = time.perf_counter()
+    sched = plan_memory(fuse(current, enabled=fusion_enabled(level, exclude)))
+    ctx.timings["fusion"] = time.perf_counter() - t0
+    dumper.schedule(sched, current)
+    log(2, f"passes for '{name}': " + ", ".join(f"{k} {v * 1e3:.2f} ms"
+                                               for k, v in ctx.timings.items()))
+    return Optimized(current, sched, ctx)
+
+
+class _Dumper:
+    def __init__(self, name: str) -> None:
+        from symk.config import debug_level
+
+        self.name = name
+        self.level = debug_level()
+        root = os.environ.get("SYMK_DUMP_DIR")
+        self.dir = None
+        if root:
+            safe = re.sub(r"[^A-Za-z0-9_.-]+", "_", name)[:80] or "function"
+            self.dir = os.path.join(root, safe)
+            os.makedirs(self.dir, exist_ok=True)
+
+    def graph(self, tag: str, roots: list[Node]) -> None:
+        if self.level < 3 and self.dir is None:
+            return
+        from symk.graph.printing import debugprint
+
+        text = debugprint(roots)
+        if self.level >= 3:
+            log(3, f"--- '{self.name}' after {tag} ---\n{text}")
+        if self.dir:
+            with open(os.path.join(self.dir, f"{tag}.txt"), "w") as f:
+                f.write(text + "\n")
+
+    def schedule(self, s: Schedule, roots: list[Node]) -> None:
+        if self.level < 3 and self.dir is None:
+            return
+        text = s.describe()
+        if self.level >= 3:
+            log(3, f"--- '{self.name}' schedule ---\n{text}")
+        if self.dir:
+            with open(os.path.join(self.dir, "schedule.txt"), "w") as f:
+                f.write(text + "\n")
+            from symk.graph.printing import to_dot
+
+            to_dot(roots, os.path.join(self.dir, "graph.dot"))

@@ -1,0 +1,139 @@
+"""Local rewrite rules and the fixed-point driver.
+
+A ``Rule`` pairs a pattern with a function building the replacement from the bindings (or
+returning None to decline).  ``rewrite(roots, rules)`` rebuilds the graph bottom-up, applying
+rules at every node until nothing changes, and guards against rules undoing each other.
+Replacements inherit the creation line of the node they replace.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from collections import deque
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass
+
+from symk.errors import SymkError
+from symk.graph.node import Node, apply, creation_line, set_creation_line, toposort
+from symk.passes.pattern import Bindings, Pat, match
+
+
+@dataclass(frozen=True)
+class Rule:
+    name: str
+    pattern: Pat
+    build: Callable[[Bindings, Node], Node | None]
+    doc: str = ""  # the algebra, e.g. "x + 0 -> x"
+
+
+class RuleSet:
+    """Rules indexed by the root op of their pattern."""
+
+    def __init__(self, rules: Iterable[Rule] = ()) -> None:
+        self.by_op: dict[str, list[Rule]] = {}
+        self.rules: list[Rule] = []
+        for r in rules:
+            self.add(r)
+
+    def add(self, rule: Rule) -> Rule:
+        self.rules.append(rule)
+        self.by_op.setdefault(rule.pattern.op, []).append(rule)
+        return rule
+
+    def rule(self, name: str, pattern: Pat, doc: str = ""):
+        """Decorator form: ``@rs.rule("add_zero", Pat("add", X, Zero), "x + 0 -> x")``."""
+        def deco(fn: Callable[[Bindings, Node], Node | None]):
+            self.add(Rule(name, pattern, fn, doc))
+            return fn
+        return deco
+
+    def __len__(self) -> int:
+        return len(self.rules)
+
+
+class RewriteLoopError(SymkError):
+    """Rules kept firing without reaching a fixed point."""
+
+
+def _trace() -> bool:
+    return os.environ.get("SYMK_TRACE_REWRITES", "") not in ("", "0")
+
+
+MAX_ROUNDS = 64
+MAX_FIRES_PER_NODE = 32
+
+
+def rewrite(roots: Sequence[Node], rules: RuleSet,
+            stats: dict[str, int] | None = None) -> list[Node]:
+    """Apply ``rules`` everywhere below ``roots`` until a fixed point; returns the new roots."""
+    recent: deque[str] = deque(maxlen=8)
+    current = list(roots)
+    for _ in range(MAX_ROUNDS):
+        changed = False
+        memo: dict[int, Node] = {}
+        for node in toposort(current):
+            new_inputs = tuple(memo[id(i)] for i in node.inputs)
+            if any(a is not b for a, b in zip(new_inputs, node.inputs)):
+                n = apply(node.op, new_inputs, line=creation_line(node), **node.attrs)
+            else:
+                n = node
+            fires = 0
+            while True:
+                out = _apply_rules(n, rules, recent, stats)
+                if out is None:
+                    break
+                fires += 1
+                if fires > MAX_FIRES_PER_NODE:
+                    raise RewriteLoopError("rewrite rules do not reach a fixed point at a node "
+                                           f"created at {creation_line(node)}; last rules fired: "
+                                           + ", ".join(recent))
+                n = out
+            if n is not node:
+                changed = True
+            memo[id(node)] = n
+        current = [memo[id(r)] for r in current]
+        if not changed:
+            return current
+    raise RewriteLoopError("rewrite rules keep changing the graph (ping-pong?); last rules "
+                           "fired: " + ", ".join(recent))
+
+
+def _apply_rules(n: Node, rules: RuleSet, recent: deque[str],
+                 stats: dict[str, int] | None) -> Node | None:
+    for rule in (*rules.by_op.get(n.op.name, ()), *rules.by_op.get("*", ())):
+        b = match(rule.pattern, n)
+        if b is None:
+            continue
+        out = rule.build(b, n)
+        if out is None or out is n:
+            continue
+        if out.type != n.type:
+            raise SymkError(f"internal error: rule '{rule.name}' changed the type {n.type} -> "
+                            f"{out.type} at a node created at {creation_line(n)}")
+        set_creation_line(out, creation_line(n))
+        recent.append(rule.name)
+        if stats is not None:
+            stats[rule.name] = stats.get(rule.name, 0) + 1
+        if _trace():
+            from symk.graph.printing import pprint
+
+            print(f"[symk] rewrite {rule.name}: {pprint(n)}  ==>  {pprint(out)}",
+                  file=sys.stderr)
+        return out
+    return None
+
+
+def substitute(roots: Sequence[Node], mapping: dict[int, Node]) -> list[Node]:
+    """Rebuild ``roots`` with the nodes whose id is in ``mapping`` replaced."""
+    memo: dict[int, Node] = {}
+    for node in toposort(roots):
+        if id(node) in mapping:
+            memo[id(node)] = mapping[id(node)]
+            continue
+        new_inputs = tuple(memo[id(i)] for i in node.inputs)
+        if any(a is not b for a, b in zip(new_inputs, node.inputs)):
+            memo[id(node)] = apply(node.op, new_inputs, line=creation_line(node), **node.attrs)
+        else:
+            memo[id(node)] = node
+    return [memo[id(r)] for r in roots]

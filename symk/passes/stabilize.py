@@ -1,0 +1,100 @@
+"""Stabilization: rewrite numerically fragile formulas into stable equivalents, including the
+forms Keras's losses produce (clipping to [eps, 1-eps] and renormalization).  Each replacement
+computes the same value as the original wherever the original is finite."""
+
+from __future__ import annotations
+
+import math
+
+from symk.graph import build as gb
+from symk.graph.node import apply
+from symk.graph.ops.leaves import const_array
+from symk.passes.canonicalize import same
+from symk.passes.pattern import AttrVar, Const, Pat, Var
+from symk.passes.rewrite import RuleSet
+
+X = Var("x")
+rules = RuleSet()
+
+SOFTMAX = Pat("softmax", X, attrs={"axis": AttrVar("a")}, name="s")
+SIGMOID = Pat("sigmoid", X)
+
+
+def _scalar(node) -> float | None:
+    a = const_array(node)
+    if a is None or a.size != 1:
+        return None
+    return float(a.reshape(()))
+
+
+def _log_bounds(lo_node, hi_node, like):
+    lo, hi = _scalar(lo_node), _scalar(hi_node)
+    if lo is None or hi is None or lo < 0 or hi <= 0:
+        return None
+    return (gb.lift(math.log(lo) if lo > 0 else -math.inf, like), gb.lift(math.log(hi), like))
+
+
+# log(softmax(x)) -> log_softmax(x)
+rules.rule("log_softmax", Pat("log", SOFTMAX), "log(softmax(x)) -> log_softmax(x)")(
+    lambda b, n: apply("log_softmax", [b["x"]], axis=b["a"]))
+
+
+@rules.rule("softmax_renormalize",
+            Pat("div", SOFTMAX, Pat("sum", Pat("softmax", X, attrs={"axis": AttrVar("a")}),
+                                    attrs={"keepdims": True})),
+            "softmax(x) / sum(softmax(x)) -> softmax(x)")
+def _renorm(b, n):
+    s = n.inputs[1]
+    if tuple(s.attrs["axes"]) != (b["a"],):
+        return None
+    return same(b["s"], n)
+
+
+@rules.rule("log_clip_softmax", Pat("log", Pat("clip", SOFTMAX, Var("lo"), Var("hi"))),
+            "log(clip(softmax(x), lo, hi)) -> clip(log_softmax(x), log lo, log hi)")
+def _lcs(b, n):
+    ls = apply("log_softmax", [b["x"]], axis=b["a"])
+    bounds = _log_bounds(b["lo"], b["hi"], ls)
+    return None if bounds is None else same(gb.clip(ls, *bounds), n)
+
+
+# log(sigmoid(x)) -> -softplus(-x)
+rules.rule("log_sigmoid", Pat("log", SIGMOID), "log(sigmoid(x)) -> -softplus(-x)")(
+    lambda b, n: gb.neg(apply("softplus", [gb.neg(b["x"])])))
+# log(1 - sigmoid(x)) -> -softplus(x)
+rules.rule("log_one_minus_sigmoid", Pat("log", Pat("sub", Const("one", 1), SIGMOID)),
+           "log(1 - sigmoid(x)) -> -softplus(x)")(
+    lambda b, n: same(gb.neg(apply("softplus", [b["x"]])), n))
+
+
+@rules.rule("log_clip_sigmoid", Pat("log", Pat("clip", SIGMOID, Var("lo"), Var("hi"))),
+            "log(clip(sigmoid(x), lo, hi)) -> clip(-softplus(-x), log lo, log hi)")
+def _lcsig(b, n):
+    v = gb.neg(apply("softplus", [gb.neg(b["x"])]))
+    bounds = _log_bounds(b["lo"], b["hi"], v)
+    return None if bounds is None else same(gb.clip(v, *bounds), n)
+
+
+@rules.rule("log_one_minus_clip_sigmoid", Pat("log", Pat("sub", Const("one", 1), Pat(
+    "clip", SIGMOID, Var("lo"), Var("hi")))),
+    "log(1 - clip(sigmoid(x), lo, hi)) -> clip(-softplus(x), log(1-hi), log(1-lo))")
+def _l1mcs(b, n):
+    lo, hi = _scalar(b["lo"]), _scalar(b["hi"])
+    if lo is None or hi is None or hi >= 1 or lo > 1:
+        return None
+    v = gb.neg(apply("softplus", [b["x"]]))
+    lo_b = gb.lift(math.log(1 - hi), v)
+    hi_b = gb.lift(math.log(1 - lo) if lo < 1 else -math.inf, v)
+    return same(gb.clip(v, lo_b, hi_b), n)
+
+
+# log(sum(exp(x))) -> logsumexp(x)
+rules.rule("logsumexp", Pat("log", Pat("sum", Pat("exp", X), attrs={"axes": AttrVar("ax"),
+           "keepdims": AttrVar("k")})), "log(sum(exp(x))) -> logsumexp(x)")(
+    lambda b, n: apply("logsumexp", [b["x"]], axes=b["ax"], keepdims=b["k"]))
+# log(1 + x) -> log1p(x)
+rules.rule("log1p", Pat("log", Pat("add", X, Const("one", 1))), "log(1 + x) -> log1p(x)")(
+    lambda b, n: same(apply("log1p", [b["x"]]), n))
+# exp(x) - 1 -> expm1(x)
+rules.rule("expm1", Pat("sub", Pat("exp", X), Const("one", 1)), "exp(x) - 1 -> expm1(x)")(
+    lambda b, n: same(apply("expm1", [b["x"]]), n))
