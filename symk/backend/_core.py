@@ -9,7 +9,7 @@ from typing import Any
 
 import numpy as np
 
-from symk.errors import SymkError
+from symk.errors import SymkError, user_line
 from symk.graph.node import Node
 from symk.graph.tensor import Tensor, to_node
 
@@ -17,7 +17,8 @@ _depth = threading.local()
 
 
 def api(fn):
-    """Mark a K function: errors raised inside get a ``K.<name>:`` prefix (outermost only)."""
+    """Mark a K function: errors raised inside get a ``K.<name>:`` prefix and the user's
+    ``file:line`` (outermost call only)."""
     name = fn.__name__
 
     @functools.wraps(fn)
@@ -27,13 +28,34 @@ def api(fn):
         try:
             return fn(*args, **kwargs)
         except SymkError as e:
-            if d == 0 and not str(e).startswith("K."):
-                raise type(e)(f"K.{name}: {e}") from None
+            if d == 0:
+                msg = str(e) if str(e).startswith("K.") else f"K.{name}: {e}"
+                shapes = _arg_types(args, kwargs)
+                if shapes and not any(k in msg for keys, _ in shapes for k in keys):
+                    msg += "\n  (arguments: " + ", ".join(t for _, t in shapes) + ")"
+                where = user_line()
+                if where not in msg:
+                    msg += f"\n  (at {where})"
+                raise type(e)(msg) from None
             raise
         finally:
             _depth.d = d
 
     return wrapper
+
+
+def _arg_types(args: tuple, kwargs: dict) -> list[tuple[tuple[str, str], str]]:
+    """((shape text, type text), 'name dtype[shape]') of a K call's tensor arguments."""
+    from symk.graph.types import shape_str
+
+    out = []
+    for a in list(args) + list(kwargs.values()):
+        items = a if isinstance(a, (list, tuple)) else [a]
+        for t in items:
+            if isinstance(t, Tensor):
+                out.append(((shape_str(t.shape), str(t.node.type)),
+                            f"'{t.name}' {t.node.type}"))
+    return out
 
 
 def n(x: Any, like: Any = None) -> Node:

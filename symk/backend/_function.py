@@ -10,6 +10,7 @@ from symk.backend._core import api, n, w
 from symk.errors import ArgumentError, SymkError
 from symk.graph import build as gb
 from symk.graph.grad import gradients as _gradients
+from symk.graph.node import Node, apply, creation_line, toposort
 from symk.graph.tensor import Tensor, Variable
 from symk.runtime.function import CompiledFunction
 
@@ -89,10 +90,34 @@ def function(inputs, outputs, updates=None, name=None, **kwargs):
     for i, x in enumerate(inputs):
         if not isinstance(x, Tensor):
             raise ArgumentError(f"K.function input {i} is {type(x).__name__}, not a symk tensor")
+    ups = _normalize_updates(updates)
+    new_value = {id(var.node): val for var, val in ups}  # the last update of a variable wins
+    out_nodes = [_after_updates(n(o), new_value) if getattr(o, "_is_metric", False) else n(o)
+                 for o in outs]
     fn = CompiledFunction(
-        [x.node for x in inputs], [n(o) for o in outs], _normalize_updates(updates),
+        [x.node for x in inputs], out_nodes, ups,
         name=name, input_names=[x.name for x in inputs], device=kwargs.get("device"))
     return Function(fn, single)
+
+
+def _after_updates(node: Node, new_value: dict[int, Node]) -> Node:
+    """``node`` as read after the call's updates: every updated variable is replaced by its new
+    value.  Keras flags stateful-metric results with ``_is_metric``; they must see the
+    accumulators after this batch (TensorFlow orders them by control dependencies, Theano
+    recomputes them after the updates)."""
+    if not new_value:
+        return node
+    done: dict[int, Node] = {}
+    for x in toposort([node]):
+        if id(x) in new_value:
+            done[id(x)] = new_value[id(x)]
+            continue
+        ins = tuple(done[id(i)] for i in x.inputs)
+        if all(a is b for a, b in zip(ins, x.inputs)):
+            done[id(x)] = x
+        else:
+            done[id(x)] = apply(x.op, ins, line=creation_line(x), **dict(x.attrs))
+    return done[id(node)]
 
 
 class Function:

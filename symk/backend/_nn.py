@@ -92,10 +92,8 @@ def bias_add(x, bias, data_format=None):
     if fmt == "channels_first" and xn.ndim >= 3:
         if bn.ndim == 1:
             shape = (1, bn.shape[0]) + (1,) * (xn.ndim - 2)
-        else:
-            perm = (bn.ndim - 1,) + tuple(range(bn.ndim - 1))
-            bn = gb.transpose(bn, perm)
-            shape = (1,) + bn.shape
+        else:  # Keras reshapes (not transposes) a channels_last (spatial..., C) bias
+            shape = (1, bn.shape[-1]) + bn.shape[:-1]
     else:
         shape = (1,) * (xn.ndim - bn.ndim) + bn.shape
     if None in shape:
@@ -160,12 +158,12 @@ def sparse_categorical_crossentropy(target, output, from_logits=False, axis=-1):
 
 @api
 def binary_crossentropy(target, output, from_logits=False):
-    """-(t*log(p) + (1-t)*log(1-p)) with p clipped to [eps, 1-eps]; with logits the stable
-    max(x,0) - x*t + log(1+exp(-|x|))."""
+    """-(t*log(p) + (1-t)*log(1-p)) with p clipped to [eps, 1-eps]; with logits
+    softplus(x) - x*t (softplus is the stable max(x,0) + log1p(exp(-|x|)), and its gradient
+    sigmoid(x) - t is right at x = 0 too, where the max/abs form has kinks)."""
     o, t = n(output), n(target)
     if from_logits:
-        return w(gb.add(gb.sub(gb.maximum(o, 0), gb.mul(o, t)),
-                        apply("softplus", [gb.neg(gb.abs(o))])))
+        return w(gb.sub(apply("softplus", [o]), gb.mul(o, t)))
     eps = config.epsilon()
     p = gb.clip(o, eps, 1.0 - eps)
     return w(gb.neg(gb.add(gb.mul(t, gb.log(p)), gb.mul(gb.sub(1, t), gb.log(gb.sub(1, p))))))
@@ -178,7 +176,7 @@ def _bcast_param(p, x, axis):
     pn = n(p, x)
     if pn.ndim == 1 and x.ndim > 1 and axis != x.ndim - 1:
         shape = [1] * x.ndim
-        shape[axis] = pn.shape[0]
+        shape[axis] = -1 if pn.shape[0] is None else pn.shape[0]
         pn = gb.reshape(pn, shape)
     return pn
 
@@ -210,6 +208,8 @@ def normalize_batch_in_training(x, gamma, beta, reduction_axes, epsilon=1e-3):
     v = kvar(x, axes, keepdims=True).node
     kept = [d for i, d in enumerate(xn.shape) if i not in axes]
     bshape = [1 if i in axes else d for i, d in enumerate(xn.shape)]
+    if bshape.count(None) == 1:  # one unknown kept axis: the parameters give its size
+        bshape[bshape.index(None)] = -1
     out = gb.mul(gb.sub(xn, m), gb.div(1.0, gb.sqrt(gb.add(v, float(epsilon)))))
     if gamma is not None:
         out = gb.mul(out, gb.reshape(n(gamma, xn), bshape) if None not in bshape else n(gamma))

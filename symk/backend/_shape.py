@@ -160,14 +160,44 @@ def arange(start, stop=None, step=1, dtype="int32"):
 @api
 def tile(x, n_):
     node = n(x)
+    if isinstance(n_, Tensor) or (isinstance(n_, (list, tuple))
+                                  and builtins.any(isinstance(r, Tensor) for r in n_)):
+        return w(_tile_dynamic(node, n_))
     reps = [n_] if isinstance(n_, (int, np.integer)) else list(n_)
-    if builtins.any(isinstance(r, Tensor) for r in reps):
-        raise ArgumentError("tile repetitions must be Python ints")
     reps = [int(r) for r in reps]
     if len(reps) > node.ndim:
         raise ShapeError(f"tile: {len(reps)} repetitions for a tensor of rank {node.ndim}")
     reps = [1] * (node.ndim - len(reps)) + reps
     return w(apply("tile", [node], reps=tuple(reps)))
+
+
+def _tile_dynamic(node, reps):
+    """tile with repetitions known only at run time (Keras's confusion-matrix metrics tile by
+    the batch size): broadcast x of shape (d0..dn) viewed as (1,d0,..,1,dn) against a filled
+    (r0,d0,..,rn,dn), then merge each pair of axes."""
+    if isinstance(reps, Tensor):
+        if reps.ndim != 1 or reps.shape[0] is None:
+            raise ArgumentError("symbolic tile repetitions must be a 1-D tensor of known length")
+        rvec = gb.cast(reps.node, "int32")
+        k = reps.shape[0]
+    else:
+        rvec = stack([gb.cast(n(r), "int32") for r in reps]).node
+        k = len(reps)
+    if k != node.ndim:
+        raise ShapeError(f"tile: {k} symbolic repetitions for a tensor of rank {node.ndim} "
+                         "(one per axis needed)")
+    sv = gb.shape_of(node)
+    pairs = []
+    for i in range(node.ndim):
+        pairs += [getitem(rvec, builtins.slice(i, i + 1)), getitem(sv, builtins.slice(i, i + 1))]
+    wide = apply("concatenate", pairs, axis=0)
+    view = node
+    for i in range(node.ndim):
+        view = gb.expand_dims(view, 2 * i)
+    wide_static = tuple(d for dim in node.shape for d in (None, dim))
+    mask = apply("fill", [wide], value=True, dtype="bool", shape=wide_static)
+    big = gb.where(mask, view, view)
+    return apply("reshape", [big, gb.mul(rvec, sv)], shape=(None,) * node.ndim)
 
 
 @api

@@ -103,7 +103,7 @@ def placeholder(shape=None, ndim=None, dtype=None, sparse=False, name=None):
 
 
 def is_placeholder(x: Any) -> bool:
-    return isinstance(x, Tensor) and x.node.op.name == "placeholder"
+    return issubclass(type(x), Tensor) and x.node.op.name == "placeholder"
 
 
 @api
@@ -121,7 +121,8 @@ def variable(value, dtype=None, name=None, constraint=None):
 
 
 def is_variable(x: Any) -> bool:
-    return isinstance(x, Variable)
+    # type(x), not isinstance: never touches a foreign object's attributes (never raises)
+    return issubclass(type(x), Variable)
 
 
 @api
@@ -137,7 +138,7 @@ def constant(value, dtype=None, shape=None, name=None):
 
 
 def is_tensor(x: Any) -> bool:
-    return isinstance(x, Tensor)
+    return issubclass(type(x), Tensor)
 
 
 def is_keras_tensor(x: Any) -> bool:
@@ -253,10 +254,11 @@ def _shape_node(shape: Any):
 
 
 def _filled(shape, value, dtype, name):
+    """A variable (as in Keras's backends) when the shape is static, else a symbolic fill."""
     dtype = as_dtype(dtype or config.floatx())
     static, vec = _shape_node(shape)
     if None not in static:
-        return w(gb.const(np.full(static, value, dtype=dtype)), name)
+        return variable(np.full(static, value, dtype=dtype), dtype, name)
     return w(apply("fill", [vec], value=value, dtype=dtype, shape=static), name)
 
 
@@ -272,8 +274,10 @@ def ones(shape, dtype=None, name=None):
 
 @api
 def eye(size, dtype=None, name=None):
+    """An identity-matrix variable (Keras's backends return a variable)."""
     nr, nc = (size if isinstance(size, (list, tuple)) else (size, size))
-    return w(gb.const(np.eye(int(nr), int(nc), dtype=as_dtype(dtype or config.floatx()))), name)
+    dtype = as_dtype(dtype or config.floatx())
+    return variable(np.eye(int(nr), int(nc), dtype=dtype), dtype, name)
 
 
 @api
@@ -334,12 +338,11 @@ def set_learning_phase(value: int) -> None:
 
 # ---------------------------------------------------------------- random
 
-_seed_rng = np.random.default_rng()
-
-
 def _seed(seed):
+    """``seed``, or one drawn from numpy's global RNG (as Keras's Theano backend does), so that
+    ``np.random.seed(s)`` makes Keras models (initializers, dropout) reproducible."""
     if seed is None:
-        return int(_seed_rng.integers(0, 2**31 - 1))
+        return int(np.random.randint(0, 2**31 - 1))
     if not isinstance(seed, (int, np.integer)):
         raise ArgumentError(f"seed must be an int, got {seed!r}")
     return int(seed)

@@ -7,10 +7,12 @@ elimination is free and identity is structural.  Names and creation lines (the u
 
 from __future__ import annotations
 
+import contextlib
+import contextvars
 import itertools
 import threading
 import weakref
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from types import MappingProxyType
 from typing import Any
 
@@ -26,6 +28,9 @@ _table: weakref.WeakValueDictionary[tuple, Node] = weakref.WeakValueDictionary()
 _names: weakref.WeakKeyDictionary[Node, str] = weakref.WeakKeyDictionary()
 _lines: weakref.WeakKeyDictionary[Node, str] = weakref.WeakKeyDictionary()
 _uids = itertools.count(1)
+#: the creation line given to nodes built inside ``line_scope`` (rewrites carry the line of the
+#: node they replace to every node they create)
+_scope_line: contextvars.ContextVar[str | None] = contextvars.ContextVar("symk_line", default=None)
 
 
 def fresh_uid() -> int:
@@ -148,8 +153,18 @@ def apply(op: Op | str, inputs: Sequence[Node], line: str | None = None, **attrs
     with _lock:
         existing = _table.setdefault(key, n)
     if existing is n:
-        _lines[n] = line or user_line()
+        _lines[n] = line or _scope_line.get() or user_line()
     return existing
+
+
+@contextlib.contextmanager
+def line_scope(line: str) -> Iterator[None]:
+    """Nodes first built inside the block (without an explicit ``line``) get ``line``."""
+    token = _scope_line.set(line)
+    try:
+        yield
+    finally:
+        _scope_line.reset(token)
 
 
 def set_name(node: Node, name: str | None) -> None:

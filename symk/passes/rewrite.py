@@ -15,7 +15,8 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 
 from symk.errors import SymkError
-from symk.graph.node import Node, apply, creation_line, set_creation_line, toposort
+from symk.graph.node import (Node, apply, creation_line, line_scope, set_creation_line,
+                             toposort)
 from symk.passes.pattern import Bindings, Pat, match
 
 
@@ -105,7 +106,8 @@ def _apply_rules(n: Node, rules: RuleSet, recent: deque[str],
         b = match(rule.pattern, n)
         if b is None:
             continue
-        out = rule.build(b, n)
+        with line_scope(creation_line(n)):  # nodes the rule creates get n's line
+            out = rule.build(b, n)
         if out is None or out is n:
             continue
         if out.type != n.type:

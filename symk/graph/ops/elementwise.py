@@ -384,7 +384,8 @@ _unary("softsign", "float", lambda b, x: b.div(x, b.add(b.c(1, x), b.abs(x))),
 _unary("hard_sigmoid", "float",
        lambda b, x: b.minimum(b.maximum(b.add(b.mul(b.c(0.2, x), x), b.c(0.5, x)), b.c(0, x)),
                               b.c(1, x)),
-       lambda x, y, g: gb.where(gb.logical_and(gb.gt(x, -2.5), gb.lt(x, 2.5)),
+       # the boundaries pass the gradient, as Keras's clip(0.2x + 0.5, 0, 1) does
+       lambda x, y, g: gb.where(gb.logical_and(gb.ge(x, -2.5), gb.le(x, 2.5)),
                                 gb.mul(g, 0.2), 0))
 _unary("relu", "same", _relu_expr, _relu_grad, attrs=("alpha", "max_value", "threshold"))
 _unary("elu", "float", _elu_expr,

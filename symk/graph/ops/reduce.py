@@ -62,10 +62,17 @@ class Prod(Reduce):
     np_fn = staticmethod(np.prod)
 
     def vjp(self, node, g):
-        g, x, _ = _expand_back(node, g)
-        y, _, _ = _expand_back(node, node)
-        # d prod / d x_i = prod / x_i (inputs must be nonzero, as in Theano's default)
-        return [gb.div(gb.mul(gb.broadcast_like(g, x), y), x)]
+        g, x, axes = _expand_back(node, g)
+        # d prod / d x_i = product of the other elements, safe with zeros (like Theano):
+        # no zero: prod / x_i; one zero: the product of the rest at the zero, 0 elsewhere;
+        # two or more zeros: 0
+        zero = gb.eq(x, 0)
+        nzeros = gb.sum(gb.cast(zero, x.dtype), axes, keepdims=True)
+        safe = gb.where(zero, 1, x)
+        rest = gb.reduce("prod", safe, axes, keepdims=True)
+        d = gb.where(gb.eq(nzeros, 0), gb.div(rest, safe),
+                     gb.where(gb.logical_and(gb.eq(nzeros, 1), zero), rest, 0))
+        return [gb.mul(gb.broadcast_like(g, x), d)]
 
 
 @register
