@@ -10,7 +10,7 @@ from symk.backend._core import api, n, w
 from symk.errors import ArgumentError, SymkError
 from symk.graph import build as gb
 from symk.graph.grad import gradients as _gradients
-from symk.graph.node import Node, apply, creation_line, toposort
+from symk.graph.node import Node, substitute
 from symk.graph.tensor import Tensor, Variable
 from symk.runtime.function import CompiledFunction
 
@@ -107,17 +107,7 @@ def _after_updates(node: Node, new_value: dict[int, Node]) -> Node:
     recomputes them after the updates)."""
     if not new_value:
         return node
-    done: dict[int, Node] = {}
-    for x in toposort([node]):
-        if id(x) in new_value:
-            done[id(x)] = new_value[id(x)]
-            continue
-        ins = tuple(done[id(i)] for i in x.inputs)
-        if all(a is b for a, b in zip(ins, x.inputs)):
-            done[id(x)] = x
-        else:
-            done[id(x)] = apply(x.op, ins, line=creation_line(x), **dict(x.attrs))
-    return done[id(node)]
+    return substitute([node], new_value)[0]
 
 
 class Function:

@@ -206,3 +206,18 @@ def toposort(roots: Iterable[Node]) -> list[Node]:
                 stack.pop()
                 order.append(node)
     return order
+
+
+def substitute(roots: Sequence[Node], mapping: dict[int, Node]) -> list[Node]:
+    """Rebuild ``roots`` with the nodes whose id is in ``mapping`` replaced."""
+    memo: dict[int, Node] = {}
+    for node in toposort(roots):
+        if id(node) in mapping:
+            memo[id(node)] = mapping[id(node)]
+            continue
+        new_inputs = tuple(memo[id(i)] for i in node.inputs)
+        if any(a is not b for a, b in zip(new_inputs, node.inputs)):
+            memo[id(node)] = apply(node.op, new_inputs, line=creation_line(node), **node.attrs)
+        else:
+            memo[id(node)] = node
+    return [memo[id(r)] for r in roots]

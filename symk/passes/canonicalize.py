@@ -49,16 +49,24 @@ rules.rule("sub_neg", Pat("sub", X, Pat("neg", Y)), "x - (-y) -> x + y")(
     lambda b, n: same(gb.add(b["x"], b["y"]), n))
 
 
+def _zeros_shaped_like(x: Node, n: Node) -> Node | None:
+    """Zeros of ``n``'s type built from ``x``'s shape (never from ``n`` itself, which would keep
+    the replaced node alive under ``shape_of`` and rewrite it forever)."""
+    if None not in n.shape:
+        return gb.zeros_like(n)
+    return gb.zeros_like(x, n.dtype) if x.shape == n.shape else None
+
+
 @rules.rule("mul_zero_int", Pat("mul", X, Const("c", 0)), "x * 0 -> 0 (ints/bools only)")
 def _mul_zero(b, n):
     if is_float(n.dtype):
         return None  # inf * 0 and nan * 0 are nan
-    return gb.zeros_like(n)
+    return _zeros_shaped_like(b["x"], n)
 
 
 @rules.rule("sub_self_int", Pat("sub", X, X), "x - x -> 0 (ints/bools only)")
 def _sub_self(b, n):
-    return None if is_float(n.dtype) else gb.zeros_like(n)
+    return None if is_float(n.dtype) else _zeros_shaped_like(b["x"], n)
 
 
 # where(c, x, x) -> x

@@ -4,7 +4,8 @@ Producer-into-consumer merging, visiting consumers first: an elementwise or redu
 joins the group of its consumers when all of its consumers are in that one group (so groups
 stay convex), its shape matches the group's iteration domain (the reduction's input domain for
 a prologue, its output domain for an epilogue), the group keeps at most one reduction, and the
-group reads at most ``MAX_INPUTS`` outside values.
+group reads at most ``MAX_INPUTS`` outside values (scalar constants are immediates in the
+generated code and do not count).
 """
 
 from __future__ import annotations
@@ -22,14 +23,20 @@ class _Group:
 
     def __init__(self, node: Node, kind: str) -> None:
         self.members: dict[int, Node] = {id(node): node}
-        self.ins: set[int] = {id(i) for i in node.inputs}
+        self.ins: set[int] = {id(i) for i in node.inputs if _counts(i)}
         self.reduction = node if kind == "reduction" else None
         self.out_domain = node.shape
         self.in_domain = node.inputs[0].shape if kind == "reduction" else node.shape
 
     def inputs_with(self, p: Node) -> set[int]:
         """The outside values the group would read with ``p`` added."""
-        return (self.ins - {id(p)}) | {id(i) for i in p.inputs if id(i) not in self.members}
+        return (self.ins - {id(p)}) | {id(i) for i in p.inputs
+                                       if id(i) not in self.members and _counts(i)}
+
+
+def _counts(i: Node) -> bool:
+    """Whether reading ``i`` counts against ``MAX_INPUTS`` (scalar constants do not)."""
+    return not (i.op.name == "constant" and i.type.size() == 1)
 
 
 def fuse(roots: Sequence[Node], enabled: bool = True) -> Schedule:

@@ -15,8 +15,7 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 
 from symk.errors import SymkError
-from symk.graph.node import (Node, apply, creation_line, line_scope, set_creation_line,
-                             toposort)
+from symk.graph.node import Node, apply, creation_line, line_scope, set_creation_line, toposort
 from symk.passes.pattern import Bindings, Pat, match
 
 
@@ -125,17 +124,3 @@ def _apply_rules(n: Node, rules: RuleSet, recent: deque[str],
         return out
     return None
 
-
-def substitute(roots: Sequence[Node], mapping: dict[int, Node]) -> list[Node]:
-    """Rebuild ``roots`` with the nodes whose id is in ``mapping`` replaced."""
-    memo: dict[int, Node] = {}
-    for node in toposort(roots):
-        if id(node) in mapping:
-            memo[id(node)] = mapping[id(node)]
-            continue
-        new_inputs = tuple(memo[id(i)] for i in node.inputs)
-        if any(a is not b for a, b in zip(new_inputs, node.inputs)):
-            memo[id(node)] = apply(node.op, new_inputs, line=creation_line(node), **node.attrs)
-        else:
-            memo[id(node)] = node
-    return [memo[id(r)] for r in roots]

@@ -98,3 +98,24 @@ rules.rule("log1p", Pat("log", Pat("add", X, Const("one", 1))), "log(1 + x) -> l
 # exp(x) - 1 -> expm1(x)
 rules.rule("expm1", Pat("sub", Pat("exp", X), Const("one", 1)), "exp(x) - 1 -> expm1(x)")(
     lambda b, n: same(apply("expm1", [b["x"]]), n))
+
+
+# Gradients: K.gradients differentiates the formula as written, so the gradient of
+# log(sigmoid(x)) divides by sigmoid(x), which underflows to 0 (nan = inf * 0) for x << 0.
+# These rules recognize the vector-Jacobian products of log and sigmoid and cancel the division.
+SIG = Var("s", lambda n: n.op.name == "sigmoid")
+ONE_MINUS_SIG = Pat("sub", Const("one", 1), SIG, name="d")
+
+
+@rules.rule("grad_log_sigmoid", Pat("mul", Pat("div", Var("g"), SIG), Pat("mul", SIG,
+            ONE_MINUS_SIG)), "g / s * (s * (1 - s)) -> g * sigmoid(-x), s = sigmoid(x)")
+def _gls(b, n):
+    s = b["s"]
+    return same(gb.mul(b["g"], apply("sigmoid", [gb.neg(s.inputs[0])])), n)
+
+
+@rules.rule("grad_log_one_minus_sigmoid", Pat("mul", Pat("neg", Pat("div", Var("g"),
+            ONE_MINUS_SIG)), Pat("mul", SIG, Var("d"))),
+            "-(g / (1 - s)) * (s * (1 - s)) -> -(g * s), s = sigmoid(x)")
+def _gl1ms(b, n):
+    return same(gb.neg(gb.mul(b["g"], b["s"])), n)

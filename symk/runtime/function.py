@@ -15,10 +15,9 @@ import numpy as np
 from symk import config
 from symk.debug import log
 from symk.errors import DeviceError, InputError
-from symk.graph.node import Node, apply, creation_line, fresh_uid, node_name
+from symk.graph.node import Node, apply, creation_line, fresh_uid, node_name, substitute
 from symk.graph.tensor import Variable
 from symk.graph.types import shape_str
-from symk.passes.rewrite import substitute
 
 
 class CompiledFunction:

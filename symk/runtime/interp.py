@@ -9,6 +9,7 @@ memory plan says they are dead.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Sequence
 from typing import Any
 
@@ -109,9 +110,14 @@ def _run_op(node: Node, fn: Any, args: list[Any], attrs: dict[str, Any],
     return v
 
 
+@functools.lru_cache(maxsize=64)
+def _np_dtype(name: str) -> np.dtype:
+    return np.dtype(name)
+
+
 def _check(node: Node, v: np.ndarray, args: list[Any]) -> None:
     t = node.type
-    if v.dtype.name != t.dtype:
+    if v.dtype != _np_dtype(t.dtype):
         raise SymkError(f"internal error: op '{node.op.name}' produced {v.dtype.name}, its type "
                         f"rule says {t.dtype} (node created at {creation_line(node)})")
     if v.ndim != t.ndim or any(d is not None and d != s for d, s in zip(t.shape, v.shape)):

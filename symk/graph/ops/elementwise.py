@@ -6,6 +6,7 @@ scalar builder; codegen renders the very same expression.
 
 from __future__ import annotations
 
+import functools
 import math
 from collections.abc import Sequence
 from typing import Any, ClassVar
@@ -53,10 +54,16 @@ class Elementwise(Op):
         raise NotImplementedError(self.name)
 
     def ref(self, *xs: np.ndarray, **attrs: Any) -> np.ndarray:
-        cd = self.compute_dtype([x.dtype.name for x in xs], **attrs)
-        out = self.scalar(NUMPY, *[NUMPY.cast(np.asarray(x), cd) for x in xs], **attrs)
-        od = self.out_dtype([x.dtype.name for x in xs], **attrs)
+        xs = tuple(np.asarray(x) for x in xs)
+        cd, od = self._dtypes(tuple(x.dtype for x in xs), tuple(attrs.items()))
+        out = self.scalar(NUMPY, *[x.astype(cd, copy=False) for x in xs], **attrs)
         return np.asarray(out).astype(od, copy=False)
+
+    @functools.lru_cache(maxsize=4096)  # noqa: B019  (ops are registry singletons)
+    def _dtypes(self, dts: tuple[np.dtype, ...], attrs: tuple) -> tuple[np.dtype, np.dtype]:
+        names = [d.name for d in dts]
+        a = dict(attrs)
+        return np.dtype(self.compute_dtype(names, **a)), np.dtype(self.out_dtype(names, **a))
 
 
 class Unary(Elementwise):
