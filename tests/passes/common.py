@@ -1,0 +1,72 @@
+"""Helpers for the pass tests: build leaves, run a graph through the pipeline at a given level
+and execute its Schedule with the reference executor, and compare results the float32 way
+(NaN positions and infinities must agree exactly)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+
+import numpy as np
+
+from symk.graph.node import Node, apply, fresh_uid, toposort
+from symk.passes.pipeline import Optimized, optimize
+from symk.runtime.interp import InterpPlan
+
+
+def ph(shape: Sequence[int | None], dtype: str = "float32") -> Node:
+    """A fresh placeholder node."""
+    return apply("placeholder", [], dtype=dtype, shape=tuple(shape), uid=fresh_uid())
+
+
+def ops(roots: Node | Iterable[Node]) -> list[str]:
+    """Op names of every non-leaf node below ``roots`` (topological order)."""
+    rs = [roots] if isinstance(roots, Node) else list(roots)
+    return [n.op.name for n in toposort(rs) if not n.op.is_leaf]
+
+
+def execute(opt: Optimized, feeds: dict[Node, np.ndarray]) -> list[np.ndarray]:
+    """Run an optimized graph's Schedule with the reference executor."""
+    plan = InterpPlan(opt.schedule, list(feeds))
+    vals = plan.run([np.asarray(v) for v in feeds.values()])
+    return [np.asarray(vals[plan.slot[id(r)]]) for r in opt.roots]
+
+
+def run(roots: Sequence[Node], feeds: dict[Node, np.ndarray], level: int,
+        exclude: set[str] | None = None) -> list[np.ndarray]:
+    """Optimize ``roots`` at ``level`` (nothing excluded unless asked) and execute them."""
+    return execute(optimize(list(roots), level=level, exclude=exclude or set()), feeds)
+
+
+def run_levels(roots: Sequence[Node], feeds: dict[Node, np.ndarray]
+               ) -> tuple[list[np.ndarray], list[np.ndarray]]:
+    """(results with every pass, results at level 0)."""
+    return run(roots, feeds, 2), run(roots, feeds, 0)
+
+
+def assert_close(got: np.ndarray, want: np.ndarray, rtol: float = 2e-5, atol: float = 1e-6,
+                 what: str = "") -> None:
+    """Equal shape, dtype and values within float32 tolerances; NaNs in the same places and
+    infinities equal (sign included)."""
+    got, want = np.asarray(got), np.asarray(want)
+    assert got.shape == want.shape, f"{what}: shape {got.shape} != {want.shape}"
+    assert got.dtype == want.dtype, f"{what}: dtype {got.dtype} != {want.dtype}"
+    if got.dtype.kind not in "fc":
+        np.testing.assert_array_equal(got, want, err_msg=what)
+        return
+    gn, wn = np.isnan(got), np.isnan(want)
+    assert np.array_equal(gn, wn), f"{what}: NaN positions differ\n{got}\n{want}"
+    gi, wi = np.isinf(got), np.isinf(want)
+    assert np.array_equal(gi, wi) and np.array_equal(got[gi], want[wi]), \
+        f"{what}: infinities differ\n{got}\n{want}"
+    ok = ~(gn | gi)
+    g64, w64 = got[ok].astype(np.float64), want[ok].astype(np.float64)
+    np.testing.assert_allclose(g64, w64, rtol=rtol, atol=atol, err_msg=what)
+
+
+def assert_same_results(roots: Sequence[Node], feeds: dict[Node, np.ndarray],
+                        **tol: float) -> list[np.ndarray]:
+    """Results with all passes equal results with none; returns the optimized results."""
+    on, off = run_levels(roots, feeds)
+    for k, (a, b) in enumerate(zip(on, off)):
+        assert_close(a, b, what=f"output {k}", **tol)
+    return on
