@@ -15,7 +15,7 @@ import numpy as np
 from symk import config
 from symk.debug import log
 from symk.errors import DeviceError, InputError
-from symk.graph.node import Node, apply, creation_line, fresh_uid, node_name, substitute
+from symk.graph.node import Node, apply, creation_line, fresh_uid, node_name, substitute, toposort
 from symk.graph.tensor import Variable
 from symk.graph.types import shape_str
 
@@ -35,7 +35,7 @@ class CompiledFunction:
         self.device = device or config.device()
         if self.device == "cuda":
             raise DeviceError("device 'cuda' is not available in this build of symk yet; "
-                              "use 'interp'")
+                              "use 'cpu' or 'interp'")
         self.inputs = list(inputs)
         self.input_names = list(input_names or [node_name(x) or f"input {i}"
                                                 for i, x in enumerate(inputs)])
@@ -53,6 +53,13 @@ class CompiledFunction:
                 feeds.append(ph)
         self._feeds = feeds
         roots = self.outputs + [v for _, v in self.updates]
+        # a placeholder with a default that is not an input only ever takes its default: it is
+        # a constant (so an unfed learning phase folds its branches away too)
+        fed_ids = {id(x) for x in feeds}
+        for leaf in toposort(roots):
+            if leaf.op.name == "placeholder" and id(leaf) not in fed_ids and \
+                    leaf.attrs.get("default") is not None:
+                mapping[id(leaf)] = apply("constant", [], value=leaf.attrs["default"])
         self._roots = substitute(roots, mapping) if mapping else roots
         self._spec = [i for i, x in enumerate(feeds)
                       if x.attrs.get("default") is not None and x.ndim == 0]
@@ -75,7 +82,12 @@ class CompiledFunction:
         roots = substitute(self._roots, mapping) if mapping else self._roots
         label = self.name + ("" if not key else "[" + ",".join(map(str, key)) + "]")
         opt = optimize(roots, name=label)
-        interp = InterpPlan(opt.schedule, self._feeds)
+        if self.device == "cpu":
+            from symk.runtime.cpu import CpuPlan
+
+            interp = CpuPlan(opt.schedule, self._feeds, label)
+        else:
+            interp = InterpPlan(opt.schedule, self._feeds)
         n_out = len(self.outputs)
         slots = [interp.slot[id(r)] for r in opt.roots]
         leafy = [r.op.is_leaf for r in opt.roots]

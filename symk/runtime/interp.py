@@ -10,7 +10,7 @@ memory plan says they are dead.
 from __future__ import annotations
 
 import functools
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import numpy as np
@@ -20,8 +20,6 @@ from symk.graph.node import Node, creation_line, node_name
 from symk.graph.storage import Storage
 from symk.graph.tensor import storage_of
 from symk.passes.schedule import Kernel, Schedule
-
-Op = tuple[Node, Any, tuple[int, ...], dict[str, Any], int]
 
 
 class InterpPlan:
@@ -50,23 +48,41 @@ class InterpPlan:
             else:
                 self.defaults.append((i, n))
         self.rngs: dict[int, np.random.Generator] = {}
-        self.steps: list[tuple[list[Op], list[int]]] = []
+        self.steps: list[tuple[Callable[[list[Any]], None], list[int]]] = []
+        self.n_ops = 0
         for k, step in enumerate(schedule.steps):
-            members = step.nodes if isinstance(step, Kernel) else [step.node]
-            ops = []
-            for n in members:
-                i = self.slot[id(n)]
-                if n.op.is_random:
-                    self.rngs[i] = np.random.default_rng(n.attrs["seed"])
-                ops.append((n, n.op.ref, tuple(self.slot[id(x)] for x in n.inputs),
-                            dict(n.attrs), i))
             dead = []
             if isinstance(step, Kernel):
                 outs = {id(o) for o in step.outputs}
                 dead = [self.slot[id(n)] for n in step.nodes if id(n) not in outs]
+                run = self.kernel_step(step)
+            else:
+                run = self.node_step(step.node)
             dead += [self.slot[id(n)] for n in schedule.frees[k]] if schedule.frees else []
-            self.steps.append((ops, dead))
-        self.n_ops = sum(len(ops) for ops, _ in self.steps)
+            self.steps.append((run, dead))
+
+    def node_step(self, n: Node) -> Callable[[list[Any]], None]:
+        """A step evaluating one node with its numpy reference."""
+        i = self.slot[id(n)]
+        if n.op.is_random:
+            self.rngs[i] = np.random.default_rng(n.attrs["seed"])
+        rng = self.rngs.get(i)
+        ins = tuple(self.slot[id(x)] for x in n.inputs)
+        fn, attrs = n.op.ref, dict(n.attrs)
+        self.n_ops += 1
+
+        def run(vals: list[Any]) -> None:
+            vals[i] = _run_op(n, fn, [vals[j] for j in ins], attrs, rng)
+        return run
+
+    def kernel_step(self, k: Kernel) -> Callable[[list[Any]], None]:
+        """A step evaluating a fused kernel node by node (overridden by compiled devices)."""
+        parts = [self.node_step(n) for n in k.nodes]
+
+        def run(vals: list[Any]) -> None:
+            for p in parts:
+                p(vals)
+        return run
 
     def run(self, feeds: Sequence[np.ndarray]) -> list[Any]:
         vals: list[Any] = [None] * len(self.order)
@@ -85,10 +101,8 @@ class InterpPlan:
                                 "the function's inputs")
             vals[i] = d.array
         with np.errstate(all="ignore"):
-            for ops, dead in self.steps:
-                for node, fn, ins, attrs, out in ops:
-                    vals[out] = _run_op(node, fn, [vals[j] for j in ins], attrs,
-                                        self.rngs.get(out))
+            for run, dead in self.steps:
+                run(vals)
                 for j in dead:
                     vals[j] = None
         return vals

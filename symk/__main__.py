@@ -1,0 +1,24 @@
+"""``python -m symk cache info|clear``: inspect or empty the compiled-kernel cache."""
+
+from __future__ import annotations
+
+import sys
+
+
+def main(argv: list[str]) -> int:
+    if len(argv) != 2 or argv[0] != "cache" or argv[1] not in ("info", "clear"):
+        print("usage: python -m symk cache info|clear", file=sys.stderr)
+        return 2
+    from symk.runtime import cache
+
+    if argv[1] == "info":
+        i = cache.info()
+        print(f"cache dir: {i['dir'] or '(disabled: SYMK_CACHE=0)'}")
+        print(f"entries:   {i['entries']} ({i['bytes'] / 1024:.1f} KiB)")
+        return 0
+    print(f"removed {cache.clear()} file(s) from {cache.cache_dir()}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main(sys.argv[1:]))

@@ -1,0 +1,524 @@
+"""Render Kernel IR as LLVM IR text (opaque pointers, llvmlite >= 0.45).
+
+Each kernel becomes ``void @<name>(ptr %args, i64 %start, i64 %end)``: ``args`` holds the buffer
+addresses and int64 sizes in parameter order, ``[start, end)`` bounds the parallel loop so the
+runtime can split it across threads.  The wrapper calls ``@<name>_body`` whose buffer params are
+``noalias`` so the loop vectorizer needs no runtime alias checks.  Transcendentals call the
+inline, vectorizable functions of ``llvm_math``; no libm call is ever emitted.
+"""
+
+from __future__ import annotations
+
+import struct
+
+from symk.codegen.kir import Ins, Program
+from symk.errors import SymkError
+
+LLTYPE = {"float32": "float", "float64": "double", "int8": "i8", "int16": "i16",
+          "int32": "i32", "int64": "i64", "uint8": "i8", "uint16": "i16", "uint32": "i32",
+          "uint64": "i64", "bool": "i1"}
+MEMTYPE = {**LLTYPE, "bool": "i8"}
+_MATH = {"exp", "log", "log1p", "expm1", "tanh", "sin", "cos", "erf", "pow"}
+_FCMP = {"lt": "olt", "le": "ole", "gt": "ogt", "ge": "oge", "eq": "oeq", "ne": "une"}
+_ICMP = {"lt": "slt", "le": "sle", "gt": "sgt", "ge": "sge", "eq": "eq", "ne": "ne"}
+_UCMP = {"lt": "ult", "le": "ule", "gt": "ugt", "ge": "uge", "eq": "eq", "ne": "ne"}
+_BITS = {"i1": 1, "i8": 8, "i16": 16, "i32": 32, "i64": 64}
+FLAGS = "contract"  # never nnan/ninf: IEEE special values must survive
+ACC_FLAGS = "reassoc contract"  # accumulators may be reassociated (vectorized reductions)
+
+
+def _is_f(dt: str) -> bool:
+    return dt.startswith("float")
+
+
+def _is_u(dt: str) -> bool:
+    return dt.startswith("uint") or dt == "bool"
+
+
+def fconst(value: float, dt: str) -> str:
+    """Exact LLVM literal of a float (hex of the double; float32 values are exact doubles)."""
+    v = float(value)
+    if dt == "float32":
+        v = struct.unpack("f", struct.pack("f", v))[0]
+    return f"0x{struct.unpack('<Q', struct.pack('<d', v))[0]:016X}"
+
+
+class _Fn:
+    def __init__(self, prog: Program) -> None:
+        self.p = prog
+        self.lines: list[str] = []
+        self.n = 0
+        self.val: dict[int, str] = {}
+        self.decls: set[str] = set()
+        self.math: set[tuple[str, str]] = set()
+        self.allocas: list[str] = []
+        self.block = "entry"
+        self.loops: dict[int, tuple[str, str, str, str]] = {}
+
+    def tmp(self) -> str:
+        self.n += 1
+        return f"%t{self.n}"
+
+    def emit(self, text: str) -> None:
+        self.lines.append("  " + text)
+
+    def label(self, name: str) -> None:
+        self.lines.append(f"{name}:")
+        self.block = name
+
+    def intrinsic(self, name: str, ty: str, nargs: int, extra: str = "") -> str:
+        suffix = {"float": "f32", "double": "f64"}.get(ty, ty)
+        fn = f"@llvm.{name}.{suffix}"
+        self.decls.add(f"declare {ty} {fn}({', '.join([ty] * nargs)}{extra})")
+        return fn
+
+    def call_math(self, name: str, dt: str, args: list[str]) -> str:
+        from symk.codegen.llvm_math import fn_name
+
+        ty = LLTYPE[dt]
+        self.math.add((name, ty))
+        t = self.tmp()
+        self.emit(f"{t} = call {ty} @{fn_name(name, ty)}({', '.join(f'{ty} {a}' for a in args)})")
+        return t
+
+    # ------------------------------------------------------------ values
+    def ref(self, i: int) -> str:
+        return self.val[i]
+
+    def const(self, ins: Ins) -> str:
+        dt = ins.dtype
+        if _is_f(dt):
+            return fconst(ins.arg, dt)
+        if dt == "bool":
+            return "true" if ins.arg else "false"
+        return str(int(ins.arg))
+
+    def alu(self, ins: Ins) -> str:
+        prim = ins.arg
+        args = [self.ref(a) for a in ins.args]
+        in_dt = self.p.ins[ins.args[0]].dtype if ins.args else ins.dtype
+        if prim == "where":
+            in_dt = self.p.ins[ins.args[1]].dtype
+        ty = LLTYPE[in_dt]
+        f = _is_f(in_dt)
+        t = self.tmp()
+        e = self.emit
+        if prim in ("add", "sub", "mul"):
+            e(f"{t} = {'f' + prim + ' ' + FLAGS if f else prim} {ty} {args[0]}, {args[1]}")
+        elif prim == "div":
+            if f:
+                e(f"{t} = fdiv {FLAGS} {ty} {args[0]}, {args[1]}")
+            else:
+                return self.int_floordiv(in_dt, args, t)
+        elif prim == "neg":
+            e(f"{t} = fneg {ty} {args[0]}" if f else f"{t} = sub {ty} 0, {args[0]}")
+        elif prim == "abs":
+            if f:
+                e(f"{t} = call {ty} {self.intrinsic('fabs', ty, 1)}({ty} {args[0]})")
+            elif _is_u(in_dt):
+                return args[0]
+            else:
+                fn = self.intrinsic("abs", ty, 1, ", i1")
+                e(f"{t} = call {ty} {fn}({ty} {args[0]}, i1 false)")
+        elif prim == "sqrt":
+            e(f"{t} = call {ty} {self.intrinsic('sqrt', ty, 1)}({ty} {args[0]})")
+        elif prim in _MATH:
+            if not f:
+                raise SymkError(f"'{prim}' on {in_dt} reached the renderer")
+            return self.call_math(prim, in_dt, args)
+        elif prim in ("floor", "ceil", "rint"):
+            if not f:
+                return args[0]
+            e(f"{t} = call {ty} {self.intrinsic(prim, ty, 1)}({ty} {args[0]})")
+        elif prim == "sign":
+            return self.sign(in_dt, ty, args[0], t)
+        elif prim in ("maximum", "minimum"):
+            return self.minmax(prim, in_dt, args[0], args[1])
+        elif prim in _FCMP:
+            if f:
+                e(f"{t} = fcmp {_FCMP[prim]} {ty} {args[0]}, {args[1]}")
+            else:
+                cmp = _UCMP if _is_u(in_dt) else _ICMP
+                e(f"{t} = icmp {cmp[prim]} {ty} {args[0]}, {args[1]}")
+        elif prim == "where":
+            e(f"{t} = select i1 {args[0]}, {ty} {args[1]}, {ty} {args[2]}")
+        elif prim == "logical_and":
+            e(f"{t} = and i1 {args[0]}, {args[1]}")
+        elif prim == "logical_or":
+            e(f"{t} = or i1 {args[0]}, {args[1]}")
+        elif prim == "logical_not":
+            e(f"{t} = xor i1 {args[0]}, true")
+        elif prim == "floordiv":
+            if f:
+                q = self.tmp()
+                e(f"{q} = fdiv {FLAGS} {ty} {args[0]}, {args[1]}")
+                e(f"{t} = call {ty} {self.intrinsic('floor', ty, 1)}({ty} {q})")
+            else:
+                return self.int_floordiv(in_dt, args, t)
+        elif prim == "mod":
+            return self.mod(in_dt, ty, args, t)
+        else:
+            raise SymkError(f"the LLVM renderer has no rule for primitive '{prim}'")
+        return t
+
+    def minmax(self, prim: str, dt: str, a: str, b: str) -> str:
+        """NaN-propagating maximum/minimum (numpy semantics)."""
+        ty = LLTYPE[dt]
+        t = self.tmp()
+        if dt == "bool":
+            self.emit(f"{t} = {'or' if prim == 'maximum' else 'and'} i1 {a}, {b}")
+            return t
+        if _is_f(dt):
+            name = prim
+        else:
+            name = ("u" if _is_u(dt) else "s") + ("max" if prim == "maximum" else "min")
+        self.emit(f"{t} = call {ty} {self.intrinsic(name, ty, 2)}({ty} {a}, {ty} {b})")
+        return t
+
+    def sign(self, dt: str, ty: str, x: str, t: str) -> str:
+        e = self.emit
+        zero, one, mone = ("0.0", "1.0", "-1.0") if _is_f(dt) else ("0", "1", "-1")
+        if dt == "bool" or _is_u(dt):
+            c = self.tmp()
+            e(f"{c} = icmp ne {ty} {x}, 0")
+            e(f"{t} = zext i1 {c} to {ty}" if ty != "i1" else f"{t} = or i1 {c}, false")
+            return t
+        pos, neg, inner = self.tmp(), self.tmp(), self.tmp()
+        cmp = "fcmp ogt" if _is_f(dt) else "icmp sgt"
+        cmpn = "fcmp olt" if _is_f(dt) else "icmp slt"
+        e(f"{pos} = {cmp} {ty} {x}, {zero}")
+        e(f"{neg} = {cmpn} {ty} {x}, {zero}")
+        e(f"{inner} = select i1 {neg}, {ty} {mone}, {ty} {x}")
+        e(f"{t} = select i1 {pos}, {ty} {one}, {ty} {inner}")
+        return t
+
+    def int_floordiv(self, dt: str, args: list[str], t: str) -> str:
+        """Python floor division; a zero divisor gives 0 (like numpy), never a trap."""
+        ty = LLTYPE[dt]
+        a, b = args
+        e = self.emit
+        z, sb = self.tmp(), self.tmp()
+        e(f"{z} = icmp eq {ty} {b}, 0")
+        e(f"{sb} = select i1 {z}, {ty} 1, {ty} {b}")
+        if _is_u(dt):
+            q = self.tmp()
+            e(f"{q} = udiv {ty} {a}, {sb}")
+            e(f"{t} = select i1 {z}, {ty} 0, {ty} {q}")
+            return t
+        m1, sb2, q, r, rnz, sa, sbn, diff, fix, q2, qn, q3 = (self.tmp() for _ in range(12))
+        e(f"{m1} = icmp eq {ty} {sb}, -1")
+        e(f"{sb2} = select i1 {m1}, {ty} 1, {ty} {sb}")
+        e(f"{q} = sdiv {ty} {a}, {sb2}")
+        e(f"{r} = srem {ty} {a}, {sb2}")
+        e(f"{rnz} = icmp ne {ty} {r}, 0")
+        e(f"{sa} = icmp slt {ty} {r}, 0")
+        e(f"{sbn} = icmp slt {ty} {sb2}, 0")
+        e(f"{diff} = xor i1 {sa}, {sbn}")
+        e(f"{fix} = and i1 {rnz}, {diff}")
+        e(f"{q2} = sub {ty} {q}, 1")
+        e(f"{q3} = select i1 {fix}, {ty} {q2}, {ty} {q}")
+        e(f"{qn} = sub {ty} 0, {a}")
+        t2 = self.tmp()
+        e(f"{t2} = select i1 {m1}, {ty} {qn}, {ty} {q3}")
+        e(f"{t} = select i1 {z}, {ty} 0, {ty} {t2}")
+        return t
+
+    def mod(self, dt: str, ty: str, args: list[str], t: str) -> str:
+        """Python/numpy modulo: the result has the divisor's sign; x % 0 is 0 for ints."""
+        a, b = args
+        e = self.emit
+        if _is_f(dt):
+            r, rnz, rneg, bneg, diff, fix, radj = (self.tmp() for _ in range(7))
+            e(f"{r} = frem {ty} {a}, {b}")
+            e(f"{rnz} = fcmp one {ty} {r}, 0.0")
+            e(f"{rneg} = fcmp olt {ty} {r}, 0.0")
+            e(f"{bneg} = fcmp olt {ty} {b}, 0.0")
+            e(f"{diff} = xor i1 {rneg}, {bneg}")
+            e(f"{fix} = and i1 {rnz}, {diff}")
+            e(f"{radj} = fadd {ty} {r}, {b}")
+            e(f"{t} = select i1 {fix}, {ty} {radj}, {ty} {r}")
+            return t
+        z, sb = self.tmp(), self.tmp()
+        e(f"{z} = icmp eq {ty} {b}, 0")
+        e(f"{sb} = select i1 {z}, {ty} 1, {ty} {b}")
+        if _is_u(dt):
+            r = self.tmp()
+            e(f"{r} = urem {ty} {a}, {sb}")
+            e(f"{t} = select i1 {z}, {ty} 0, {ty} {r}")
+            return t
+        m1, sb2, r, rnz, rneg, bneg, diff, fix, radj, r2 = (self.tmp() for _ in range(10))
+        e(f"{m1} = icmp eq {ty} {sb}, -1")
+        e(f"{sb2} = select i1 {m1}, {ty} 1, {ty} {sb}")
+        e(f"{r} = srem {ty} {a}, {sb2}")
+        e(f"{rnz} = icmp ne {ty} {r}, 0")
+        e(f"{rneg} = icmp slt {ty} {r}, 0")
+        e(f"{bneg} = icmp slt {ty} {sb2}, 0")
+        e(f"{diff} = xor i1 {rneg}, {bneg}")
+        e(f"{fix} = and i1 {rnz}, {diff}")
+        e(f"{radj} = add {ty} {r}, {sb2}")
+        e(f"{r2} = select i1 {fix}, {ty} {radj}, {ty} {r}")
+        e(f"{t} = select i1 {z}, {ty} 0, {ty} {r2}")
+        return t
+
+    def cast(self, x: str, src: str, dst: str) -> str:
+        if src == dst:
+            return x
+        st, dt_ = LLTYPE[src], LLTYPE[dst]
+        t = self.tmp()
+        e = self.emit
+        if dst == "bool":
+            if _is_f(src):
+                e(f"{t} = fcmp une {st} {x}, 0.0")
+            else:
+                e(f"{t} = icmp ne {st} {x}, 0")
+        elif _is_f(src) and _is_f(dst):
+            op = "fpext" if src == "float32" else "fptrunc"
+            e(f"{t} = {op} {st} {x} to {dt_}")
+        elif _is_f(dst):
+            e(f"{t} = {'uitofp' if _is_u(src) else 'sitofp'} {st} {x} to {dt_}")
+        elif _is_f(src):
+            name = "fptoui.sat" if _is_u(dst) else "fptosi.sat"
+            fn = f"@llvm.{name}.{dt_}.{'f32' if st == 'float' else 'f64'}"
+            self.decls.add(f"declare {dt_} {fn}({st})")
+            e(f"{t} = call {dt_} {fn}({st} {x})")
+        else:
+            bs, bd = _BITS[st], _BITS[dt_]
+            if bs == bd:
+                return x
+            if bs > bd:
+                e(f"{t} = trunc {st} {x} to {dt_}")
+            else:
+                e(f"{t} = {'zext' if _is_u(src) else 'sext'} {st} {x} to {dt_}")
+        return t
+
+    # ------------------------------------------------------------ program
+    def render(self) -> str:
+        p = self.p
+        sig = []
+        for k, pi in enumerate(p.params):
+            name, kind = p.ins[pi].arg
+            if kind == "size":
+                sig.append(f"i64 %p{k}")
+                self.val[pi] = f"%p{k}"
+            else:
+                sig.append(f"ptr noalias %p{k}")
+                self.val[pi] = f"%p{k}"
+        self.label("entry")
+        body_start = len(self.lines)
+        for i, ins in enumerate(p.ins):
+            self.instr(i, ins)
+        self.emit("ret void")
+        lines = self.lines[:body_start] + ["  " + a for a in self.allocas] + \
+            self.lines[body_start:]
+        sig.append("i64 %start")
+        sig.append("i64 %end")
+        head = f"define internal void @{p.name}_body({', '.join(sig)}) noinline nounwind {{"
+        return "\n".join([head, *lines, "}"])
+
+    def instr(self, i: int, ins: Ins) -> None:
+        op = ins.op
+        e = self.emit
+        if op == "param":
+            return
+        if op == "const":
+            self.val[i] = self.const(ins)
+        elif op == "range":
+            h, b, latch, x = f"L{i}_head", f"L{i}_body", f"L{i}_latch", f"L{i}_exit"
+            if ins.arg.get("parallel"):
+                lo, hi = "%start", "%end"
+            else:
+                lo, hi = self.ref(ins.args[0]), self.ref(ins.args[1])
+            pred = self.block
+            e(f"br label %{h}")
+            self.label(h)
+            iv = f"%i{i}"
+            self.val[i] = iv
+            e(f"{iv} = phi i64 [{lo}, %{pred}], [%i{i}_next, %{latch}]")
+            c = self.tmp()
+            e(f"{c} = icmp slt i64 {iv}, {hi}")
+            e(f"br i1 {c}, label %{b}, label %{x}")
+            self.label(b)
+            self.loops[i] = (h, b, latch, x)
+        elif op == "end":
+            h, b, latch, x = self.loops[ins.args[0]]
+            e(f"br label %{latch}")
+            self.label(latch)
+            e(f"%i{ins.args[0]}_next = add nsw i64 %i{ins.args[0]}, 1")
+            e(f"br label %{h}")
+            self.label(x)
+        elif op == "load":
+            dt = ins.dtype
+            mt = MEMTYPE[dt]
+            gp, t = self.tmp(), self.tmp()
+            e(f"{gp} = getelementptr inbounds {mt}, ptr {self.ref(ins.args[0])}, "
+              f"i64 {self.ref(ins.args[1])}")
+            e(f"{t} = load {mt}, ptr {gp}")
+            if dt == "bool":
+                t2 = self.tmp()
+                e(f"{t2} = icmp ne i8 {t}, 0")
+                t = t2
+            self.val[i] = t
+        elif op == "store":
+            buf, idx, v = ins.args
+            dt = self.p.ins[buf].dtype
+            mt = MEMTYPE[dt]
+            val = self.ref(v)
+            if dt == "bool":
+                z = self.tmp()
+                e(f"{z} = zext i1 {val} to i8")
+                val = z
+            gp = self.tmp()
+            e(f"{gp} = getelementptr inbounds {mt}, ptr {self.ref(buf)}, i64 {self.ref(idx)}")
+            e(f"store {mt} {val}, ptr {gp}")
+        elif op == "alu":
+            self.val[i] = self.alu(ins)
+        elif op == "cast":
+            self.val[i] = self.cast(self.ref(ins.args[0]), self.p.ins[ins.args[0]].dtype,
+                                    ins.dtype)
+        elif op == "acc":
+            self.acc_init(i, ins)
+        elif op == "acc_update":
+            self.acc_update(ins)
+        elif op == "argacc":
+            self.argacc_init(i, ins)
+        elif op == "argacc_update":
+            self.argacc_update(ins)
+        elif op == "acc_read":
+            acc = self.p.ins[ins.args[0]]
+            ty = LLTYPE[acc.dtype] if acc.op == "acc" else "i64"
+            t = self.tmp()
+            slot = f"%acc{ins.args[0]}" if acc.op == "acc" else f"%aidx{ins.args[0]}"
+            e(f"{t} = load {ty}, ptr {slot}")
+            self.val[i] = t
+        else:
+            raise SymkError(f"the LLVM renderer has no rule for Kernel IR '{op}'")
+
+    def _identity(self, kind: str, dt: str) -> str:
+        if kind in ("sum", "any"):
+            return "0.0" if _is_f(dt) else ("false" if dt == "bool" else "0")
+        if kind in ("prod", "all"):
+            return "1.0" if _is_f(dt) else ("true" if dt == "bool" else "1")
+        if _is_f(dt):
+            return fconst(float("-inf") if kind == "max" else float("inf"), dt)
+        if dt == "bool":
+            return "false" if kind == "max" else "true"
+        import numpy as np
+
+        info = np.iinfo(np.dtype(dt))
+        return str(int(info.min if kind == "max" else info.max))
+
+    def acc_init(self, i: int, ins: Ins) -> None:
+        ty = LLTYPE[ins.dtype]
+        self.allocas.append(f"%acc{i} = alloca {ty}")
+        self.emit(f"store {ty} {self._identity(ins.arg, ins.dtype)}, ptr %acc{i}")
+
+    def acc_update(self, ins: Ins) -> None:
+        acc_i, v = ins.args
+        acc = self.p.ins[acc_i]
+        dt, kind = acc.dtype, acc.arg
+        ty = LLTYPE[dt]
+        old, new = self.tmp(), self.tmp()
+        e = self.emit
+        e(f"{old} = load {ty}, ptr %acc{acc_i}")
+        x = self.ref(v)
+        if kind in ("sum", "prod"):
+            op = {"sum": "add", "prod": "mul"}[kind]
+            if _is_f(dt):
+                e(f"{new} = f{op} {ACC_FLAGS} {ty} {old}, {x}")
+            elif dt == "bool":
+                e(f"{new} = {'or' if kind == 'sum' else 'and'} i1 {old}, {x}")
+            else:
+                e(f"{new} = {op} {ty} {old}, {x}")
+        elif kind in ("any", "all"):
+            e(f"{new} = {'or' if kind == 'any' else 'and'} i1 {old}, {x}")
+        else:
+            new = self.minmax("maximum" if kind == "max" else "minimum", dt, old, x)
+        e(f"store {ty} {new}, ptr %acc{acc_i}")
+
+    def argacc_init(self, i: int, ins: Ins) -> None:
+        upd = next(u for u in self.p.ins if u.op == "argacc_update" and u.args[0] == i)
+        vdt = self.p.ins[upd.args[1]].dtype
+        ty = LLTYPE[vdt]
+        self.allocas += [f"%aidx{i} = alloca i64", f"%abest{i} = alloca {ty}"]
+        ident = self._identity("max" if ins.arg == "argmax" else "min", vdt)
+        self.emit(f"store i64 0, ptr %aidx{i}")
+        self.emit(f"store {ty} {ident}, ptr %abest{i}")
+
+    def argacc_update(self, ins: Ins) -> None:
+        acc_i, v, idx = ins.args
+        kind = self.p.ins[acc_i].arg
+        dt = self.p.ins[v].dtype
+        ty = LLTYPE[dt]
+        slot = f"%abest{acc_i}"
+        e = self.emit
+        best, better, t = self.tmp(), self.tmp(), self.tmp()
+        x = self.ref(v)
+        e(f"{best} = load {ty}, ptr {slot}")
+        if _is_f(dt):
+            cmp = "ogt" if kind == "argmax" else "olt"
+            c1, xn, bn, nb, c2 = (self.tmp() for _ in range(5))
+            e(f"{c1} = fcmp {cmp} {ty} {x}, {best}")
+            e(f"{xn} = fcmp uno {ty} {x}, {x}")
+            e(f"{bn} = fcmp uno {ty} {best}, {best}")
+            e(f"{nb} = xor i1 {bn}, true")
+            e(f"{c2} = and i1 {xn}, {nb}")
+            e(f"{better} = or i1 {c1}, {c2}")
+        else:
+            cmp = ("ugt" if kind == "argmax" else "ult") if _is_u(dt) else \
+                ("sgt" if kind == "argmax" else "slt")
+            e(f"{better} = icmp {cmp} {ty} {x}, {best}")
+        nbst = self.tmp()
+        e(f"{nbst} = select i1 {better}, {ty} {x}, {ty} {best}")
+        e(f"store {ty} {nbst}, ptr {slot}")
+        oi = self.tmp()
+        e(f"{oi} = load i64, ptr %aidx{acc_i}")
+        e(f"{t} = select i1 {better}, i64 {self.ref(idx)}, i64 {oi}")
+        e(f"store i64 {t}, ptr %aidx{acc_i}")
+
+
+def render_kernel(prog: Program) -> tuple[str, set[str], set[tuple[str, str]]]:
+    """(function text, intrinsic declarations, math functions used) for one kernel."""
+    fn = _Fn(prog)
+    body = fn.render()
+    wrapper = _wrapper(prog)
+    return body + "\n\n" + wrapper, fn.decls, fn.math
+
+
+def _wrapper(prog: Program) -> str:
+    lines = [f"define void @{prog.name}(ptr %args, i64 %start, i64 %end) nounwind {{", "entry:"]
+    call_args = []
+    for k, pi in enumerate(prog.params):
+        kind = prog.ins[pi].arg[1]
+        lines.append(f"  %a{k}p = getelementptr inbounds i64, ptr %args, i64 {k}")
+        if kind == "size":
+            lines.append(f"  %a{k} = load i64, ptr %a{k}p")
+            call_args.append(f"i64 %a{k}")
+        else:
+            lines.append(f"  %a{k} = load ptr, ptr %a{k}p")
+            call_args.append(f"ptr %a{k}")
+    call_args += ["i64 %start", "i64 %end"]
+    lines.append(f"  call void @{prog.name}_body({', '.join(call_args)})")
+    lines.append("  ret void")
+    lines.append("}")
+    return "\n".join(lines)
+
+
+def render_module(progs: list[Program]) -> str:
+    """One LLVM module holding every kernel of a function plus the math it uses."""
+    parts: list[str] = []
+    decls: set[str] = set()
+    math: set[tuple[str, str]] = set()
+    for p in progs:
+        text, d, m = render_kernel(p)
+        parts.append(text)
+        decls |= d
+        math |= m
+    math_ir = ""
+    if math:
+        from symk.codegen.llvm_math import math_module_ir
+
+        math_ir = math_module_ir(sorted(math))
+    own = "\n".join(sorted(d for d in decls if d.split("@")[1].split("(")[0] not in math_ir))
+    return "\n\n".join(x for x in (own, math_ir, *parts) if x) + "\n"
+
+

@@ -1,0 +1,351 @@
+"""Lowering a fused ``Kernel`` group of the Schedule into Kernel IR.
+
+The kernel iterates over its domain D (the reduction's input shape, or the common shape of an
+elementwise kernel) with one loop per axis; the outermost kept axis is the parallel loop.
+Broadcast inputs and C-contiguous strides become index arithmetic; ``None`` dims become int64
+size parameters read at run time.  Reductions open inner loops over the reduced axes with an
+accumulator (float32 sums accumulate in float64, like numpy's pairwise sum keeps error small);
+softmax/log_softmax/logsumexp use two or three passes over the reduced axis.  Every elementwise
+node is emitted by calling its op's scalar expression with a Kernel-IR scalar builder, so no op
+math is written here.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from symk.codegen.kir import Program
+from symk.errors import SymkError
+from symk.graph.node import Node
+from symk.graph.ops.leaves import const_array
+from symk.graph.types import is_float
+from symk.passes.schedule import Kernel
+
+_CMP = ("lt", "le", "gt", "ge", "eq", "ne")
+_LOGIC = ("logical_and", "logical_or", "logical_not")
+
+
+class KirBuilder:
+    """The scalar builder of ``symk.graph.scalar`` that emits Kernel-IR instructions."""
+
+    def __init__(self, prog: Program) -> None:
+        self.p = prog
+
+    def dtype(self, x: int) -> str:
+        return self.p.ins[x].dtype  # type: ignore[return-value]
+
+    def const(self, value: Any, dtype: str) -> int:
+        return self.p.const(np.asarray(value, dtype=dtype).item(), dtype)
+
+    def c(self, value: Any, like: int) -> int:
+        return self.const(value, self.dtype(like))
+
+    def cast(self, x: int, dtype: str) -> int:
+        return x if self.dtype(x) == dtype else self.p.emit("cast", dtype, (x,), dtype)
+
+    def __getattr__(self, prim: str):
+        from symk.graph.scalar import PRIMITIVES
+
+        if prim not in PRIMITIVES:
+            raise AttributeError(prim)
+
+        def emit(*args: int) -> int:
+            if prim in _CMP or prim in _LOGIC:
+                dt = "bool"
+            elif prim == "where":
+                dt = self.dtype(args[1])
+            else:
+                dt = self.dtype(args[0])
+            return self.p.emit("alu", dt, tuple(args), prim)
+        return emit
+
+
+@dataclass
+class LoweredKernel:
+    program: Program
+    inputs: list[Node]
+    outputs: list[Node]
+    #: for each size param: (index into inputs, axis of that input) giving its runtime value
+    size_sources: list[tuple[int, int]]
+    #: extent of the parallel loop: ("const", n) or ("size", k) = k-th size param
+    outer: tuple[str, int]
+    #: for each output, its shape as (static dim or None) and, for None, the size param index
+    out_dims: list[list[tuple[int | None, int]]]
+    #: the iteration domain (static dims, None for runtime sizes)
+    domain: tuple = ()
+
+
+def _is_scalar_const(node: Node) -> bool:
+    return node.op.name == "constant" and node.type.size() == 1
+
+
+def _reduce_axes(r: Node) -> tuple[int, ...]:
+    if "axes" in r.attrs:
+        return tuple(r.attrs["axes"])
+    return (r.attrs["axis"] % r.inputs[0].ndim,)
+
+
+class _Lowerer:
+    def __init__(self, k: Kernel) -> None:
+        self.k = k
+        self.p = Program(k.name)
+        self.b = KirBuilder(self.p)
+        self.R = k.reduction
+        self.members = {id(n) for n in k.nodes}
+        self.D = k.domain
+        self.rank = len(self.D)
+        if self.R is not None:
+            self.red = _reduce_axes(self.R)
+            self.O = self.R.shape
+        else:
+            self.red = ()
+            self.O = self.D
+        self.kept = [a for a in range(self.rank) if a not in self.red]
+        # O axis -> D axis
+        self.o_axes = list(range(self.rank)) if len(self.O) == self.rank else self.kept
+        self.scopes: list[dict[Any, int]] = [{}]
+        self.loopvar: dict[int, int] = {}
+
+    # ------------------------------------------------------------ params and dims
+    def params(self) -> None:
+        p = self.p
+        # scalar constants become immediates; every other outside value is a buffer param
+        self.inputs = [x for x in self.k.inputs if not _is_scalar_const(x)]
+        self.in_ids = {id(x): p.param(f"in{i}", "in", x.dtype) for i, x in enumerate(self.inputs)}
+        self.out_ids = {id(x): p.param(f"out{i}", "out", x.dtype)
+                        for i, x in enumerate(self.k.outputs)}
+        self.size_sources: list[tuple[int, int]] = []
+        self.dimval: dict[int, int] = {}
+        size_index: dict[int, int] = {}
+        for a, d in enumerate(self.D):
+            if d is not None:
+                self.dimval[a] = p.const(d, "int64")
+                continue
+            src = self._find_source(a)
+            size_index[a] = len(self.size_sources)
+            self.size_sources.append(src)
+            self.dimval[a] = p.param(f"d{a}", "size", "int64")
+        self.size_index = size_index
+
+    def _find_source(self, axis: int) -> tuple[int, int]:
+        for node in self.k.nodes:
+            level_axes = list(range(self.rank)) if node is self.R else self._level_axes(node)
+            for x in node.inputs:
+                if id(x) in self.members:
+                    continue
+                off = len(level_axes) - x.ndim
+                for j, d in enumerate(x.shape):
+                    if d is None and level_axes[off + j] == axis:
+                        return self.inputs.index(x), j
+        raise SymkError(f"internal error: kernel {self.k.name} has no input giving the size of "
+                        f"its domain axis {axis}")
+
+    def _level_axes(self, node: Node) -> list[int]:
+        """D axis of each axis of ``node``'s shape: nodes shaped like D (or any node when the
+        reduction keeps its axes) align to D; the reduction's outputs align to the kept axes."""
+        if node.shape == self.D or len(self.O) == self.rank:
+            return list(range(self.rank))
+        return self.o_axes
+
+    # ------------------------------------------------------------ values
+    def lookup(self, node: Node) -> int | None:
+        return self.loads_lookup(id(node))
+
+    def loads_lookup(self, key: Any) -> int | None:
+        for s in reversed(self.scopes):
+            v = s.get(key)
+            if v is not None:
+                return v
+        return None
+
+    def index(self, shape: tuple, level_axes: list[int]) -> int:
+        """Flat C-contiguous index of an array of ``shape`` aligned to ``level_axes``."""
+        p = self.p
+        off = len(level_axes) - len(shape)
+        idx = None
+        stride = None
+        for j in range(len(shape) - 1, -1, -1):
+            d = shape[j]
+            if d == 1:
+                continue
+            a = level_axes[off + j]
+            term = self.loopvar[a] if stride is None else p.emit(
+                "alu", "int64", (self.loopvar[a], stride), "mul")
+            idx = term if idx is None else p.emit("alu", "int64", (idx, term), "add")
+            dv = self.dimval[a]
+            stride = dv if stride is None else p.emit("alu", "int64", (stride, dv), "mul")
+        return idx if idx is not None else p.const(0, "int64")
+
+    def value(self, node: Node, level_axes: list[int]) -> int:
+        v = self.lookup(node)
+        if v is not None:
+            return v
+        if _is_scalar_const(node):
+            v = self.b.const(const_array(node).reshape(()).item(), node.dtype)
+            self.scopes[0][id(node)] = v
+            return v
+        if id(node) not in self.members:
+            key = (id(node), tuple(level_axes))
+            v = self.loads_lookup(key)
+            if v is None:
+                v = self.p.emit("load", node.dtype, (self.in_ids[id(node)],
+                                                     self.index(node.shape, level_axes)))
+                self.scopes[-1][key] = v  # type: ignore[index]
+            return v
+        if node.op.elementwise:
+            own = self._level_axes(node)
+            args = [self.value(i, own) for i in node.inputs]
+            op = node.op
+            ids = op.input_dtypes([i.dtype for i in node.inputs], **node.attrs)
+            args = [self.b.cast(a, d) for a, d in zip(args, ids)]
+            v = self.b.cast(op.scalar(self.b, *args, **node.attrs),
+                            op.out_dtype([i.dtype for i in node.inputs], **node.attrs))
+        else:
+            raise SymkError(f"internal error: kernel {self.k.name} needs '{node.op.name}' "
+                            "before it is computed")
+        self.scopes[-1][id(node)] = v
+        return v
+
+    # ------------------------------------------------------------ loops
+    def open_loops(self, axes: list[int], parallel_first: bool) -> list[int]:
+        opened = []
+        for n, a in enumerate(axes):
+            zero = self.p.const(0, "int64")
+            r = self.p.emit("range", "int64", (zero, self.dimval[a]),
+                            {"axis": a, "parallel": parallel_first and n == 0})
+            self.loopvar[a] = r
+            self.scopes.append({})
+            opened.append(r)
+        return opened
+
+    def close_loops(self, opened: list[int]) -> None:
+        for r in reversed(opened):
+            self.p.emit("end", None, (r,))
+            self.scopes.pop()
+
+    def store_outputs(self, nodes: list[Node]) -> None:
+        for o in nodes:
+            la = self._level_axes(o)
+            v = self.value(o, la)
+            self.p.emit("store", None, (self.out_ids[id(o)], self.index(o.shape, la), v))
+
+    # ------------------------------------------------------------ kernels
+    def lower(self) -> LoweredKernel:
+        self.params()
+        if self.R is None:
+            axes = list(range(self.rank))
+            if not axes:
+                self.dimval[-1] = self.p.const(1, "int64")
+                axes = [-1]
+            opened = self.open_loops(axes, True)
+            self.store_outputs(self.k.outputs)
+            self.close_loops(opened)
+            outer = self._outer(axes[0])
+        else:
+            outer_axes = self.kept or [-1]
+            if not self.kept:
+                self.dimval[-1] = self.p.const(1, "int64")
+            opened = self.open_loops(outer_axes, True)
+            self._reduction()
+            self.close_loops(opened)
+            outer = self._outer(outer_axes[0])
+        out_dims = []
+        for o in self.k.outputs:
+            la = self._level_axes(o)
+            off = len(la) - o.ndim
+            out_dims.append([(d, -1 if d is not None else self.size_index[la[off + j]])
+                             for j, d in enumerate(o.shape)])
+        return LoweredKernel(self.p, list(self.inputs), list(self.k.outputs),
+                             self.size_sources, outer, out_dims, tuple(self.D))
+
+    def _outer(self, axis: int) -> tuple[str, int]:
+        if axis == -1:
+            return ("const", 1)
+        d = self.D[axis]
+        return ("const", d) if d is not None else ("size", self.size_index[axis])
+
+    def _reduce_pass(self, kind: str, acc_dtype: str, fn) -> int:
+        """One loop nest over the reduced axes accumulating ``fn(x)`` with ``kind``."""
+        acc = self.p.emit("acc", acc_dtype, (), kind)
+        opened = self.open_loops(list(self.red), False)
+        x = self.value(self.R.inputs[0], list(range(self.rank)))
+        self.p.emit("acc_update", None, (acc, self.b.cast(fn(x), acc_dtype)))
+        self.close_loops(opened)
+        return self.p.emit("acc_read", acc_dtype, (acc,))
+
+    def _reduction(self) -> None:
+        R, b, p = self.R, self.b, self.p
+        name = R.op.name
+        if name in ("sum", "mean", "prod", "max", "min", "any", "all"):
+            kind = {"mean": "sum"}.get(name, name)
+            acc_dt = R.dtype
+            if kind == "sum" and R.dtype in ("float32", "float16"):
+                acc_dt = "float64"
+            cast_in = (lambda x: b.cast(x, R.dtype)) if name not in ("any", "all") else \
+                (lambda x: b.cast(x, "bool"))
+            r = self._reduce_pass(kind, acc_dt, cast_in)
+            if name == "mean":
+                count = None
+                for a in self.red:
+                    count = self.dimval[a] if count is None else p.emit(
+                        "alu", "int64", (count, self.dimval[a]), "mul")
+                r = b.div(r, b.cast(count, acc_dt))
+            self.scopes[-1][id(R)] = b.cast(r, R.dtype)
+            self.store_outputs(self.k.outputs)
+        elif name in ("argmax", "argmin"):
+            acc = p.emit("argacc", "int64", (), name)
+            (a,) = self.red
+            opened = self.open_loops([a], False)
+            x = self.value(R.inputs[0], list(range(self.rank)))
+            p.emit("argacc_update", None, (acc, x, self.loopvar[a]))
+            self.close_loops(opened)
+            self.scopes[-1][id(R)] = p.emit("acc_read", "int64", (acc,))
+            self.store_outputs(self.k.outputs)
+        elif name == "logsumexp":
+            m = self._reduce_pass("max", R.dtype, lambda x: b.cast(x, R.dtype))
+            inf = b.c(float("inf"), m)
+            m = b.where(b.eq(b.abs(m), inf), b.c(0, m), m)
+            acc_dt = "float64" if R.dtype in ("float32", "float16") else R.dtype
+            s = self._reduce_pass("sum", acc_dt, lambda x: b.exp(b.sub(b.cast(x, R.dtype), m)))
+            self.scopes[-1][id(R)] = b.add(b.log(b.cast(s, R.dtype)), m)
+            self.store_outputs(self.k.outputs)
+        elif name in ("softmax", "log_softmax"):
+            m = self._reduce_pass("max", R.dtype, lambda x: b.cast(x, R.dtype))
+            acc_dt = "float64" if R.dtype in ("float32", "float16") else R.dtype
+            s = b.cast(self._reduce_pass("sum", acc_dt,
+                                         lambda x: b.exp(b.sub(b.cast(x, R.dtype), m))), R.dtype)
+            opened = self.open_loops(list(self.red), False)
+            z = b.sub(b.cast(self.value(R.inputs[0], list(range(self.rank))), R.dtype), m)
+            if name == "softmax":
+                self.scopes[-1][id(R)] = b.div(b.exp(z), s)
+            else:
+                self.scopes[-1][id(R)] = b.sub(z, b.log(s))
+            self.store_outputs(self.k.outputs)
+            self.close_loops(opened)
+        else:
+            raise SymkError(f"internal error: no Kernel-IR lowering for reduction '{name}'")
+
+
+def lower_kernel(k: Kernel) -> LoweredKernel:
+    if k.reduction is not None and not is_float(k.reduction.dtype) and \
+            k.reduction.op.name in ("softmax", "log_softmax", "logsumexp"):
+        raise SymkError(f"{k.reduction.op.name} needs a floating-point input")
+    return _Lowerer(k).lower()
+
+
+def kernel_sizes(lk: LoweredKernel, inputs: Sequence[np.ndarray]) -> list[int]:
+    """Runtime values of the kernel's size params, read from its inputs."""
+    return [int(inputs[i].shape[ax]) for i, ax in lk.size_sources]
+
+
+def output_shapes(lk: LoweredKernel, sizes: Sequence[int]) -> list[tuple[int, ...]]:
+    return [tuple(d if d is not None else sizes[k] for d, k in dims) for dims in lk.out_dims]
+
+
+def outer_extent(lk: LoweredKernel, sizes: Sequence[int]) -> int:
+    kind, v = lk.outer
+    return v if kind == "const" else sizes[v]

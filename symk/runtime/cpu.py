@@ -1,0 +1,174 @@
+"""The ``cpu`` device: every fused kernel of the Schedule runs as native code from the LLVM
+renderer; extern calls (BLAS matmul through numpy, gather, scans, data movement) and views run
+with their numpy implementations.
+
+All kernels of a function are compiled as one LLVM module, cached in memory and on disk by
+content.  A kernel's parallel loop is split across a small thread pool when the work is large
+(ctypes releases the GIL during the call); small kernels run inline with no pool overhead.
+``SYMK_NUM_THREADS`` sets the pool size.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import os
+import threading
+from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any
+
+import llvmlite.binding as llvm
+import numpy as np
+
+from symk.codegen.llvm_compile import compile_object, target_key
+from symk.codegen.llvm_render import render_module
+from symk.codegen.lowering import LoweredKernel, lower_kernel
+from symk.debug import log
+from symk.errors import SymkError
+from symk.graph.node import Node
+from symk.passes.schedule import Kernel, Schedule
+from symk.runtime import cache
+from symk.runtime.interp import InterpPlan
+
+KFUNC = ctypes.CFUNCTYPE(None, ctypes.c_void_p, ctypes.c_int64, ctypes.c_int64)
+#: kernels with fewer domain elements than this run on the calling thread only
+PARALLEL_MIN_ELEMENTS = 1 << 15
+
+_pool: ThreadPoolExecutor | None = None
+_pool_lock = threading.Lock()
+_loaded: dict[str, NativeModule] = {}
+
+
+def num_threads() -> int:
+    raw = os.environ.get("SYMK_NUM_THREADS")
+    if raw:
+        try:
+            return max(1, int(raw))
+        except ValueError:
+            raise SymkError(f"SYMK_NUM_THREADS must be an integer, got {raw!r}") from None
+    return os.cpu_count() or 1
+
+
+def _get_pool(n: int) -> ThreadPoolExecutor:
+    global _pool
+    with _pool_lock:
+        if _pool is None or _pool._max_workers != n:  # noqa: SLF001
+            _pool = ThreadPoolExecutor(max_workers=n, thread_name_prefix="symk")
+        return _pool
+
+
+class NativeModule:
+    """Object code loaded into its own MCJIT engine, with its kernels as ctypes functions."""
+
+    def __init__(self, obj: bytes, names: Sequence[str]) -> None:
+        llvm.initialize_native_target()
+        llvm.initialize_native_asmprinter()
+        tm = llvm.Target.from_default_triple().create_target_machine(
+            cpu=llvm.get_host_cpu_name(), features=llvm.get_host_cpu_features().flatten(),
+            opt=3)
+        self.engine = llvm.create_mcjit_compiler(llvm.parse_assembly(""), tm)
+        self.engine.add_object_file(llvm.ObjectFileRef.from_data(obj))
+        self.engine.finalize_object()
+        self.fns: dict[str, Any] = {}
+        for name in names:
+            addr = self.engine.get_function_address(name)
+            if not addr:
+                raise SymkError(f"internal error: kernel {name} missing from its object code")
+            self.fns[name] = KFUNC(addr)
+
+
+def build_native(progs: list, label: str) -> tuple[NativeModule | None, str]:
+    """Compile (or fetch from the caches) one module holding ``progs``."""
+    if not progs:
+        return None, ""
+    ir = render_module(progs)
+    key = cache.key_of(ir, target_key())
+    mod = _loaded.get(key)
+    if mod is not None:
+        return mod, ir
+    obj = cache.load(key)
+    if obj is None:
+        obj, dt = compile_object(ir)
+        log(1, f"LLVM compiled {len(progs)} kernel(s) for '{label}' in {dt * 1e3:.1f} ms")
+        cache.store(key, obj, {"kernels": [p.name for p in progs], "target": target_key()})
+    mod = NativeModule(obj, [p.name for p in progs])
+    _loaded[key] = mod
+    return mod, ir
+
+
+class CpuPlan(InterpPlan):
+    """An InterpPlan whose kernel steps call native code."""
+
+    def __init__(self, schedule: Schedule, fed: Sequence[Node], label: str = "function") -> None:
+        self.lowered: dict[int, LoweredKernel] = {}
+        progs: dict[str, Any] = {}
+        for step in schedule.steps:
+            if isinstance(step, Kernel):
+                try:
+                    lk = lower_kernel(step)
+                except SymkError as e:  # pragma: no cover - reported, kernel stays interpreted
+                    log(1, f"kernel {step.name} runs on the reference executor: {e}")
+                    continue
+                self.lowered[id(step)] = lk
+                progs.setdefault(lk.program.name, lk.program)
+        self.native, self.ir = build_native(list(progs.values()), label)
+        self.nthreads = num_threads()
+        super().__init__(schedule, fed)
+
+    def kernel_step(self, k: Kernel) -> Callable[[list[Any]], None]:
+        lk = self.lowered.get(id(k))
+        if lk is None or self.native is None:
+            return super().kernel_step(k)
+        return _native_step(self, lk, self.native.fns[lk.program.name])
+
+
+def _native_step(plan: CpuPlan, lk: LoweredKernel, fn: Any) -> Callable[[list[Any]], None]:
+    in_slots = [plan.slot[id(x)] for x in lk.inputs]
+    in_dt = [np.dtype(x.dtype) for x in lk.inputs]
+    out_slots = [plan.slot[id(o)] for o in lk.outputs]
+    out_dt = [np.dtype(o.dtype) for o in lk.outputs]
+    out_dims = [list(d) for d in lk.out_dims]
+    sources = list(lk.size_sources)
+    nparams = len(lk.program.params)
+    outer_kind, outer_v = lk.outer
+    static_elems = 1
+    for d in lk.domain:
+        static_elems *= d if d is not None else 1
+    nthreads = plan.nthreads
+    n_io = len(in_slots) + len(out_slots)
+
+    def run(vals: list[Any]) -> None:
+        arrs = []
+        for s, dt in zip(in_slots, in_dt):
+            a = vals[s]
+            if a.dtype != dt or not a.flags.c_contiguous:
+                a = np.ascontiguousarray(a, dtype=dt)
+            arrs.append(a)
+        sizes = [arrs[i].shape[ax] for i, ax in sources]
+        outs = [np.empty(tuple(d if d is not None else sizes[k] for d, k in dims), dt)
+                for dims, dt in zip(out_dims, out_dt)]
+        args = np.empty(nparams, np.int64)
+        for j, a in enumerate(arrs):
+            args[j] = a.ctypes.data
+        for j, o in enumerate(outs, len(arrs)):
+            args[j] = o.ctypes.data
+        for j, sz in enumerate(sizes, n_io):
+            args[j] = sz
+        n = outer_v if outer_kind == "const" else sizes[outer_v]
+        total = static_elems
+        for sz in sizes:
+            total *= sz
+        ptr = args.ctypes.data
+        if nthreads > 1 and n >= 2 and total >= PARALLEL_MIN_ELEMENTS:
+            parts = min(nthreads, n)
+            bounds = [n * i // parts for i in range(parts + 1)]
+            pool = _get_pool(nthreads)
+            futs = [pool.submit(fn, ptr, bounds[i], bounds[i + 1]) for i in range(1, parts)]
+            fn(ptr, bounds[0], bounds[1])
+            for f in futs:
+                f.result()
+        else:
+            fn(ptr, 0, n)
+        for s, o in zip(out_slots, outs):
+            vals[s] = o
+    return run
