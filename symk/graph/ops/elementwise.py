@@ -41,6 +41,11 @@ class Elementwise(Op):
             return "bool"
         return d
 
+    def input_dtypes(self, dtypes: Sequence[str], **attrs: Any) -> list[str]:
+        """The dtype each input is cast to before the scalar expression runs."""
+        cd = self.compute_dtype(dtypes, **attrs)
+        return [cd] * len(dtypes)
+
     def out_dtype(self, dtypes: Sequence[str], **attrs: Any) -> str:
         if self.kind in ("bool", "logical"):
             return "bool"
@@ -55,15 +60,16 @@ class Elementwise(Op):
 
     def ref(self, *xs: np.ndarray, **attrs: Any) -> np.ndarray:
         xs = tuple(np.asarray(x) for x in xs)
-        cd, od = self._dtypes(tuple(x.dtype for x in xs), tuple(attrs.items()))
-        out = self.scalar(NUMPY, *[x.astype(cd, copy=False) for x in xs], **attrs)
+        ids, od = self._dtypes(tuple(x.dtype for x in xs), tuple(attrs.items()))
+        out = self.scalar(NUMPY, *[x.astype(d, copy=False) for x, d in zip(xs, ids)], **attrs)
         return np.asarray(out).astype(od, copy=False)
 
     @functools.lru_cache(maxsize=4096)  # noqa: B019  (ops are registry singletons)
-    def _dtypes(self, dts: tuple[np.dtype, ...], attrs: tuple) -> tuple[np.dtype, np.dtype]:
+    def _dtypes(self, dts: tuple[np.dtype, ...], attrs: tuple) -> tuple[list, np.dtype]:
         names = [d.name for d in dts]
         a = dict(attrs)
-        return np.dtype(self.compute_dtype(names, **a)), np.dtype(self.out_dtype(names, **a))
+        return ([np.dtype(d) for d in self.input_dtypes(names, **a)],
+                np.dtype(self.out_dtype(names, **a)))
 
 
 class Unary(Elementwise):
@@ -256,10 +262,9 @@ class Where(Elementwise):
         shape = broadcast_shapes(*[t.shape for t in inputs])
         return Type(result_dtype(inputs[1].dtype, inputs[2].dtype), shape)
 
-    def ref(self, c, x, y):
-        cd = self.compute_dtype([c.dtype.name, x.dtype.name, y.dtype.name])
-        return np.where(np.asarray(c).astype(bool), np.asarray(x).astype(cd),
-                        np.asarray(y).astype(cd))
+    def input_dtypes(self, dtypes, **attrs):
+        cd = self.compute_dtype(dtypes)
+        return ["bool", cd, cd]
 
     def scalar(self, b, c, x, y):
         return b.where(c, x, y)
