@@ -22,7 +22,7 @@ from symk.errors import DeviceError
 from tests import np_ref
 
 #: every device the op tests run on (the single place to extend: later issues add "cpu", "cuda")
-DEVICES: list[str] = ["interp"]
+DEVICES: list[str] = ["interp", "cpu"]
 
 #: default tolerances (rtol, atol) per float dtype of the expected result
 TOLERANCES = {"float16": (2e-3, 2e-3), "float32": (2e-5, 2e-6), "float64": (1e-10, 1e-12)}

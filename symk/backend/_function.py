@@ -129,6 +129,15 @@ class Function:
     def name(self) -> str:
         return self.fn.name
 
+    @property
+    def kernels(self) -> list[dict[str, Any]]:
+        """The compiled kernels (name, ops, Kernel IR, LLVM IR on the cpu device)."""
+        return self.fn.kernels()
+
+    def profile(self, enable: bool = True) -> str:
+        """Enable per-kernel timing and return the table (calls, time, GB/s) so far."""
+        return self.fn.profile(enable)
+
 
 def evaluate(x: Any) -> np.ndarray:
     if isinstance(x, Variable):

@@ -14,7 +14,7 @@ import struct
 from symk.codegen.kir import Ins, Program
 from symk.errors import SymkError
 
-LLTYPE = {"float32": "float", "float64": "double", "int8": "i8", "int16": "i16",
+LLTYPE = {"float16": "half", "float32": "float", "float64": "double", "int8": "i8", "int16": "i16",
           "int32": "i32", "int64": "i64", "uint8": "i8", "uint16": "i16", "uint32": "i32",
           "uint64": "i64", "bool": "i1"}
 MEMTYPE = {**LLTYPE, "bool": "i8"}
@@ -22,7 +22,8 @@ _MATH = {"exp", "log", "log1p", "expm1", "tanh", "sin", "cos", "erf", "pow"}
 _FCMP = {"lt": "olt", "le": "ole", "gt": "ogt", "ge": "oge", "eq": "oeq", "ne": "une"}
 _ICMP = {"lt": "slt", "le": "sle", "gt": "sgt", "ge": "sge", "eq": "eq", "ne": "ne"}
 _UCMP = {"lt": "ult", "le": "ule", "gt": "ugt", "ge": "uge", "eq": "eq", "ne": "ne"}
-_BITS = {"i1": 1, "i8": 8, "i16": 16, "i32": 32, "i64": 64}
+_BITS = {"i1": 1, "i8": 8, "i16": 16, "i32": 32, "i64": 64, "half": 16, "float": 32,
+         "double": 64}
 FLAGS = "contract"  # never nnan/ninf: IEEE special values must survive
 ACC_FLAGS = "reassoc contract"  # accumulators may be reassociated (vectorized reductions)
 
@@ -38,6 +39,10 @@ def _is_u(dt: str) -> bool:
 def fconst(value: float, dt: str) -> str:
     """Exact LLVM literal of a float (hex of the double; float32 values are exact doubles)."""
     v = float(value)
+    if dt == "float16":
+        import numpy as np
+
+        return f"0xH{int(np.asarray(v, np.float16).view(np.uint16)):04X}"
     if dt == "float32":
         v = struct.unpack("f", struct.pack("f", v))[0]
     return f"0x{struct.unpack('<Q', struct.pack('<d', v))[0]:016X}"
@@ -67,7 +72,7 @@ class _Fn:
         self.block = name
 
     def intrinsic(self, name: str, ty: str, nargs: int, extra: str = "") -> str:
-        suffix = {"float": "f32", "double": "f64"}.get(ty, ty)
+        suffix = {"half": "f16", "float": "f32", "double": "f64"}.get(ty, ty)
         fn = f"@llvm.{name}.{suffix}"
         self.decls.add(f"declare {ty} {fn}({', '.join([ty] * nargs)}{extra})")
         return fn
@@ -123,8 +128,8 @@ class _Fn:
         elif prim == "sqrt":
             e(f"{t} = call {ty} {self.intrinsic('sqrt', ty, 1)}({ty} {args[0]})")
         elif prim in _MATH:
-            if not f:
-                raise SymkError(f"'{prim}' on {in_dt} reached the renderer")
+            if not f or in_dt == "float16":
+                raise SymkError(f"no vectorized '{prim}' for {in_dt}")
             return self.call_math(prim, in_dt, args)
         elif prim in ("floor", "ceil", "rint"):
             if not f:
@@ -272,13 +277,13 @@ class _Fn:
             else:
                 e(f"{t} = icmp ne {st} {x}, 0")
         elif _is_f(src) and _is_f(dst):
-            op = "fpext" if src == "float32" else "fptrunc"
+            op = "fpext" if _BITS[st] < _BITS[dt_] else "fptrunc"
             e(f"{t} = {op} {st} {x} to {dt_}")
         elif _is_f(dst):
             e(f"{t} = {'uitofp' if _is_u(src) else 'sitofp'} {st} {x} to {dt_}")
         elif _is_f(src):
             name = "fptoui.sat" if _is_u(dst) else "fptosi.sat"
-            fn = f"@llvm.{name}.{dt_}.{'f32' if st == 'float' else 'f64'}"
+            fn = f"@llvm.{name}.{dt_}.{ {'half': 'f16', 'float': 'f32'}.get(st, 'f64')}"
             self.decls.add(f"declare {dt_} {fn}({st})")
             e(f"{t} = call {dt_} {fn}({st} {x})")
         else:

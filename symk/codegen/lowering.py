@@ -96,6 +96,7 @@ class _Lowerer:
         self.b = KirBuilder(self.p)
         self.R = k.reduction
         self.members = {id(n) for n in k.nodes}
+        self.pos = {id(n): i for i, n in enumerate(k.nodes)}
         self.D = k.domain
         self.rank = len(self.D)
         if self.R is not None:
@@ -196,19 +197,33 @@ class _Lowerer:
                                                      self.index(node.shape, level_axes)))
                 self.scopes[-1][key] = v  # type: ignore[index]
             return v
-        if node.op.elementwise:
-            own = self._level_axes(node)
-            args = [self.value(i, own) for i in node.inputs]
-            op = node.op
-            ids = op.input_dtypes([i.dtype for i in node.inputs], **node.attrs)
-            args = [self.b.cast(a, d) for a, d in zip(args, ids)]
-            v = self.b.cast(op.scalar(self.b, *args, **node.attrs),
-                            op.out_dtype([i.dtype for i in node.inputs], **node.attrs))
-        else:
-            raise SymkError(f"internal error: kernel {self.k.name} needs '{node.op.name}' "
-                            "before it is computed")
+        # emit the missing internal ancestors first, in topological order (no recursion, so
+        # chains of thousands of ops lower fine)
+        missing: list[Node] = []
+        stack, seen = [node], set()
+        while stack:
+            n = stack.pop()
+            if id(n) in seen or id(n) not in self.members or self.lookup(n) is not None:
+                continue
+            seen.add(id(n))
+            if not n.op.elementwise:
+                raise SymkError(f"internal error: kernel {self.k.name} needs '{n.op.name}' "
+                                "before it is computed")
+            missing.append(n)
+            stack.extend(n.inputs)
+        for n in sorted(missing, key=lambda m: self.pos[id(m)]):
+            self._emit_elementwise(n)
+        return self.scopes[-1][id(node)]
+
+    def _emit_elementwise(self, node: Node) -> None:
+        own = self._level_axes(node)
+        args = [self.value(i, own) for i in node.inputs]
+        op = node.op
+        ids = op.input_dtypes([i.dtype for i in node.inputs], **node.attrs)
+        args = [self.b.cast(a, d) for a, d in zip(args, ids)]
+        v = self.b.cast(op.scalar(self.b, *args, **node.attrs),
+                        op.out_dtype([i.dtype for i in node.inputs], **node.attrs))
         self.scopes[-1][id(node)] = v
-        return v
 
     # ------------------------------------------------------------ loops
     def open_loops(self, axes: list[int], parallel_first: bool) -> list[int]:

@@ -1,6 +1,12 @@
 """Canonicalization: algebraic identities that never change a result, constant folding, and a
-canonical operand order.  Float identities that would change NaN/Inf results (x*0 -> 0,
-x-x -> 0) are applied to integer and bool tensors only."""
+canonical operand order.
+
+Float identities that would change NaN/Inf results are applied to integer and bool tensors
+only: ``x*0 -> 0`` (inf*0 and nan*0 are nan) and ``x-x -> 0`` (inf-inf is nan).  The identities
+with a zero are exact for floats only with the right sign of zero (as in LLVM without ``nsz``):
+IEEE gives -0 + +0 = +0, so ``x + 0 -> x`` would turn a -0 result into -0 where +0 was computed,
+and 1/x would then flip from +inf to -inf.  Hence for floats ``x + (-0.0) -> x``,
+``x - (+0.0) -> x`` and ``(-0.0) - x -> -x`` only."""
 
 from __future__ import annotations
 
@@ -28,17 +34,27 @@ def same(x: Node, n: Node) -> Node | None:
     return gb.cast(x, n.dtype)
 
 
-# x + 0 -> x
-rules.rule("add_zero", Pat("add", X, Const("c", 0)), "x + 0 -> x")(lambda b, n: same(b["x"], n))
-# x - 0 -> x
-rules.rule("sub_zero", Pat("sub", X, Const("c", 0)), "x - 0 -> x")(lambda b, n: same(b["x"], n))
+def _signed_zero(c: Node, negative: bool) -> bool:
+    """Every element of the zero constant ``c`` is -0.0 (``negative``) or +0.0."""
+    return bool(np.all(np.signbit(const_array(c)) == negative))
+
+
+# x + 0 -> x  (floats: only x + (-0.0), since -0 + +0 = +0)
+rules.rule("add_zero", Pat("add", X, Const("c", 0)), "x + 0 -> x")(
+    lambda b, n: same(b["x"], n)
+    if not is_float(b["x"].dtype) or _signed_zero(b["c"], True) else None)
+# x - 0 -> x  (floats: only x - (+0.0), since -0 - -0 = +0)
+rules.rule("sub_zero", Pat("sub", X, Const("c", 0)), "x - 0 -> x")(
+    lambda b, n: same(b["x"], n)
+    if not is_float(b["x"].dtype) or _signed_zero(b["c"], False) else None)
 # x * 1 -> x
 rules.rule("mul_one", Pat("mul", X, Const("c", 1)), "x * 1 -> x")(lambda b, n: same(b["x"], n))
 # x / 1 -> x
 rules.rule("div_one", Pat("div", X, Const("c", 1)), "x / 1 -> x")(lambda b, n: same(b["x"], n))
-# 0 - x -> -x
+# 0 - x -> -x  (floats: only (-0.0) - x, since +0 - +0 = +0 but -(+0) = -0)
 rules.rule("zero_sub", Pat("sub", Const("c", 0), X), "0 - x -> -x")(
-    lambda b, n: same(gb.neg(b["x"]), n))
+    lambda b, n: same(gb.neg(gb.cast(b["x"], n.dtype)), n)
+    if not is_float(n.dtype) or _signed_zero(b["c"], True) else None)
 # -(-x) -> x
 rules.rule("neg_neg", Pat("neg", Pat("neg", X)), "-(-x) -> x")(lambda b, n: b["x"])
 # x + (-y) -> x - y
@@ -162,6 +178,9 @@ def _fold(b, n):
     size = n.type.size()
     if size is None or size > FOLD_MAX_ELEMENTS:
         return None
-    with np.errstate(all="ignore"):
-        out = op.ref(*vals, **n.attrs)
+    try:
+        with np.errstate(all="ignore"):
+            out = op.ref(*vals, **n.attrs)
+    except Exception:  # noqa: BLE001  (e.g. an out-of-range gather: reported when it runs)
+        return None
     return gb.const(np.asarray(out, dtype=n.dtype))

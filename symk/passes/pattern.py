@@ -110,5 +110,7 @@ def match(pat: Any, node: Node, b: Bindings | None = None) -> Bindings | None:
         else:
             return None
     if pat.name:
+        if b.get(pat.name, node) is not node:  # the name is bound to another node
+            return None
         b = {**b, pat.name: node}
     return b

@@ -15,7 +15,14 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 
 from symk.errors import SymkError
-from symk.graph.node import Node, apply, creation_line, line_scope, set_creation_line, toposort
+from symk.graph.node import (
+    Node,
+    apply,
+    creation_line,
+    line_scope,
+    set_creation_line,
+    toposort,
+)
 from symk.passes.pattern import Bindings, Pat, match
 
 
@@ -60,43 +67,79 @@ def _trace() -> bool:
     return os.environ.get("SYMK_TRACE_REWRITES", "") not in ("", "0")
 
 
-MAX_ROUNDS = 64
 MAX_FIRES_PER_NODE = 32
+MAX_DEPTH = 200
 
 
 def rewrite(roots: Sequence[Node], rules: RuleSet,
             stats: dict[str, int] | None = None) -> list[Node]:
-    """Apply ``rules`` everywhere below ``roots`` until a fixed point; returns the new roots."""
+    """Apply ``rules`` everywhere below ``roots`` until a fixed point; returns the new roots.
+
+    One bottom-up sweep suffices: a node is visited after its inputs reached their fixed point,
+    and the new nodes a replacement introduces are rewritten before rules are tried on it.
+    """
     recent: deque[str] = deque(maxlen=8)
-    current = list(roots)
-    for _ in range(MAX_ROUNDS):
-        changed = False
-        memo: dict[int, Node] = {}
-        for node in toposort(current):
-            new_inputs = tuple(memo[id(i)] for i in node.inputs)
-            if any(a is not b for a, b in zip(new_inputs, node.inputs)):
-                n = apply(node.op, new_inputs, line=creation_line(node), **node.attrs)
+    memo: dict[int, Node] = {}  # any node seen -> its fixed point
+    fixed: set[int] = set()  # nodes known to be fixed points
+    budget = [MAX_FIRES_PER_NODE * (64 + len(toposort(roots)))]
+
+    def fail(m: Node) -> RewriteLoopError:
+        return RewriteLoopError("rewrite rules do not reach a fixed point at a node created at "
+                                f"{creation_line(m)}; last rules fired: " + ", ".join(recent))
+
+    def settle(node: Node, depth: int) -> Node:
+        """The fixed point of ``node`` (whose inputs may not be settled yet)."""
+        if depth > MAX_DEPTH:
+            raise fail(node)
+        for m in toposort_pending(node, memo):
+            new_inputs = tuple(memo.get(id(i), i) for i in m.inputs)
+            if any(a is not b for a, b in zip(new_inputs, m.inputs)):
+                n = apply(m.op, new_inputs, line=creation_line(m), **m.attrs)
             else:
-                n = node
+                n = m
             fires = 0
-            while True:
+            while id(n) not in fixed:
                 out = _apply_rules(n, rules, recent, stats)
                 if out is None:
                     break
                 fires += 1
-                if fires > MAX_FIRES_PER_NODE:
-                    raise RewriteLoopError("rewrite rules do not reach a fixed point at a node "
-                                           f"created at {creation_line(node)}; last rules fired: "
-                                           + ", ".join(recent))
+                budget[0] -= 1
+                if fires > MAX_FIRES_PER_NODE or budget[0] < 0:
+                    raise fail(m)
+                # settle what the replacement introduced, then try the rules on it again
+                ins = tuple(settle(i, depth + 1) for i in out.inputs)
+                if any(a is not b for a, b in zip(ins, out.inputs)):
+                    line = creation_line(out)
+                    out = apply(out.op, ins, line=line, **out.attrs)
+                    set_creation_line(out, line)
                 n = out
-            if n is not node:
-                changed = True
-            memo[id(node)] = n
-        current = [memo[id(r)] for r in current]
-        if not changed:
-            return current
-    raise RewriteLoopError("rewrite rules keep changing the graph (ping-pong?); last rules "
-                           "fired: " + ", ".join(recent))
+            fixed.add(id(n))
+            memo[id(m)] = n
+            memo[id(n)] = n
+        return memo[id(node)]
+
+    return [settle(r, 0) for r in roots]
+
+
+def toposort_pending(root: Node, memo: dict[int, Node]) -> list[Node]:
+    """Nodes below ``root`` (inclusive) not rewritten yet, inputs first."""
+    order: list[Node] = []
+    if id(root) in memo:
+        return order
+    seen = {id(root)}
+    stack: list[tuple[Node, int]] = [(root, 0)]
+    while stack:
+        node, i = stack[-1]
+        if i < len(node.inputs):
+            stack[-1] = (node, i + 1)
+            c = node.inputs[i]
+            if id(c) not in seen and id(c) not in memo:
+                seen.add(id(c))
+                stack.append((c, 0))
+        else:
+            stack.pop()
+            order.append(node)
+    return order
 
 
 def _apply_rules(n: Node, rules: RuleSet, recent: deque[str],

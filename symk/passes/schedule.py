@@ -103,10 +103,18 @@ def kernel_name(k: Kernel) -> str:
     ins = {id(n): i for i, n in enumerate(k.inputs)}
     parts = []
     for n in k.nodes:
-        refs = [f"n{local[id(i)]}" if id(i) in local else f"i{ins[id(i)]}:{i.type}"
+        refs = [f"n{local[id(i)]}" if id(i) in local else _input_ref(i, ins[id(i)])
                 for i in n.inputs]
         parts.append(f"{n.op.name}({','.join(refs)}){sorted(n.attrs.items())}")
     parts.append("out:" + ",".join(str(local[id(o)]) for o in k.outputs))
     h = hashlib.sha256("\n".join(parts).encode()).hexdigest()[:10]
     shape = "_".join("n" if d is None else str(d) for d in k.domain) or "s"
     return f"{'R' if k.reduction is not None else 'E'}_{shape}_{h}"
+
+
+def _input_ref(i: Node, index: int) -> str:
+    """How a kernel input enters its name: scalar constants by value (they are immediates in
+    generated code), everything else by position and type."""
+    if i.op.name == "constant" and i.type.size() == 1:
+        return f"c{i.attrs['value'].array.tobytes().hex()}:{i.dtype}"
+    return f"i{index}:{i.type}"

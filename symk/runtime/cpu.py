@@ -21,7 +21,7 @@ import llvmlite.binding as llvm
 import numpy as np
 
 from symk.codegen.llvm_compile import compile_object, target_key
-from symk.codegen.llvm_render import render_module
+from symk.codegen.llvm_render import render_kernel, render_module
 from symk.codegen.lowering import LoweredKernel, lower_kernel
 from symk.debug import log
 from symk.errors import SymkError
@@ -109,10 +109,18 @@ class CpuPlan(InterpPlan):
                 except SymkError as e:  # pragma: no cover - reported, kernel stays interpreted
                     log(1, f"kernel {step.name} runs on the reference executor: {e}")
                     continue
+                if lk.program.name not in progs:
+                    try:
+                        render_kernel(lk.program)
+                    except SymkError as e:
+                        log(1, f"kernel {step.name} runs on the reference executor: {e}")
+                        continue
                 self.lowered[id(step)] = lk
                 progs.setdefault(lk.program.name, lk.program)
-        self.native, self.ir = build_native(list(progs.values()), label)
+        self.programs = list(progs.values())
+        self.native, self.ir = build_native(self.programs, label)
         self.nthreads = num_threads()
+        _debug_dump(label, self.programs, self.ir)
         super().__init__(schedule, fed)
 
     def kernel_step(self, k: Kernel) -> Callable[[list[Any]], None]:
@@ -120,6 +128,29 @@ class CpuPlan(InterpPlan):
         if lk is None or self.native is None:
             return super().kernel_step(k)
         return _native_step(self, lk, self.native.fns[lk.program.name])
+
+
+def _debug_dump(label: str, progs: list, ir: str) -> None:
+    """SYMK_DEBUG=4 prints the LLVM IR, =5 also the Kernel IR; SYMK_DUMP_DIR gets .kir/.ll."""
+    from symk.config import debug_level
+
+    lvl = debug_level()
+    if lvl >= 5:
+        for p in progs:
+            log(5, f"Kernel IR of '{label}':\n{p.text()}")
+    if lvl >= 4 and ir:
+        log(4, f"LLVM IR of '{label}':\n{ir}")
+    root = os.environ.get("SYMK_DUMP_DIR")
+    if root and progs:
+        import re
+
+        d = os.path.join(root, re.sub(r"[^A-Za-z0-9_.-]+", "_", label)[:80] or "function")
+        os.makedirs(d, exist_ok=True)
+        for p in progs:
+            with open(os.path.join(d, f"{p.name}.kir"), "w") as f:
+                f.write(p.text() + "\n")
+        with open(os.path.join(d, "module.ll"), "w") as f:
+            f.write(ir)
 
 
 def _native_step(plan: CpuPlan, lk: LoweredKernel, fn: Any) -> Callable[[list[Any]], None]:

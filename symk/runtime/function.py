@@ -101,12 +101,49 @@ class CompiledFunction:
                f"device {self.device}, {dt * 1e3:.2f} ms")
         return plan
 
+    def _default_key(self) -> tuple:
+        return () if not self._spec else tuple(
+            int(self._feeds[i].attrs["default"].array) for i in self._spec)
+
+    @property
+    def plans(self) -> list[_Plan]:
+        return list(self._plans.values())
+
+    def kernels(self) -> list[dict[str, Any]]:
+        """Every compiled kernel: name, Kernel IR text and (on cpu) the module's LLVM IR."""
+        plan = self._plans.get(self._default_key()) or self._plan_for(self._default_key())
+        out = []
+        for step in plan.schedule.kernels:
+            entry: dict[str, Any] = {"name": step.name, "ops": [n.op.name for n in step.nodes]}
+            lk = getattr(plan.interp, "lowered", {}).get(id(step))
+            if lk is not None:
+                entry["kir"] = lk.program.text()
+                entry["llvm_ir"] = plan.interp.ir
+            out.append(entry)
+        return out
+
+    def profile(self, enable: bool = True) -> str:
+        """Turn per-step timing on (or off) and return the table gathered so far."""
+        rows: dict[str, list[float]] = {}
+        for plan in self._plans.values():
+            plan.interp.profiling = enable
+            for label, (calls, secs, moved) in plan.interp.profile_data.items():
+                r = rows.setdefault(label, [0, 0.0, 0])
+                r[0] += calls
+                r[1] += secs
+                r[2] += moved
+        lines = [f"{'step':<40} {'calls':>7} {'total ms':>10} {'us/call':>9} {'GB/s':>7}"]
+        for label, (calls, secs, moved) in sorted(rows.items(), key=lambda kv: -kv[1][1]):
+            per = secs / calls * 1e6 if calls else 0.0
+            gbs = moved / secs / 1e9 if secs else 0.0
+            lines.append(f"{label:<40} {int(calls):>7} {secs * 1e3:>10.3f} {per:>9.1f} "
+                         f"{gbs:>7.2f}")
+        return "\n".join(lines)
+
     @property
     def schedule(self):
         """The Schedule of the default plan (learning phase 0 when specialized)."""
-        key = () if not self._spec else tuple(
-            int(self._feeds[i].attrs["default"].array) for i in self._spec)
-        return self._plan_for(key).schedule
+        return self._plan_for(self._default_key()).schedule
 
     def _coerce(self, i: int, value: Any) -> np.ndarray:
         node, name = self.inputs[i], self.input_names[i]

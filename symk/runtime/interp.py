@@ -10,11 +10,14 @@ memory plan says they are dead.
 from __future__ import annotations
 
 import functools
+import sys
+import time
 from collections.abc import Callable, Sequence
 from typing import Any
 
 import numpy as np
 
+from symk.config import debug_level
 from symk.errors import ShapeError, SymkError
 from symk.graph.node import Node, creation_line, node_name
 from symk.graph.storage import Storage
@@ -50,7 +53,18 @@ class InterpPlan:
         self.rngs: dict[int, np.random.Generator] = {}
         self.steps: list[tuple[Callable[[list[Any]], None], list[int]]] = []
         self.n_ops = 0
+        #: per step: (label, input slots, output slots) for profiling
+        self.step_info: list[tuple[str, list[int], list[int]]] = []
+        #: label -> [calls, seconds, bytes moved]; filled while ``profiling`` is on
+        self.profile_data: dict[str, list[float]] = {}
+        self.profiling = False
         for k, step in enumerate(schedule.steps):
+            ins_n = step.inputs if isinstance(step, Kernel) else step.node.inputs
+            outs_n = step.outputs if isinstance(step, Kernel) else [step.node]
+            self.step_info.append((step.name if isinstance(step, Kernel) else
+                                   f"{type(step).__name__.lower()}:{step.node.op.name}",
+                                   [self.slot[id(x)] for x in ins_n],
+                                   [self.slot[id(x)] for x in outs_n]))
             dead = []
             if isinstance(step, Kernel):
                 outs = {id(o) for o in step.outputs}
@@ -101,11 +115,33 @@ class InterpPlan:
                                 "the function's inputs")
             vals[i] = d.array
         with np.errstate(all="ignore"):
+            if self.profiling or debug_level() >= 2:
+                self._run_timed(vals)
+                return vals
             for run, dead in self.steps:
                 run(vals)
                 for j in dead:
                     vals[j] = None
         return vals
+
+    def _run_timed(self, vals: list[Any]) -> None:
+        """Run like ``run`` while recording each step's time and bytes moved."""
+        verbose = debug_level() >= 2
+        for (run, dead), (label, ins, outs) in zip(self.steps, self.step_info):
+            moved = sum(getattr(vals[j], "nbytes", 0) for j in ins)
+            t0 = time.perf_counter()
+            run(vals)
+            dt = time.perf_counter() - t0
+            moved += sum(getattr(vals[j], "nbytes", 0) for j in outs)
+            rec = self.profile_data.setdefault(label, [0, 0.0, 0])
+            rec[0] += 1
+            rec[1] += dt
+            rec[2] += moved
+            if verbose:
+                print(f"[symk] {label}: {dt * 1e6:.1f} us, {moved / max(dt, 1e-12) / 1e9:.2f} GB/s",
+                      file=sys.stderr)
+            for j in dead:
+                vals[j] = None
 
 
 def _run_op(node: Node, fn: Any, args: list[Any], attrs: dict[str, Any],

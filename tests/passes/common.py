@@ -70,3 +70,39 @@ def assert_same_results(roots: Sequence[Node], feeds: dict[Node, np.ndarray],
     for k, (a, b) in enumerate(zip(on, off)):
         assert_close(a, b, what=f"output {k}", **tol)
     return on
+
+
+def check_schedule(s) -> None:
+    """Structural invariants of a Schedule: steps in dependency order, every kernel input a
+    leaf or an earlier step's value, at most one reduction per kernel, roots all produced and
+    written by the kernel computing them, each node computed once."""
+    from symk.passes.fusion import MAX_INPUTS, _counts
+    from symk.passes.schedule import Kernel
+
+    available = {id(n) for n in s.leaves}
+    computed: set[int] = set()
+    for k, step in enumerate(s.steps):
+        if isinstance(step, Kernel):
+            members = {id(n) for n in step.nodes}
+            for i in step.inputs:
+                assert id(i) in available, f"step {k} reads a value not computed yet: {i}"
+                assert id(i) not in members
+            for n in step.nodes:
+                for i in n.inputs:
+                    assert id(i) in members or any(i is j for j in step.inputs), \
+                        f"step {k}: input of {n} is neither a member nor a kernel input"
+            assert sum(1 for n in step.nodes if n.op.reduction) <= 1, f"step {k}: 2 reductions"
+            assert sum(1 for i in step.inputs if _counts(i)) <= MAX_INPUTS
+            assert not (members & computed), f"step {k} recomputes a node"
+            computed |= members
+            available |= {id(o) for o in step.outputs}
+            for n in step.nodes:
+                assert n.op.elementwise or n.op.reduction, f"{n.op.name} in a kernel"
+        else:
+            for i in step.node.inputs:
+                assert id(i) in available, f"step {k} reads a value not computed yet: {i}"
+            assert id(step.node) not in computed
+            computed.add(id(step.node))
+            available.add(id(step.node))
+    for r in s.roots:
+        assert id(r) in available, f"root {r} is never computed"

@@ -1,0 +1,169 @@
+"""Specialization: the learning phase fed as a constant (one plan per fed value; dropout and
+``in_train_phase`` fold away at test time), ``x**2``, ``x**1``, ``x**0.5``, ``mean`` with a
+static count, and ``where`` with a constant condition."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from symk import backend as K
+from symk.backend import _variables
+from symk.graph import build as gb
+from symk.graph.node import apply
+from symk.passes import specialize
+from symk.passes.rewrite import rewrite
+from tests.passes.common import assert_close, ops, ph, run_levels
+
+RNG = np.random.default_rng(3)
+
+
+@pytest.fixture
+def lp_reset(monkeypatch):
+    """A fresh, unfixed learning phase; the global state is restored afterwards."""
+    monkeypatch.setattr(_variables, "_learning_phase_value", None)
+    monkeypatch.setattr(_variables, "_learning_phase_ph", None)
+
+
+def _random_ops(schedule) -> list[str]:
+    return [e.node.op.name for e in schedule.externs if e.node.op.is_random]
+
+
+# ---------------------------------------------------------------- learning phase
+
+
+def test_dropout_folds_away_at_test_time(lp_reset):
+    x = K.placeholder((64, 32))
+    lp = K.learning_phase()
+    y = K.in_train_phase(lambda: K.dropout(x, 0.5, seed=1), x) * 3.0
+    f = K.function([x, lp], [y])
+    xs = RNG.normal(size=(64, 32)).astype(np.float32)
+    test_out = f([xs, 0])[0]
+    np.testing.assert_allclose(test_out, xs * 3.0, rtol=1e-6)
+    train_out = f([xs, 1])[0]
+    kept = train_out != 0
+    assert 0.3 < kept.mean() < 0.7
+    np.testing.assert_allclose(train_out[kept], (xs * 3.0 / 0.5)[kept], rtol=1e-6)
+    plans = f.fn._plans
+    assert set(plans) == {(0,), (1,)}
+    test_s, train_s = plans[(0,)].schedule, plans[(1,)].schedule
+    assert _random_ops(test_s) == [] and _random_ops(train_s) == ["random_binomial"]
+    assert [n.op.name for k in test_s.kernels for n in k.nodes] == ["mul"]  # only x * 3
+    assert not any(n.op.name == "where" for k in train_s.kernels for n in k.nodes)
+    # the plans stay cached: feeding the phase again compiles nothing new
+    f([xs, 0]), f([xs, 1])
+    assert set(f.fn._plans) == {(0,), (1,)}
+
+
+def test_learning_phase_default_is_the_test_plan(lp_reset):
+    x = K.placeholder((4,))
+    lp = K.learning_phase()
+    y = K.in_train_phase(x * 2.0, x * 5.0)
+    f = K.function([x], [y])  # the phase is not an input: its default (0) is used
+    np.testing.assert_allclose(f([np.ones(4, np.float32)])[0], 5.0)
+    assert "where" not in [n.op.name for k in f.fn.schedule.kernels for n in k.nodes]
+    g = K.function([x, lp], [y])
+    np.testing.assert_allclose(g([np.ones(4, np.float32), 1])[0], 2.0)
+
+
+def test_learning_phase_in_arithmetic_is_a_constant(lp_reset):
+    x = K.placeholder((3,))
+    lp = K.learning_phase()
+    y = x * (1.0 + K.cast(lp, "float32"))
+    f = K.function([x, lp], [y])
+    xs = np.array([1.0, np.inf, -2.0], np.float32)
+    np.testing.assert_array_equal(f([xs, 0])[0], xs)
+    np.testing.assert_array_equal(f([xs, 1])[0], xs * 2)
+    assert f.fn._plans[(0,)].schedule.steps == []  # x * 1 -> x: nothing to compute
+
+
+# ---------------------------------------------------------------- rules
+
+
+def test_pow_two_one_half_structure():
+    x = ph((4,))
+    two, one, half = gb.pow(x, 2.0), gb.pow(x, 1.0), gb.pow(x, 0.5)
+    out = rewrite([two, one, half], specialize.rules)
+    assert out == [gb.square(x), x, gb.sqrt(x)]
+    ints = ph((3,), "int32")
+    big = rewrite([gb.pow(ints, 2.0)], specialize.rules)[0]  # float64 result
+    assert big is gb.square(gb.cast(ints, "float64"))
+    arr = gb.const(np.full(4, 0.5, np.float32))
+    assert rewrite([gb.pow(x, arr)], specialize.rules)[0].op.name == "pow"
+
+
+def test_pow_rules_numbers():
+    x, i = ph((6,)), ph((3,), "int32")
+    nodes = [gb.pow(x, 2.0), gb.pow(x, 1.0), gb.pow(x, 0.5), gb.pow(i, 2.0), gb.pow(i, 2)]
+    xs = np.array([1.5, -2.0, 0.0, -0.0, np.inf, -np.inf], np.float32)
+    ints = np.array([100000, -3, 7], np.int32)
+    on, off = run_levels(nodes, {x: xs, i: ints})
+    with np.errstate(all="ignore"):
+        want = [xs ** np.float32(2), xs, np.sqrt(xs), ints.astype(np.float64) ** 2,
+                ints ** 2]
+    for k, (a, b, w) in enumerate(zip(on, off, want)):
+        assert_close(b, w, rtol=0, atol=0, what=f"level 0, case {k}")
+        assert_close(a, w, rtol=0, atol=0, what=f"passes, case {k}")
+    assert on[3][0] == 1e10  # x*x in float64: no int32 overflow
+
+
+def test_mean_to_sum_structure():
+    x = ph((4, 6))
+    m = apply("mean", [x], axes=(1,), keepdims=True)
+    (out,) = rewrite([m], specialize.rules)
+    assert out is gb.mul(apply("sum", [x], axes=(1,), keepdims=True), 1.0 / 6)
+    dyn = apply("mean", [ph((None, 6))], axes=(0,), keepdims=False)
+    ints = apply("mean", [ph((4,), "int32")], axes=(0,), keepdims=False)
+    assert rewrite([dyn, ints], specialize.rules) == [dyn, ints]
+
+
+def test_mean_to_sum_numbers():
+    x, h = ph((5, 7, 3)), ph((2000,), "float16")
+    nodes = [apply("mean", [x], axes=(0, 2), keepdims=False),
+             apply("mean", [x], axes=(0, 1, 2), keepdims=True),
+             apply("mean", [h], axes=(0,), keepdims=False)]
+    xs = RNG.normal(size=(5, 7, 3)).astype(np.float32)
+    hs = np.full(2000, 100, np.float16)  # the float16 sum would overflow (max 65504)
+    on, off = run_levels(nodes, {x: xs, h: hs})
+    assert "mean" not in ops(rewrite(nodes, specialize.rules))
+    assert_close(on[0], xs.astype(np.float64).mean((0, 2)).astype(np.float32))
+    assert_close(on[1], xs.astype(np.float64).mean(keepdims=True).astype(np.float32))
+    assert on[2] == np.float16(100) and on[2].dtype == np.float16
+    for a, b in zip(on, off):
+        assert_close(a, b)
+
+
+def test_where_with_constant_condition():
+    a, b = ph((3,)), ph((3,))
+    t = gb.where(gb.const(True), a, b)
+    f = gb.where(gb.const(np.uint8(0)), a, b)
+    vec = gb.where(gb.const(np.array([True, False, True])), a, b)  # not a scalar: kept
+    assert rewrite([t, f, vec], specialize.rules) == [a, b, vec]
+    av, bv = np.array([1.0, 2, 3], np.float32), np.array([4.0, 5, 6], np.float32)
+    on, off = run_levels([t, f, vec], {a: av, b: bv})
+    for got, want in zip(on, [av, bv, [1.0, 5.0, 3.0]]):
+        np.testing.assert_array_equal(got, want)
+    for x, y in zip(on, off):
+        np.testing.assert_array_equal(x, y)
+
+
+def test_k_level_rewrites_through_k_function(monkeypatch):
+    x = K.placeholder((3, 4))
+    y = [x ** 2, K.pow(x, 0.5), K.mean(x, axis=1)]
+    xs = np.abs(RNG.normal(size=(3, 4))).astype(np.float32)
+    f = K.function([x], y)
+    names = [n.op.name for k in f.fn.schedule.kernels for n in k.nodes]
+    assert "pow" not in names and "mean" not in names
+    got = f([xs])
+    monkeypatch.setenv("SYMK_OPT", "0")
+    base = K.function([x], y)([xs])
+    for a, b, w in zip(got, base, [xs ** 2, np.sqrt(xs), xs.mean(1)]):
+        assert_close(a, w.astype(np.float32))
+        assert_close(b, w.astype(np.float32))
+
+
+def test_every_specialization_rule_is_tested_here():
+    # pow_two/pow_one/pow_half, mean_to_sum and where_const each have a structure and a
+    # numbers test above
+    assert {r.name for r in specialize.rules.rules} == {"pow_two", "pow_one", "pow_half",
+                                                        "mean_to_sum", "where_const"}
