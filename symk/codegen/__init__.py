@@ -1,0 +1,1 @@
+"""Code generation: kernel IR, its renderers (LLVM, CUDA) and their support code."""
