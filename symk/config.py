@@ -53,7 +53,7 @@ def _check(field: str, value: Any, source: str) -> Any:
 def load() -> None:
     """(Re)read defaults from keras.json and the environment, discarding setter values."""
     st = {"floatx": "float32", "epsilon": 1e-7, "image_data_format": "channels_last",
-          "device": "interp"}
+          "device": "cpu"}
     path = _keras_json_path()
     if os.path.exists(path):
         try:

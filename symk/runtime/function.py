@@ -96,7 +96,10 @@ class CompiledFunction:
         self._plans[key] = plan
         dt = time.perf_counter() - t0
         self.compile_time += dt
-        log(1, f"compiled function '{label}': {len(opt.schedule.leaves) + interp.n_ops} nodes, "
+        sched = opt.schedule
+        n_nodes = len(sched.leaves) + sum(len(s.nodes) if hasattr(s, "nodes") else 1
+                                          for s in sched.steps)
+        log(1, f"compiled function '{label}': {n_nodes} nodes, "
                f"{len(opt.schedule.kernels)} kernels, {len(opt.schedule.externs)} extern calls, "
                f"device {self.device}, {dt * 1e3:.2f} ms")
         return plan

@@ -60,3 +60,14 @@ if _reason is not None:
 def _seeded() -> None:
     """Every test starts from the same global numpy seed (symk draws Keras's seeds from it)."""
     np.random.seed(1234)
+
+
+@pytest.fixture(autouse=True, params=["cpu", "interp"])
+def device(request: pytest.FixtureRequest):
+    """Every Keras test runs on the default native device and on the reference executor."""
+    from symk import config
+
+    old = config.device()
+    config.set_device(request.param)
+    yield request.param
+    config.set_device(old)

@@ -127,10 +127,11 @@ def test_tensor_protocol_used_by_keras():
     assert K.is_variable(v) and K.int_shape(v) == (3, 4)
     limit = np.sqrt(6.0 / 7.0)
     assert np.all(np.abs(K.get_value(v)) <= limit)
-    with K.name_scope("outer"):
+    scope = f"outer{K.get_uid('outer_scope')}"  # a scope no other test (or run) used
+    with K.name_scope(scope):
         a = K.variable(0.0, name="w")
-    b = K.variable(0.0, name="outer/w")
-    assert a.name == "outer/w" and b.name != a.name
+    b = K.variable(0.0, name=f"{scope}/w")
+    assert a.name == f"{scope}/w" and b.name != a.name
 
 
 def test_function_learning_phase_and_raw_update_tuples():
