@@ -281,8 +281,10 @@ class _Fn:
             e(f"{t} = {op} {st} {x} to {dt_}")
         elif _is_f(dst):
             e(f"{t} = {'uitofp' if _is_u(src) else 'sitofp'} {st} {x} to {dt_}")
+        elif _is_f(src) and not _is_u(dst):
+            return self.fptosi(x, st, dt_, t)
         elif _is_f(src):
-            name = "fptoui.sat" if _is_u(dst) else "fptosi.sat"
+            name = "fptoui.sat"
             fn = f"@llvm.{name}.{dt_}.{ {'half': 'f16', 'float': 'f32'}.get(st, 'f64')}"
             self.decls.add(f"declare {dt_} {fn}({st})")
             e(f"{t} = call {dt_} {fn}({st} {x})")
@@ -294,6 +296,26 @@ class _Fn:
                 e(f"{t} = trunc {st} {x} to {dt_}")
             else:
                 e(f"{t} = {'zext' if _is_u(src) else 'sext'} {st} {x} to {dt_}")
+        return t
+
+    def fptosi(self, x: str, st: str, dt_: str, t: str) -> str:
+        """Float -> signed int like numpy on x86: NaN, inf and out-of-range values give the
+        "integer indefinite" INT_MIN of a 32/64-bit conversion; narrower types convert through
+        int32 and truncate (so they get 0)."""
+        e = self.emit
+        w = max(_BITS[dt_], 32)
+        wt = f"i{w}"
+        ax, inr, c = self.tmp(), self.tmp(), self.tmp()
+        e(f"{ax} = call {st} {self.intrinsic('fabs', st, 1)}({st} {x})")
+        lim = fconst(2.0 ** (w - 1), {"half": "float16", "float": "float32"}.get(st, "float64"))
+        e(f"{inr} = fcmp olt {st} {ax}, {lim}")
+        e(f"{c} = fptosi {st} {x} to {wt}")
+        if w == _BITS[dt_]:
+            e(f"{t} = select i1 {inr}, {wt} {c}, {wt} {-(1 << (w - 1))}")
+            return t
+        s = self.tmp()
+        e(f"{s} = select i1 {inr}, {wt} {c}, {wt} {-(1 << (w - 1))}")
+        e(f"{t} = trunc {wt} {s} to {dt_}")
         return t
 
     # ------------------------------------------------------------ program

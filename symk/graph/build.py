@@ -162,7 +162,12 @@ def einsum(spec: str, xs: Sequence[Node]) -> Node:
 
 
 def broadcast_like(g: Node, x: Node) -> Node:
-    return g if g.shape == x.shape and None not in g.shape else apply("broadcast_like", [g, x])
+    """g broadcast to x's shape (x is read only when that shape is known at run time only)."""
+    if g.shape == x.shape and None not in g.shape:
+        return g
+    if None not in x.shape:
+        return apply("broadcast_to", [g], shape=tuple(x.shape))
+    return apply("broadcast_like", [g, x])
 
 
 def unbroadcast(g: Node, x: Node) -> Node:

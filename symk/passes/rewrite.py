@@ -81,6 +81,7 @@ def rewrite(roots: Sequence[Node], rules: RuleSet,
     recent: deque[str] = deque(maxlen=8)
     memo: dict[int, Node] = {}  # any node seen -> its fixed point
     fixed: set[int] = set()  # nodes known to be fixed points
+    alive: list[Node] = []  # keys of memo/fixed stay alive, so their ids are never reused
     budget = [MAX_FIRES_PER_NODE * (64 + len(toposort(roots)))]
 
     def fail(m: Node) -> RewriteLoopError:
@@ -116,6 +117,8 @@ def rewrite(roots: Sequence[Node], rules: RuleSet,
             fixed.add(id(n))
             memo[id(m)] = n
             memo[id(n)] = n
+            alive.append(m)
+            alive.append(n)
         return memo[id(node)]
 
     return [settle(r, 0) for r in roots]

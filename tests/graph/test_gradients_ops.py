@@ -62,6 +62,7 @@ OP_CASES: dict[str, list[tuple]] = {
     "cast": [(node_fn(lambda x: gb.mul(gb.cast(gb.cast(x, "float32"), "float64"), x)),
               [np.linspace(-1, 1, 6)], {"eps": 1e-3, "rtol": 1e-4, "atol": 1e-4})],
     "broadcast_like": [(op("broadcast_like"), [(3, 1), S], {})],
+    "broadcast_to": [(op("broadcast_to", shape=(2, 3, 4)), [(3, 1)], {})],
     "sum": [(op("sum", axes=(1,), keepdims=False), [S], {})],
     "prod": [(op("prod", axes=(0,), keepdims=True), [S], {"low": 0.5, "high": 1.5})],
     "mean": [(op("mean", axes=(0, 1), keepdims=False), [S], {})],

@@ -356,6 +356,9 @@ def _relu_expr(b, x, alpha=0.0, max_value=None, threshold=0.0):
 
 
 def _relu_grad(x, y, g, alpha=0.0, max_value=None, threshold=0.0):
+    if not alpha and max_value is None and not threshold:
+        # plain relu: y > 0 exactly where x > 0; reading y (not x) lets x's producer fuse
+        return gb.where(gb.gt(y, 0), g, 0)
     if max_value is not None:
         d = gb.logical_and(gb.gt(x, max(threshold, 0.0)), gb.lt(x, max_value))
     else:
@@ -412,6 +415,26 @@ _unary("ceil", "same", lambda b, x: b.ceil(x), nondiff=True)
 def check_float(x: Type, what: str) -> None:
     if not is_float(x.dtype):
         raise DTypeError(f"{what} needs a floating-point input, got {x.dtype}")
+
+
+@register
+class BroadcastTo(Unary):
+    """broadcast_to(g, shape): g broadcast to a static shape."""
+
+    name = "broadcast_to"
+    attr_names = ("shape",)
+
+    def infer(self, inputs, shape):
+        return Type(inputs[0].dtype, broadcast_shapes(inputs[0].shape, tuple(shape)))
+
+    def ref(self, g, shape):
+        return np.broadcast_to(g, np.broadcast_shapes(g.shape, tuple(shape))).copy()
+
+    def scalar(self, b, g, shape):
+        return g
+
+    def vjp(self, node, g):
+        return [gb.unbroadcast(g, node.inputs[0])]
 
 
 @register
