@@ -131,5 +131,6 @@ def _read(st: dict[str, Any]) -> np.ndarray:
     vals = p.astype(dt, copy=False)
     if kind in ("max", "min"):
         return _REDUCE[kind](vals, axis=axes, initial=_identity(kind, dt)).astype(dt)
-    return np.asarray(_REDUCE[kind](vals, axis=axes, dtype=dt if kind not in ("any", "all")
-                                    else None)).astype(dt)
+    if kind in ("any", "all"):  # np.any/np.all take no dtype
+        return np.asarray(_REDUCE[kind](vals, axis=axes)).astype(dt)
+    return np.asarray(_REDUCE[kind](vals, axis=axes, dtype=dt)).astype(dt)

@@ -24,7 +24,10 @@ _ICMP = {"lt": "slt", "le": "sle", "gt": "sgt", "ge": "sge", "eq": "eq", "ne": "
 _UCMP = {"lt": "ult", "le": "ule", "gt": "ugt", "ge": "uge", "eq": "eq", "ne": "ne"}
 _BITS = {"i1": 1, "i8": 8, "i16": 16, "i32": 32, "i64": 64, "half": 16, "float": 32,
          "double": 64}
-FLAGS = "contract"  # never nnan/ninf: IEEE special values must survive
+# no fast-math flags on elementwise arithmetic: never nnan/ninf (IEEE special values must
+# survive), and no contract either, so a*b+c rounds twice like numpy (no FMA): plain
+# arithmetic gives bit-identical results on every device
+FLAGS = ""
 ACC_FLAGS = "reassoc contract"  # accumulators may be reassociated (vectorized reductions)
 
 
@@ -155,9 +158,7 @@ class _Fn:
             e(f"{t} = xor i1 {args[0]}, true")
         elif prim == "floordiv":
             if f:
-                q = self.tmp()
-                e(f"{q} = fdiv {FLAGS} {ty} {args[0]}, {args[1]}")
-                e(f"{t} = call {ty} {self.intrinsic('floor', ty, 1)}({ty} {q})")
+                return self.float_floordiv(ty, args, t)
             else:
                 return self.int_floordiv(in_dt, args, t)
         elif prim == "mod":
@@ -228,12 +229,45 @@ class _Fn:
         e(f"{t} = select i1 {z}, {ty} 0, {ty} {t2}")
         return t
 
+    def float_floordiv(self, ty: str, args: list[str], t: str) -> str:
+        """numpy's float floor division (its divmod algorithm, not floor(a/b), which differs
+        when a/b rounds up to an integer, e.g. 1 // 0.1 == 9, and for inf // 2, which is NaN)."""
+        a, b = args
+        e = self.emit
+        fl = self.intrinsic("floor", ty, 1)
+        cs = self.intrinsic("copysign", ty, 2)
+        (r, am, div, rnz, rneg, bneg, diff, fix, dm1, d2, f1, fr, half, f2, fl2, dnz, q, z,
+         bz, res) = (self.tmp() for _ in range(20))
+        e(f"{r} = frem {ty} {a}, {b}")
+        e(f"{am} = fsub {ty} {a}, {r}")
+        e(f"{div} = fdiv {ty} {am}, {b}")
+        e(f"{rnz} = fcmp une {ty} {r}, 0.0")
+        e(f"{rneg} = fcmp olt {ty} {r}, 0.0")
+        e(f"{bneg} = fcmp olt {ty} {b}, 0.0")
+        e(f"{diff} = xor i1 {rneg}, {bneg}")
+        e(f"{fix} = and i1 {rnz}, {diff}")
+        e(f"{dm1} = fsub {ty} {div}, 1.0")
+        e(f"{d2} = select i1 {fix}, {ty} {dm1}, {ty} {div}")
+        e(f"{f1} = call {ty} {fl}({ty} {d2})")
+        e(f"{fr} = fsub {ty} {d2}, {f1}")
+        e(f"{half} = fcmp ogt {ty} {fr}, 0.5")
+        e(f"{f2} = fadd {ty} {f1}, 1.0")
+        e(f"{fl2} = select i1 {half}, {ty} {f2}, {ty} {f1}")
+        e(f"{dnz} = fcmp une {ty} {d2}, 0.0")
+        e(f"{q} = fdiv {ty} {a}, {b}")
+        e(f"{z} = call {ty} {cs}({ty} 0.0, {ty} {q})")
+        e(f"{res} = select i1 {dnz}, {ty} {fl2}, {ty} {z}")
+        e(f"{bz} = fcmp oeq {ty} {b}, 0.0")
+        e(f"{t} = select i1 {bz}, {ty} {q}, {ty} {res}")
+        return t
+
     def mod(self, dt: str, ty: str, args: list[str], t: str) -> str:
-        """Python/numpy modulo: the result has the divisor's sign; x % 0 is 0 for ints."""
+        """Python/numpy modulo: the result has the divisor's sign (a zero result too); x % 0 is
+        0 for ints."""
         a, b = args
         e = self.emit
         if _is_f(dt):
-            r, rnz, rneg, bneg, diff, fix, radj = (self.tmp() for _ in range(7))
+            r, rnz, rneg, bneg, diff, fix, radj, r2, z, zs = (self.tmp() for _ in range(10))
             e(f"{r} = frem {ty} {a}, {b}")
             e(f"{rnz} = fcmp one {ty} {r}, 0.0")
             e(f"{rneg} = fcmp olt {ty} {r}, 0.0")
@@ -241,7 +275,10 @@ class _Fn:
             e(f"{diff} = xor i1 {rneg}, {bneg}")
             e(f"{fix} = and i1 {rnz}, {diff}")
             e(f"{radj} = fadd {ty} {r}, {b}")
-            e(f"{t} = select i1 {fix}, {ty} {radj}, {ty} {r}")
+            e(f"{r2} = select i1 {fix}, {ty} {radj}, {ty} {r}")
+            e(f"{z} = fcmp oeq {ty} {r}, 0.0")
+            e(f"{zs} = call {ty} {self.intrinsic('copysign', ty, 2)}({ty} 0.0, {ty} {b})")
+            e(f"{t} = select i1 {z}, {ty} {zs}, {ty} {r2}")
             return t
         z, sb = self.tmp(), self.tmp()
         e(f"{z} = icmp eq {ty} {b}, 0")

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import ctypes
 import os
+import sys
 import threading
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -28,6 +29,7 @@ from symk.errors import SymkError
 from symk.graph.node import Node
 from symk.passes.schedule import Kernel, Schedule
 from symk.runtime import cache
+from symk.runtime.externs import matmul_plan
 from symk.runtime.interp import InterpPlan
 
 KFUNC = ctypes.CFUNCTYPE(None, ctypes.c_void_p, ctypes.c_int64, ctypes.c_int64)
@@ -123,6 +125,19 @@ class CpuPlan(InterpPlan):
         _debug_dump(label, self.programs, self.ir)
         super().__init__(schedule, fed)
 
+    def node_step(self, n: Node) -> Callable[[list[Any]], None]:
+        if n.op.name == "einsum":
+            fast = matmul_plan(n)
+            if fast is not None:
+                i = self.slot[id(n)]
+                a, b = (self.slot[id(x)] for x in n.inputs)
+                self.n_ops += 1
+
+                def run(vals: list[Any]) -> None:
+                    vals[i] = fast(vals[a], vals[b])
+                return run
+        return super().node_step(n)
+
     def kernel_step(self, k: Kernel) -> Callable[[list[Any]], None]:
         lk = self.lowered.get(id(k))
         if lk is None or self.native is None:
@@ -167,6 +182,9 @@ def _native_step(plan: CpuPlan, lk: LoweredKernel, fn: Any) -> Callable[[list[An
         static_elems *= d if d is not None else 1
     nthreads = plan.nthreads
     n_io = len(in_slots) + len(out_slots)
+    # per output: (array, address) kept from the last call; reused when no one else holds it
+    # (fresh large arrays page-fault on first touch, which costs more than the kernel)
+    pool: list[tuple[np.ndarray, int] | None] = [None] * len(out_slots)
 
     def run(vals: list[Any]) -> None:
         arrs = []
@@ -176,13 +194,26 @@ def _native_step(plan: CpuPlan, lk: LoweredKernel, fn: Any) -> Callable[[list[An
                 a = np.ascontiguousarray(a, dtype=dt)
             arrs.append(a)
         sizes = [arrs[i].shape[ax] for i, ax in sources]
-        outs = [np.empty(tuple(d if d is not None else sizes[k] for d, k in dims), dt)
-                for dims, dt in zip(out_dims, out_dt)]
         args = np.empty(nparams, np.int64)
         for j, a in enumerate(arrs):
             args[j] = a.ctypes.data
-        for j, o in enumerate(outs, len(arrs)):
-            args[j] = o.ctypes.data
+        outs = []
+        for j, (dims, dt) in enumerate(zip(out_dims, out_dt)):
+            shape = tuple(d if d is not None else sizes[k] for d, k in dims)
+            ent = pool[j]
+            # references to a free pooled array: the pool's tuple, `o` and getrefcount's own
+            if ent is not None:
+                o = ent[0]
+                if o.shape == shape and sys.getrefcount(o) <= 3:
+                    args[len(arrs) + j] = ent[1]
+                    outs.append(o)
+                    continue
+            o = np.empty(shape, dt)
+            ptr = o.ctypes.data
+            pool[j] = (o, ptr)
+            args[len(arrs) + j] = ptr
+            outs.append(o)
+        del o
         for j, sz in enumerate(sizes, n_io):
             args[j] = sz
         n = outer_v if outer_kind == "const" else sizes[outer_v]
@@ -193,8 +224,8 @@ def _native_step(plan: CpuPlan, lk: LoweredKernel, fn: Any) -> Callable[[list[An
         if nthreads > 1 and n >= 2 and total >= PARALLEL_MIN_ELEMENTS:
             parts = min(nthreads, n)
             bounds = [n * i // parts for i in range(parts + 1)]
-            pool = _get_pool(nthreads)
-            futs = [pool.submit(fn, ptr, bounds[i], bounds[i + 1]) for i in range(1, parts)]
+            tp = _get_pool(nthreads)
+            futs = [tp.submit(fn, ptr, bounds[i], bounds[i + 1]) for i in range(1, parts)]
             fn(ptr, bounds[0], bounds[1])
             for f in futs:
                 f.result()

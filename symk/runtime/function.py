@@ -6,6 +6,7 @@ Theano), so ``[(a, b), (b, a)]`` swaps two variables.
 
 from __future__ import annotations
 
+import threading
 import time
 from collections.abc import Sequence
 from typing import Any
@@ -64,6 +65,7 @@ class CompiledFunction:
         self._spec = [i for i, x in enumerate(feeds)
                       if x.attrs.get("default") is not None and x.ndim == 0]
         self._plans: dict[tuple, _Plan] = {}
+        self._lock = threading.Lock()
         self.compile_time = 0.0
         if not self._spec:
             self._plan_for(())
@@ -186,6 +188,10 @@ class CompiledFunction:
             names = ", ".join(f"'{n}'" for n in self.input_names)
             raise InputError(f"{self.name}: expected {len(self.inputs)} input value(s) "
                              f"({names}), got {len(values)}")
+        with self._lock:  # plans reuse their buffers: one call at a time per function
+            return self._call(values)
+
+    def _call(self, values: Sequence[Any]) -> list[np.ndarray]:
         feeds = [self._coerce(i, v) for i, v in enumerate(values)]
         key = tuple(feeds[i].item() for i in self._spec)
         plan = self._plans.get(key) or self._plan_for(key)
