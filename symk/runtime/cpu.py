@@ -35,6 +35,8 @@ from symk.runtime.interp import InterpPlan
 KFUNC = ctypes.CFUNCTYPE(None, ctypes.c_void_p, ctypes.c_int64, ctypes.c_int64)
 #: kernels with fewer domain elements than this run on the calling thread only
 PARALLEL_MIN_ELEMENTS = 1 << 15
+#: pooled output arrays kept per kernel output
+POOL_DEPTH = 3
 
 _pool: ThreadPoolExecutor | None = None
 _pool_lock = threading.Lock()
@@ -182,9 +184,10 @@ def _native_step(plan: CpuPlan, lk: LoweredKernel, fn: Any) -> Callable[[list[An
         static_elems *= d if d is not None else 1
     nthreads = plan.nthreads
     n_io = len(in_slots) + len(out_slots)
-    # per output: (array, address) kept from the last call; reused when no one else holds it
-    # (fresh large arrays page-fault on first touch, which costs more than the kernel)
-    pool: list[tuple[np.ndarray, int] | None] = [None] * len(out_slots)
+    # per output: a few (array, address) pairs from earlier calls, reused when no one else
+    # holds them (fresh large arrays page-fault on first touch, which costs more than the
+    # kernel); several per output so that values swapped into variables ping-pong between two
+    pool: list[list[tuple[np.ndarray, int]]] = [[] for _ in out_slots]
 
     def run(vals: list[Any]) -> None:
         arrs = []
@@ -200,20 +203,22 @@ def _native_step(plan: CpuPlan, lk: LoweredKernel, fn: Any) -> Callable[[list[An
         outs = []
         for j, (dims, dt) in enumerate(zip(out_dims, out_dt)):
             shape = tuple(d if d is not None else sizes[k] for d, k in dims)
-            ent = pool[j]
-            # references to a free pooled array: the pool's tuple, `o` and getrefcount's own
-            if ent is not None:
+            ring = pool[j]
+            for ent in ring:
                 o = ent[0]
+                # a free pooled array is referenced by its tuple, `o` and getrefcount itself
                 if o.shape == shape and sys.getrefcount(o) <= 3:
                     args[len(arrs) + j] = ent[1]
-                    outs.append(o)
-                    continue
-            o = np.empty(shape, dt)
-            ptr = o.ctypes.data
-            pool[j] = (o, ptr)
-            args[len(arrs) + j] = ptr
+                    break
+            else:
+                o = np.empty(shape, dt)
+                ent = (o, o.ctypes.data)
+                if len(ring) >= POOL_DEPTH:
+                    ring.pop(0)
+                ring.append(ent)
+                args[len(arrs) + j] = ent[1]
             outs.append(o)
-        del o
+        o = ent = None  # type: ignore[assignment]
         for j, sz in enumerate(sizes, n_io):
             args[j] = sz
         n = outer_v if outer_kind == "const" else sizes[outer_v]
