@@ -16,6 +16,8 @@ Instructions (``Ins``), each defining the value with its own index:
 - ``acc``     arg=kind ("sum", "prod", "max", "min", "any", "all"): an accumulator initialised
   to the kind's identity where it stands; ``acc_update`` args=(acc, value) combines a value into
   it from inside deeper loops; ``acc_read`` args=(acc,) reads it after those loops closed.
+- ``acc_scan`` args=(acc, value): combines ``value`` into ``acc`` (a "sum" or "prod"
+  accumulator defined just outside one loop) and yields the running result (inclusive scan).
 - ``argacc``  arg="argmax" | "argmin" (dtype int64): ``argacc_update`` args=(acc, value, index)
   keeps the index of the first extreme value; ``acc_read`` gives that index.
 

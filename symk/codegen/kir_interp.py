@@ -102,6 +102,13 @@ def run_program(prog: Program, buffers: Sequence[np.ndarray], sizes: Sequence[in
                 st["pending"] = np.broadcast_to(_expand(a[1], depth), tuple(extents))
                 st["at"] = depth
                 continue
+            elif op == "acc_scan":
+                st = accs[ins.args[0]]
+                if depth != st["depth"] + 1:
+                    raise SymkError("acc_scan must be one loop inside its accumulator")
+                x = np.broadcast_to(_expand(a[1], depth), tuple(extents)).astype(st["dtype"])
+                fn = np.cumsum if st["kind"] == "sum" else np.cumprod
+                v = fn(x, axis=depth - 1, dtype=st["dtype"])
             elif op == "argacc_update":
                 st = accs[ins.args[0]]
                 shape = tuple(extents)

@@ -194,7 +194,11 @@ class _Fn:
         cmpn = "fcmp olt" if _is_f(dt) else "icmp slt"
         e(f"{pos} = {cmp} {ty} {x}, {zero}")
         e(f"{neg} = {cmpn} {ty} {x}, {zero}")
-        e(f"{inner} = select i1 {neg}, {ty} {mone}, {ty} {x}")
+        rest = x
+        if _is_f(dt):  # zeros and NaN stay; x + 0.0 turns -0.0 into +0.0 like numpy's sign
+            rest = self.tmp()
+            e(f"{rest} = fadd {ty} {x}, 0.0")
+        e(f"{inner} = select i1 {neg}, {ty} {mone}, {ty} {rest}")
         e(f"{t} = select i1 {pos}, {ty} {one}, {ty} {inner}")
         return t
 
@@ -443,6 +447,8 @@ class _Fn:
             self.acc_init(i, ins)
         elif op == "acc_update":
             self.acc_update(ins)
+        elif op == "acc_scan":
+            self.val[i] = self.acc_update(ins)
         elif op == "argacc":
             self.argacc_init(i, ins)
         elif op == "argacc_update":
@@ -476,7 +482,7 @@ class _Fn:
         self.allocas.append(f"%acc{i} = alloca {ty}")
         self.emit(f"store {ty} {self._identity(ins.arg, ins.dtype)}, ptr %acc{i}")
 
-    def acc_update(self, ins: Ins) -> None:
+    def acc_update(self, ins: Ins) -> str:
         acc_i, v = ins.args
         acc = self.p.ins[acc_i]
         dt, kind = acc.dtype, acc.arg
@@ -498,6 +504,7 @@ class _Fn:
         else:
             new = self.minmax("maximum" if kind == "max" else "minimum", dt, old, x)
         e(f"store {ty} {new}, ptr %acc{acc_i}")
+        return new
 
     def argacc_init(self, i: int, ins: Ins) -> None:
         upd = next(u for u in self.p.ins if u.op == "argacc_update" and u.args[0] == i)

@@ -292,6 +292,20 @@ class _Lowerer:
         self.close_loops(opened)
         return self.p.emit("acc_read", acc_dtype, (acc,))
 
+    def _scan(self, R: Node, kind: str) -> None:
+        """One pass along the scan axis (backwards with ``reverse``) carrying the running
+        value; outputs (and the epilogue) are stored inside the pass."""
+        (a,) = self.red
+        acc = self.p.emit("acc", R.dtype, (), kind)
+        opened = self.open_loops([a], False)
+        if R.attrs.get("reverse"):
+            last = self.p.emit("alu", "int64", (self.dimval[a], self.p.const(1, "int64")), "sub")
+            self.loopvar[a] = self.p.emit("alu", "int64", (last, opened[0]), "sub")
+        x = self.b.cast(self.value(R.inputs[0], list(range(self.rank))), R.dtype)
+        self.scopes[-1][id(R)] = self.p.emit("acc_scan", R.dtype, (acc, x))
+        self.store_outputs(self.k.outputs)
+        self.close_loops(opened)
+
     def _reduction(self) -> None:
         R, b, p = self.R, self.b, self.p
         name = R.op.name
@@ -328,6 +342,8 @@ class _Lowerer:
             s = self._reduce_pass("sum", acc_dt, lambda x: b.exp(b.sub(b.cast(x, R.dtype), m)))
             self.scopes[-1][id(R)] = b.add(b.log(b.cast(s, R.dtype)), m)
             self.store_outputs(self.k.outputs)
+        elif name in ("cumsum", "cumprod"):
+            self._scan(R, "sum" if name == "cumsum" else "prod")
         elif name in ("softmax", "log_softmax"):
             m = self._reduce_pass("max", R.dtype, lambda x: b.cast(x, R.dtype))
             acc_dt = "float64" if R.dtype in ("float32", "float16") else R.dtype

@@ -189,9 +189,12 @@ class ArgMin(ArgMax):
 
 
 class _Cumulative(Op):
+    """Inclusive scans along one axis (in reverse order with ``reverse``); fused like a
+    reduction whose output keeps the input's shape."""
+
     arity = 1
     attr_names = ("axis", "reverse")
-    extern = True
+    reduction = True
 
     def infer(self, inputs, axis, reverse=False):
         (x,) = inputs
