@@ -15,7 +15,6 @@ from typing import Any
 import numpy as np
 
 from symk.graph.node import Node
-from symk.graph.ops.leaves import const_array
 
 COMMUTATIVE = frozenset({"add", "mul", "maximum", "minimum", "eq", "ne", "logical_and",
                          "logical_or"})
@@ -56,12 +55,15 @@ class Pat:
 def const_pred(value: float | None = None) -> Callable[[Node], bool]:
     """Predicate: a constant node (all elements equal to ``value`` when given)."""
     def pred(n: Node) -> bool:
-        a = const_array(n)
-        if a is None:
+        if n.op.name != "constant":
             return False
         if value is None:
             return True
+        a = n.attrs["value"].array
+        if a.size == 1:
+            return bool(a.reshape(()) == value)  # (the common case, without a reduction)
         return a.size > 0 and bool(np.all(a == value))
+    pred.op = "constant"  # type: ignore[attr-defined]  (lets rule sets pre-check the op)
     return pred
 
 

@@ -23,7 +23,7 @@ from symk.graph.node import (
     set_creation_line,
     toposort,
 )
-from symk.passes.pattern import Bindings, Pat, match
+from symk.passes.pattern import COMMUTATIVE, Bindings, Pat, Var, match
 
 
 @dataclass(frozen=True)
@@ -39,6 +39,8 @@ class RuleSet:
 
     def __init__(self, rules: Iterable[Rule] = ()) -> None:
         self.by_op: dict[str, list[Rule]] = {}
+        #: per root op: (rule, the op each direct input must have or None) for a pre-check
+        self.checked: dict[str, list[tuple[Rule, tuple[str | None, ...] | None]]] = {}
         self.rules: list[Rule] = []
         for r in rules:
             self.add(r)
@@ -46,6 +48,7 @@ class RuleSet:
     def add(self, rule: Rule) -> Rule:
         self.rules.append(rule)
         self.by_op.setdefault(rule.pattern.op, []).append(rule)
+        self.checked.setdefault(rule.pattern.op, []).append((rule, _needs(rule.pattern)))
         return rule
 
     def rule(self, name: str, pattern: Pat, doc: str = ""):
@@ -145,9 +148,37 @@ def toposort_pending(root: Node, memo: dict[int, Node]) -> list[Node]:
     return order
 
 
+def _needs(p: Pat) -> tuple[str | None, ...] | None:
+    """The op each direct input of ``p`` must have (None: any), for a cheap pre-check."""
+    if not p.inputs:
+        return None
+    out: list[str | None] = []
+    for q in p.inputs:
+        if isinstance(q, Pat) and q.op != "*":
+            out.append(q.op)
+        elif isinstance(q, Var) and q.pred is not None and getattr(q.pred, "op", None):
+            out.append(q.pred.op)
+        else:
+            out.append(None)
+    return None if all(x is None for x in out) else tuple(out)
+
+
+def _may_match(need: tuple[str | None, ...], n: Node) -> bool:
+    ins = n.inputs
+    if len(ins) != len(need):
+        return False
+    if all(w is None or w == i.op.name for w, i in zip(need, ins)):
+        return True
+    if len(ins) == 2 and n.op.name in COMMUTATIVE:
+        return all(w is None or w == i.op.name for w, i in zip(need, ins[::-1]))
+    return False
+
+
 def _apply_rules(n: Node, rules: RuleSet, recent: deque[str],
                  stats: dict[str, int] | None) -> Node | None:
-    for rule in (*rules.by_op.get(n.op.name, ()), *rules.by_op.get("*", ())):
+    for rule, need in (*rules.checked.get(n.op.name, ()), *rules.checked.get("*", ())):
+        if need is not None and not _may_match(need, n):
+            continue
         b = match(rule.pattern, n)
         if b is None:
             continue
