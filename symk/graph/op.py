@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Any, ClassVar
 
 import numpy as np
 
-from symk.errors import ArgumentError
+from symk.errors import ArgumentError, SymkError
 
 if TYPE_CHECKING:
     from symk.graph.node import Node
@@ -49,11 +49,11 @@ class Op:
             raise ArgumentError(f"op '{self.name}' got unknown argument(s) {sorted(unknown)}")
 
     def infer(self, inputs: Sequence[Type], **attrs: Any) -> Type:
-        raise NotImplementedError(f"op '{self.name}' has no type rule")
+        raise SymkError(f"internal error: op '{self.name}' defines no type rule")
 
     def ref(self, *args: np.ndarray, **attrs: Any) -> np.ndarray:
         """Numpy reference implementation: the definition of the op's semantics."""
-        raise NotImplementedError(f"op '{self.name}' has no reference implementation")
+        raise SymkError(f"internal error: op '{self.name}' defines no reference implementation")
 
     def vjp(self, node: Node, g: Node) -> Sequence[Node | None]:
         """Vector-Jacobian product: the gradient w.r.t. each input given ``g`` w.r.t. output."""

@@ -63,7 +63,9 @@ def load(key: str) -> bytes | None:
     if d is None:
         return None
     opath, mpath = os.path.join(d, key + ".o"), os.path.join(d, key + ".json")
-    if not os.path.exists(mpath) and not os.path.exists(opath):
+    if not os.path.exists(mpath):
+        # the metadata is written last: an object without it may be another process's entry
+        # being written right now, so it is a miss, not a corrupted entry
         log(1, f"cache miss {key[:12]} (not on disk)")
         return None
     try:

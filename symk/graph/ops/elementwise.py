@@ -13,7 +13,7 @@ from typing import Any, ClassVar
 
 import numpy as np
 
-from symk.errors import DTypeError
+from symk.errors import DTypeError, SymkError
 from symk.graph import build as gb
 from symk.graph.node import Node
 from symk.graph.op import Op, register
@@ -56,7 +56,7 @@ class Elementwise(Op):
         return Type(self.out_dtype([t.dtype for t in inputs], **attrs), shape)
 
     def scalar(self, b: ScalarBuilder, *xs: Any, **attrs: Any) -> Any:
-        raise NotImplementedError(self.name)
+        raise SymkError(f"internal error: elementwise op '{self.name}' has no scalar expression")
 
     def ref(self, *xs: np.ndarray, **attrs: Any) -> np.ndarray:
         xs = tuple(np.asarray(x) for x in xs)

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from symk.errors import SymkError
 from symk.graph.op import Op, register
 from symk.graph.types import Type, as_dtype
 
@@ -28,7 +29,7 @@ class RandomOp(Op):
         return np.asarray(self.draw(rng, shp, **p)).astype(dtype, copy=False)
 
     def draw(self, rng, shape, **p):
-        raise NotImplementedError
+        raise SymkError(f"internal error: random op '{self.name}' defines no draw")
 
 
 @register
