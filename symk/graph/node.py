@@ -12,7 +12,7 @@ import contextvars
 import itertools
 import threading
 import weakref
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Container, Iterable, Iterator, Mapping, Sequence
 from types import MappingProxyType
 from typing import Any
 
@@ -185,12 +185,13 @@ def set_creation_line(node: Node, line: str) -> None:
     _lines.setdefault(node, line)
 
 
-def toposort(roots: Iterable[Node]) -> list[Node]:
-    """All ancestors of ``roots`` (inclusive), inputs before users; iterative (deep graphs)."""
+def toposort(roots: Iterable[Node], exclude: Container[int] = ()) -> list[Node]:
+    """All ancestors of ``roots`` (inclusive), inputs before users; iterative (deep graphs).
+    Nodes whose id is in ``exclude`` are neither listed nor descended into."""
     order: list[Node] = []
     seen: set[int] = set()
     for root in roots:
-        if id(root) in seen:
+        if id(root) in seen or id(root) in exclude:
             continue
         stack: list[tuple[Node, int]] = [(root, 0)]
         seen.add(id(root))
@@ -199,7 +200,7 @@ def toposort(roots: Iterable[Node]) -> list[Node]:
             if i < len(node.inputs):
                 stack[-1] = (node, i + 1)
                 child = node.inputs[i]
-                if id(child) not in seen:
+                if id(child) not in seen and id(child) not in exclude:
                     seen.add(id(child))
                     stack.append((child, 0))
             else:

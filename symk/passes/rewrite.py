@@ -95,7 +95,7 @@ def rewrite(roots: Sequence[Node], rules: RuleSet,
         """The fixed point of ``node`` (whose inputs may not be settled yet)."""
         if depth > MAX_DEPTH:
             raise fail(node)
-        for m in toposort_pending(node, memo):
+        for m in toposort([node], exclude=memo):
             new_inputs = tuple(memo.get(id(i), i) for i in m.inputs)
             if any(a is not b for a, b in zip(new_inputs, m.inputs)):
                 n = apply(m.op, new_inputs, line=creation_line(m), **m.attrs)
@@ -125,27 +125,6 @@ def rewrite(roots: Sequence[Node], rules: RuleSet,
         return memo[id(node)]
 
     return [settle(r, 0) for r in roots]
-
-
-def toposort_pending(root: Node, memo: dict[int, Node]) -> list[Node]:
-    """Nodes below ``root`` (inclusive) not rewritten yet, inputs first."""
-    order: list[Node] = []
-    if id(root) in memo:
-        return order
-    seen = {id(root)}
-    stack: list[tuple[Node, int]] = [(root, 0)]
-    while stack:
-        node, i = stack[-1]
-        if i < len(node.inputs):
-            stack[-1] = (node, i + 1)
-            c = node.inputs[i]
-            if id(c) not in seen and id(c) not in memo:
-                seen.add(id(c))
-                stack.append((c, 0))
-        else:
-            stack.pop()
-            order.append(node)
-    return order
 
 
 def _needs(p: Pat) -> tuple[str | None, ...] | None:
