@@ -1,8 +1,16 @@
-"""Shared pytest set-up: every test starts and ends with the default Keras settings."""
+"""Shared pytest set-up: the kernel cache lives in a fresh temporary directory for the test
+session (tests never read or fill the user's ~/.cache/symk), and every test starts and ends with
+the default Keras settings."""
 
 from __future__ import annotations
 
+import os
+import tempfile
+
 import pytest
+
+if "SYMK_CACHE_DIR" not in os.environ:
+    os.environ["SYMK_CACHE_DIR"] = tempfile.mkdtemp(prefix="symk-test-cache-")
 
 from symk import backend as K
 
