@@ -9,8 +9,10 @@ Instructions (``Ins``), each defining the value with its own index:
   ``arg["parallel"]`` marks the outermost loop whose bounds the caller splits across threads
   (its start/end then come from the kernel's ``start``/``end`` arguments).
 - ``end``     args=(range,): closes the loop.
-- ``load``    args=(buffer param, index): element of an input buffer (flat, C-contiguous).
+- ``load``    args=(buffer param, index): element of a buffer (flat, C-contiguous).
 - ``store``   args=(buffer param, index, value).
+- ``store_reduce`` arg=kind, args=(buffer param, index, value): ``buf[index] = buf[index]
+  (kind) value`` performed once per iteration, in loop order (also on output buffers).
 - ``alu``     arg=primitive (one of ``symk.graph.scalar.PRIMITIVES``), args=operands.
 - ``cast``    arg=dtype.
 - ``acc``     arg=kind ("sum", "prod", "max", "min", "any", "all"): an accumulator initialised

@@ -17,6 +17,9 @@ from symk.codegen.kir import Program
 from symk.errors import SymkError
 from symk.graph.scalar import NUMPY
 
+#: ufuncs whose ``.at`` applies a store_reduce (sequentially, duplicates accumulate)
+_AT = {"sum": np.add, "prod": np.multiply, "max": np.maximum, "min": np.minimum,
+       "any": np.logical_or, "all": np.logical_and}
 _REDUCE = {"sum": np.sum, "prod": np.prod, "max": np.max, "min": np.min, "any": np.any,
            "all": np.all}
 
@@ -85,6 +88,13 @@ def run_program(prog: Program, buffers: Sequence[np.ndarray], sizes: Sequence[in
                 shape = tuple(extents)
                 buf[np.broadcast_to(idx, shape).reshape(-1)] = \
                     np.broadcast_to(val, shape).reshape(-1).astype(buf.dtype)
+                continue
+            elif op == "store_reduce":
+                buf, idx, val = a
+                shape = tuple(extents)
+                idx = np.broadcast_to(_expand(np.asarray(idx), depth), shape).reshape(-1)
+                val = np.broadcast_to(_expand(np.asarray(val), depth), shape).reshape(-1)
+                _AT[ins.arg].at(buf, idx, val.astype(buf.dtype))
                 continue
             elif op == "alu":
                 v = getattr(NUMPY, ins.arg)(*[np.asarray(x) for x in a])

@@ -447,6 +447,8 @@ class _Fn:
             self.acc_init(i, ins)
         elif op == "acc_update":
             self.acc_update(ins)
+        elif op == "store_reduce":
+            self.store_reduce(ins)
         elif op == "acc_scan":
             self.val[i] = self.acc_update(ins)
         elif op == "argacc":
@@ -482,15 +484,11 @@ class _Fn:
         self.allocas.append(f"%acc{i} = alloca {ty}")
         self.emit(f"store {ty} {self._identity(ins.arg, ins.dtype)}, ptr %acc{i}")
 
-    def acc_update(self, ins: Ins) -> str:
-        acc_i, v = ins.args
-        acc = self.p.ins[acc_i]
-        dt, kind = acc.dtype, acc.arg
+    def combine(self, kind: str, dt: str, old: str, x: str) -> str:
+        """``old (kind) x`` for an accumulation (reassociable for float sums/products)."""
         ty = LLTYPE[dt]
-        old, new = self.tmp(), self.tmp()
+        new = self.tmp()
         e = self.emit
-        e(f"{old} = load {ty}, ptr %acc{acc_i}")
-        x = self.ref(v)
         if kind in ("sum", "prod"):
             op = {"sum": "add", "prod": "mul"}[kind]
             if _is_f(dt):
@@ -499,12 +497,40 @@ class _Fn:
                 e(f"{new} = {'or' if kind == 'sum' else 'and'} i1 {old}, {x}")
             else:
                 e(f"{new} = {op} {ty} {old}, {x}")
-        elif kind in ("any", "all"):
+            return new
+        if kind in ("any", "all"):
             e(f"{new} = {'or' if kind == 'any' else 'and'} i1 {old}, {x}")
-        else:
-            new = self.minmax("maximum" if kind == "max" else "minimum", dt, old, x)
-        e(f"store {ty} {new}, ptr %acc{acc_i}")
+            return new
+        return self.minmax("maximum" if kind == "max" else "minimum", dt, old, x)
+
+    def acc_update(self, ins: Ins) -> str:
+        acc_i, v = ins.args
+        acc = self.p.ins[acc_i]
+        ty = LLTYPE[acc.dtype]
+        old = self.tmp()
+        self.emit(f"{old} = load {ty}, ptr %acc{acc_i}")
+        new = self.combine(acc.arg, acc.dtype, old, self.ref(v))
+        self.emit(f"store {ty} {new}, ptr %acc{acc_i}")
         return new
+
+    def store_reduce(self, ins: Ins) -> None:
+        buf, idx, v = ins.args
+        dt = self.p.ins[buf].dtype
+        mt = MEMTYPE[dt]
+        e = self.emit
+        gp, old = self.tmp(), self.tmp()
+        e(f"{gp} = getelementptr inbounds {mt}, ptr {self.ref(buf)}, i64 {self.ref(idx)}")
+        e(f"{old} = load {mt}, ptr {gp}")
+        if dt == "bool":
+            ob = self.tmp()
+            e(f"{ob} = icmp ne i8 {old}, 0")
+            old = ob
+        new = self.combine(ins.arg, dt, old, self.ref(v))
+        if dt == "bool":
+            z = self.tmp()
+            e(f"{z} = zext i1 {new} to i8")
+            new = z
+        e(f"store {mt} {new}, ptr {gp}")
 
     def argacc_init(self, i: int, ins: Ins) -> None:
         upd = next(u for u in self.p.ins if u.op == "argacc_update" and u.args[0] == i)

@@ -77,6 +77,26 @@ class LoweredKernel:
     out_dims: list[list[tuple[int | None, int]]]
     #: the iteration domain (static dims, None for runtime sizes)
     domain: tuple = ()
+    #: temporary buffers the caller provides after the outputs: (dtype, dims as out_dims)
+    scratch: list = None  # type: ignore[assignment]
+
+
+_COLUMN_KINDS = {"sum": "sum", "mean": "sum", "prod": "prod", "max": "max", "min": "min",
+                 "any": "any", "all": "all"}
+
+
+def _identity_value(kind: str, dtype: str) -> float | int | bool:
+    if kind in ("sum", "any"):
+        return 0
+    if kind in ("prod", "all"):
+        return 1
+    dt = np.dtype(dtype)
+    if dt.kind == "f":
+        return -np.inf if kind == "max" else np.inf
+    if dt.kind == "b":
+        return kind == "min"
+    info = np.iinfo(dt)
+    return int(info.min if kind == "max" else info.max)
 
 
 def _is_scalar_const(node: Node) -> bool:
@@ -109,6 +129,8 @@ class _Lowerer:
         # O axis -> D axis
         self.o_axes = list(range(self.rank)) if len(self.O) == self.rank else self.kept
         self.scopes: list[dict[Any, int]] = [{}]
+        #: scratch buffers: (dtype, dims as in out_dims)
+        self.scratch: list[tuple[str, list[tuple[int | None, int]]]] = []
         self.loopvar: dict[int, int] = {}
 
     # ------------------------------------------------------------ params and dims
@@ -260,6 +282,8 @@ class _Lowerer:
             self.store_outputs(self.k.outputs)
             self.close_loops(opened)
             outer = self._outer(axes[0])
+        elif self._column_mode():
+            outer = self._column_reduction()
         else:
             outer_axes = self.kept or [-1]
             if not self.kept:
@@ -275,7 +299,7 @@ class _Lowerer:
             out_dims.append([(d, -1 if d is not None else self.size_index[la[off + j]])
                              for j, d in enumerate(o.shape)])
         return LoweredKernel(self.p, list(self.inputs), list(self.k.outputs),
-                             self.size_sources, outer, out_dims, tuple(self.D))
+                             self.size_sources, outer, out_dims, tuple(self.D), self.scratch)
 
     def _outer(self, axis: int) -> tuple[str, int]:
         if axis == -1:
@@ -291,6 +315,64 @@ class _Lowerer:
         self.p.emit("acc_update", None, (acc, self.b.cast(fn(x), acc_dtype)))
         self.close_loops(opened)
         return self.p.emit("acc_read", acc_dtype, (acc,))
+
+    def _column_mode(self) -> bool:
+        """A plain reduction that keeps the innermost axis and feeds nothing but its own
+        output: accumulate straight into the output, walking memory contiguously."""
+        R = self.R
+        return (R.op.name in _COLUMN_KINDS and self.rank >= 2 and self.rank - 1 in self.kept
+                and list(self.k.outputs) == [R])
+
+    def _column_reduction(self) -> tuple[str, int]:
+        R, p, b = self.R, self.p, self.b
+        kind = _COLUMN_KINDS[R.op.name]
+        out = self.out_ids[id(R)]
+        acc_dt = R.dtype
+        if kind == "sum" and R.dtype in ("float32", "float16"):
+            # accumulate in a float64 scratch buffer shaped like the output (then cast)
+            acc_dt = "float64"
+            o_axes = self._level_axes(R)
+            off = len(o_axes) - R.ndim
+            self.scratch.append(("float64", [(d, -1 if d is not None else
+                                              self.size_index[o_axes[off + j]])
+                                             for j, d in enumerate(R.shape)]))
+            acc_buf = p.param(f"scratch{len(self.scratch) - 1}", "scratch", "float64")
+            # scratch params must follow the outputs: move it before the size params
+            p.params.remove(acc_buf)
+            p.params.insert(len(self.inputs) + len(self.k.outputs) + len(self.scratch) - 1,
+                            acc_buf)
+        else:
+            acc_buf = out
+        first = self.kept[0]
+        par = first if first != self.rank - 1 else -1
+        if par == -1:
+            self.dimval[-1] = p.const(1, "int64")
+        opened = self.open_loops([par], True)
+        rest = [a for a in self.kept if a != par]
+        o_axes = self._level_axes(R)
+        inner = self.open_loops(rest, False)  # 1: identity everywhere
+        p.emit("store", None, (acc_buf, self.index(R.shape, o_axes),
+                               b.const(_identity_value(kind, acc_dt), acc_dt)))
+        self.close_loops(inner)
+        inner = self.open_loops([a for a in range(self.rank) if a != par], False)  # 2: combine
+        x = self.value(R.inputs[0], list(range(self.rank)))
+        x = b.cast(x, "bool") if kind in ("any", "all") else b.cast(x, acc_dt)
+        p.emit("store_reduce", None, (acc_buf, self.index(R.shape, o_axes), x), kind)
+        self.close_loops(inner)
+        if R.op.name == "mean" or acc_buf != out:  # 3: scale by 1/count, cast, store
+            inner = self.open_loops(rest, False)
+            idx = self.index(R.shape, o_axes)
+            v = p.emit("load", acc_dt, (acc_buf, idx))
+            if R.op.name == "mean":
+                count = None
+                for a in self.red:
+                    count = self.dimval[a] if count is None else p.emit(
+                        "alu", "int64", (count, self.dimval[a]), "mul")
+                v = b.div(v, b.cast(count, acc_dt))
+            p.emit("store", None, (out, idx, b.cast(v, R.dtype)))
+            self.close_loops(inner)
+        self.close_loops(opened)
+        return self._outer(par)
 
     def _scan(self, R: Node, kind: str) -> None:
         """One pass along the scan axis (backwards with ``reverse``) carrying the running
@@ -375,6 +457,12 @@ def kernel_sizes(lk: LoweredKernel, inputs: Sequence[np.ndarray]) -> list[int]:
 
 def output_shapes(lk: LoweredKernel, sizes: Sequence[int]) -> list[tuple[int, ...]]:
     return [tuple(d if d is not None else sizes[k] for d, k in dims) for dims in lk.out_dims]
+
+
+def scratch_buffers(lk: LoweredKernel, sizes: Sequence[int]) -> list[np.ndarray]:
+    """Fresh scratch arrays for one run of the kernel (passed after the outputs)."""
+    return [np.empty(tuple(d if d is not None else sizes[k] for d, k in dims), dt)
+            for dt, dims in (lk.scratch or [])]
 
 
 def outer_extent(lk: LoweredKernel, sizes: Sequence[int]) -> int:

@@ -188,6 +188,9 @@ def _native_step(plan: CpuPlan, lk: LoweredKernel, fn: Any) -> Callable[[list[An
     # holds them (fresh large arrays page-fault on first touch, which costs more than the
     # kernel); several per output so that values swapped into variables ping-pong between two
     pool: list[list[tuple[np.ndarray, int]]] = [[] for _ in out_slots]
+    scratch = [(np.dtype(dt), dims) for dt, dims in (lk.scratch or [])]
+    scratch_cache: list[tuple[np.ndarray, int] | None] = [None] * len(scratch)
+    n_bufs = n_io + len(scratch)
 
     def run(vals: list[Any]) -> None:
         arrs = []
@@ -219,7 +222,14 @@ def _native_step(plan: CpuPlan, lk: LoweredKernel, fn: Any) -> Callable[[list[An
                 args[len(arrs) + j] = ent[1]
             outs.append(o)
         o = ent = None  # type: ignore[assignment]
-        for j, sz in enumerate(sizes, n_io):
+        for j, (dt, dims) in enumerate(scratch):  # private to this step: always reusable
+            shape = tuple(d if d is not None else sizes[k] for d, k in dims)
+            sc = scratch_cache[j]
+            if sc is None or sc[0].shape != shape:
+                arr = np.empty(shape, dt)
+                sc = scratch_cache[j] = (arr, arr.ctypes.data)
+            args[n_io + j] = sc[1]
+        for j, sz in enumerate(sizes, n_bufs):
             args[j] = sz
         n = outer_v if outer_kind == "const" else sizes[outer_v]
         total = static_elems
