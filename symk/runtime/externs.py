@@ -30,7 +30,10 @@ def matmul_plan(node: Node) -> Callable[[np.ndarray, np.ndarray], np.ndarray] | 
     free_b = [c for c in out if c in sb and c not in sa]
     perm_a = [a_l.index(c) for c in batch + free_a + contract]
     perm_b = [b_l.index(c) for c in batch + contract + free_b]
-    order = batch + free_a + free_b
+    # when the output wants B's free letters first, compute B^T A^T: the result is then
+    # already in output order and contiguous (no transposed view for later kernels to copy)
+    swap = out == "".join(batch + free_b + free_a) and free_a and free_b
+    order = batch + (free_b + free_a if swap else free_a + free_b)
     perm_out = [order.index(c) for c in out]
     dtype = np.dtype(node.dtype)
     nb, nfa = len(batch), len(free_a)
@@ -45,7 +48,14 @@ def matmul_plan(node: Node) -> Callable[[np.ndarray, np.ndarray], np.ndarray] | 
         ka = int(np.prod(k, dtype=np.int64))
         a2 = a.reshape(bs + (int(np.prod(fa, dtype=np.int64)), ka))
         b2 = b.reshape(bs + (ka, int(np.prod(fb, dtype=np.int64))))
-        r = np.matmul(a2, b2).reshape(bs + fa + fb)
+        if swap:
+            r = np.matmul(b2.swapaxes(-1, -2), a2.swapaxes(-1, -2))
+            shape = bs + fb + fa
+        else:
+            r = np.matmul(a2, b2)
+            shape = bs + fa + fb
+        if r.shape != shape:
+            r = r.reshape(shape)
         return r if ident_out else r.transpose(perm_out)
 
     return run

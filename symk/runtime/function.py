@@ -92,7 +92,7 @@ class CompiledFunction:
             interp = InterpPlan(opt.schedule, self._feeds)
         n_out = len(self.outputs)
         slots = [interp.slot[id(r)] for r in opt.roots]
-        leafy = [r.op.is_leaf for r in opt.roots]
+        leafy = [aliases_leaf(r) for r in opt.roots]
         plan = _Plan(interp, opt.schedule, slots[:n_out], slots[n_out:], leafy[:n_out],
                      leafy[n_out:])
         self._plans[key] = plan
@@ -199,14 +199,29 @@ class CompiledFunction:
         outs = []
         for s, leaf in zip(plan.out_slots, plan.out_leaf):
             v = vals[s]
-            outs.append(np.array(v, copy=True) if leaf or v.base is not None else v)
+            outs.append(np.array(v, copy=True) if leaf else v)
         new = [vals[s] for s in plan.upd_slots]  # all computed before any write
-        returned = {id(o) for o in outs}
+        # an update value the caller also received (or a view of) is stored as a copy
+        returned = {id(o) for o in outs} | {id(o.base) for o in outs if o.base is not None}
         for (var, _), v, leaf in zip(self.updates, new, plan.upd_leaf):
-            if leaf or v.base is not None or id(v) in returned or v.dtype != var.value.dtype:
+            if leaf or id(v) in returned or v.dtype != var.value.dtype:
                 v = np.array(v, dtype=var.value.dtype, copy=True)
             var.value = v
         return outs
+
+
+#: ops whose numpy implementation may return (a view of) its first input
+_VIEWISH = frozenset({"reshape", "transpose", "expand_dims", "squeeze", "getitem", "reverse",
+                      "concat_part", "stop_gradient", "print"})
+
+
+def aliases_leaf(node: Node) -> bool:
+    """Whether a value may share memory with a placeholder, variable or constant: such an
+    output is copied before it is returned, so the caller can never modify a variable or a
+    fed array through it (every other value is memory of its own)."""
+    while node.op.name in _VIEWISH:
+        node = node.inputs[0]
+    return node.op.is_leaf
 
 
 class _Plan:
