@@ -11,6 +11,7 @@ import numpy as np
 from symk.graph.node import Node, apply, fresh_uid, toposort
 from symk.passes.pipeline import Optimized, optimize
 from symk.runtime.interp import InterpPlan
+from tests.compare import assert_match
 
 
 def ph(shape: Sequence[int | None], dtype: str = "float32") -> Node:
@@ -47,20 +48,7 @@ def assert_close(got: np.ndarray, want: np.ndarray, rtol: float = 2e-5, atol: fl
                  what: str = "") -> None:
     """Equal shape, dtype and values within float32 tolerances; NaNs in the same places and
     infinities equal (sign included)."""
-    got, want = np.asarray(got), np.asarray(want)
-    assert got.shape == want.shape, f"{what}: shape {got.shape} != {want.shape}"
-    assert got.dtype == want.dtype, f"{what}: dtype {got.dtype} != {want.dtype}"
-    if got.dtype.kind not in "fc":
-        np.testing.assert_array_equal(got, want, err_msg=what)
-        return
-    gn, wn = np.isnan(got), np.isnan(want)
-    assert np.array_equal(gn, wn), f"{what}: NaN positions differ\n{got}\n{want}"
-    gi, wi = np.isinf(got), np.isinf(want)
-    assert np.array_equal(gi, wi) and np.array_equal(got[gi], want[wi]), \
-        f"{what}: infinities differ\n{got}\n{want}"
-    ok = ~(gn | gi)
-    g64, w64 = got[ok].astype(np.float64), want[ok].astype(np.float64)
-    np.testing.assert_allclose(g64, w64, rtol=rtol, atol=atol, err_msg=what)
+    assert_match(got, want, rtol=rtol, atol=atol, what=what)
 
 
 def assert_same_results(roots: Sequence[Node], feeds: dict[Node, np.ndarray],
