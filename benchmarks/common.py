@@ -132,29 +132,9 @@ def measure(fn: Callable[[], Any], *, warmup: int = 2, repeats: int = 7, budget:
     chosen so a sample lasts about ``min_sample`` s; with ``cooldown`` every sample is one call
     followed by an untimed sleep of ``cooldown`` s.
     """
-    for _ in range(warmup):
-        fn()
-        if cooldown:
-            time.sleep(cooldown)
-    number = 1
-    if not cooldown:
-        t0 = time.perf_counter()
-        fn()
-        one = time.perf_counter() - t0
-        if one < min_sample:
-            number = min(max_number, max(1, int(min_sample / max(one, 1e-7))))
-    samples: list[float] = []
-    spent = 0.0
-    while len(samples) < repeats and (len(samples) < 3 or spent < budget):
-        t0 = time.perf_counter()
-        for _ in range(number):
-            fn()
-        dt = time.perf_counter() - t0
-        spent += dt
-        samples.append(dt / number)
-        if cooldown:
-            time.sleep(cooldown)
-    return Timing(statistics.median(samples), min(samples), len(samples), number, samples)
+    return measure_interleaved([fn], warmup=warmup, repeats=repeats, budget=budget,
+                               cooldown=cooldown, min_sample=min_sample,
+                               max_number=max_number)[0]
 
 
 def measure_interleaved(fns: Sequence[Callable[[], Any]], *, warmup: int = 2, repeats: int = 7,

@@ -202,33 +202,55 @@ class _Fn:
         e(f"{t} = select i1 {pos}, {ty} {one}, {ty} {inner}")
         return t
 
+    def safe_divisor(self, dt: str, b: str) -> tuple[str, str, str | None]:
+        """(b == 0, a divisor that cannot trap, b == -1 or None): LLVM's integer division
+        traps on 0 and on INT_MIN / -1, so both are divided by 1 and fixed up afterwards."""
+        ty = LLTYPE[dt]
+        z, sb = self.tmp(), self.tmp()
+        self.emit(f"{z} = icmp eq {ty} {b}, 0")
+        self.emit(f"{sb} = select i1 {z}, {ty} 1, {ty} {b}")
+        if _is_u(dt):
+            return z, sb, None
+        m1, sb2 = self.tmp(), self.tmp()
+        self.emit(f"{m1} = icmp eq {ty} {sb}, -1")
+        self.emit(f"{sb2} = select i1 {m1}, {ty} 1, {ty} {sb}")
+        return z, sb2, m1
+
+    def sign_fix(self, dt: str, r: str, b: str) -> str:
+        """r != 0 and r, b of opposite signs: where C's truncating division must be adjusted
+        to Python's floor semantics."""
+        ty = LLTYPE[dt]
+        rnz, rneg, bneg, diff, fix = (self.tmp() for _ in range(5))
+        if _is_f(dt):
+            self.emit(f"{rnz} = fcmp une {ty} {r}, 0.0")
+            self.emit(f"{rneg} = fcmp olt {ty} {r}, 0.0")
+            self.emit(f"{bneg} = fcmp olt {ty} {b}, 0.0")
+        else:
+            self.emit(f"{rnz} = icmp ne {ty} {r}, 0")
+            self.emit(f"{rneg} = icmp slt {ty} {r}, 0")
+            self.emit(f"{bneg} = icmp slt {ty} {b}, 0")
+        self.emit(f"{diff} = xor i1 {rneg}, {bneg}")
+        self.emit(f"{fix} = and i1 {rnz}, {diff}")
+        return fix
+
     def int_floordiv(self, dt: str, args: list[str], t: str) -> str:
         """Python floor division; a zero divisor gives 0 (like numpy), never a trap."""
         ty = LLTYPE[dt]
         a, b = args
         e = self.emit
-        z, sb = self.tmp(), self.tmp()
-        e(f"{z} = icmp eq {ty} {b}, 0")
-        e(f"{sb} = select i1 {z}, {ty} 1, {ty} {b}")
-        if _is_u(dt):
+        z, sb, m1 = self.safe_divisor(dt, b)
+        if m1 is None:
             q = self.tmp()
             e(f"{q} = udiv {ty} {a}, {sb}")
             e(f"{t} = select i1 {z}, {ty} 0, {ty} {q}")
             return t
-        m1, sb2, q, r, rnz, sa, sbn, diff, fix, q2, qn, q3 = (self.tmp() for _ in range(12))
-        e(f"{m1} = icmp eq {ty} {sb}, -1")
-        e(f"{sb2} = select i1 {m1}, {ty} 1, {ty} {sb}")
-        e(f"{q} = sdiv {ty} {a}, {sb2}")
-        e(f"{r} = srem {ty} {a}, {sb2}")
-        e(f"{rnz} = icmp ne {ty} {r}, 0")
-        e(f"{sa} = icmp slt {ty} {r}, 0")
-        e(f"{sbn} = icmp slt {ty} {sb2}, 0")
-        e(f"{diff} = xor i1 {sa}, {sbn}")
-        e(f"{fix} = and i1 {rnz}, {diff}")
+        q, r, q2, q3, qn, t2 = (self.tmp() for _ in range(6))
+        e(f"{q} = sdiv {ty} {a}, {sb}")
+        e(f"{r} = srem {ty} {a}, {sb}")
+        fix = self.sign_fix(dt, r, sb)
         e(f"{q2} = sub {ty} {q}, 1")
         e(f"{q3} = select i1 {fix}, {ty} {q2}, {ty} {q}")
         e(f"{qn} = sub {ty} 0, {a}")
-        t2 = self.tmp()
         e(f"{t2} = select i1 {m1}, {ty} {qn}, {ty} {q3}")
         e(f"{t} = select i1 {z}, {ty} 0, {ty} {t2}")
         return t
@@ -240,16 +262,12 @@ class _Fn:
         e = self.emit
         fl = self.intrinsic("floor", ty, 1)
         cs = self.intrinsic("copysign", ty, 2)
-        (r, am, div, rnz, rneg, bneg, diff, fix, dm1, d2, f1, fr, half, f2, fl2, dnz, q, z,
-         bz, res) = (self.tmp() for _ in range(20))
+        (r, am, div, dm1, d2, f1, fr, half, f2, fl2, dnz, q, z, bz, res) = (
+            self.tmp() for _ in range(15))
         e(f"{r} = frem {ty} {a}, {b}")
         e(f"{am} = fsub {ty} {a}, {r}")
         e(f"{div} = fdiv {ty} {am}, {b}")
-        e(f"{rnz} = fcmp une {ty} {r}, 0.0")
-        e(f"{rneg} = fcmp olt {ty} {r}, 0.0")
-        e(f"{bneg} = fcmp olt {ty} {b}, 0.0")
-        e(f"{diff} = xor i1 {rneg}, {bneg}")
-        e(f"{fix} = and i1 {rnz}, {diff}")
+        fix = self.sign_fix({"half": "float16", "float": "float32"}.get(ty, "float64"), r, b)
         e(f"{dm1} = fsub {ty} {div}, 1.0")
         e(f"{d2} = select i1 {fix}, {ty} {dm1}, {ty} {div}")
         e(f"{f1} = call {ty} {fl}({ty} {d2})")
@@ -271,37 +289,25 @@ class _Fn:
         a, b = args
         e = self.emit
         if _is_f(dt):
-            r, rnz, rneg, bneg, diff, fix, radj, r2, z, zs = (self.tmp() for _ in range(10))
+            r, radj, r2, z, zs = (self.tmp() for _ in range(5))
             e(f"{r} = frem {ty} {a}, {b}")
-            e(f"{rnz} = fcmp one {ty} {r}, 0.0")
-            e(f"{rneg} = fcmp olt {ty} {r}, 0.0")
-            e(f"{bneg} = fcmp olt {ty} {b}, 0.0")
-            e(f"{diff} = xor i1 {rneg}, {bneg}")
-            e(f"{fix} = and i1 {rnz}, {diff}")
+            fix = self.sign_fix(dt, r, b)
             e(f"{radj} = fadd {ty} {r}, {b}")
             e(f"{r2} = select i1 {fix}, {ty} {radj}, {ty} {r}")
             e(f"{z} = fcmp oeq {ty} {r}, 0.0")
             e(f"{zs} = call {ty} {self.intrinsic('copysign', ty, 2)}({ty} 0.0, {ty} {b})")
             e(f"{t} = select i1 {z}, {ty} {zs}, {ty} {r2}")
             return t
-        z, sb = self.tmp(), self.tmp()
-        e(f"{z} = icmp eq {ty} {b}, 0")
-        e(f"{sb} = select i1 {z}, {ty} 1, {ty} {b}")
-        if _is_u(dt):
-            r = self.tmp()
+        z, sb, m1 = self.safe_divisor(dt, b)
+        r = self.tmp()
+        if m1 is None:
             e(f"{r} = urem {ty} {a}, {sb}")
             e(f"{t} = select i1 {z}, {ty} 0, {ty} {r}")
             return t
-        m1, sb2, r, rnz, rneg, bneg, diff, fix, radj, r2 = (self.tmp() for _ in range(10))
-        e(f"{m1} = icmp eq {ty} {sb}, -1")
-        e(f"{sb2} = select i1 {m1}, {ty} 1, {ty} {sb}")
-        e(f"{r} = srem {ty} {a}, {sb2}")
-        e(f"{rnz} = icmp ne {ty} {r}, 0")
-        e(f"{rneg} = icmp slt {ty} {r}, 0")
-        e(f"{bneg} = icmp slt {ty} {sb2}, 0")
-        e(f"{diff} = xor i1 {rneg}, {bneg}")
-        e(f"{fix} = and i1 {rnz}, {diff}")
-        e(f"{radj} = add {ty} {r}, {sb2}")
+        radj, r2 = self.tmp(), self.tmp()
+        e(f"{r} = srem {ty} {a}, {sb}")
+        fix = self.sign_fix(dt, r, sb)
+        e(f"{radj} = add {ty} {r}, {sb}")
         e(f"{r2} = select i1 {fix}, {ty} {radj}, {ty} {r}")
         e(f"{t} = select i1 {z}, {ty} 0, {ty} {r2}")
         return t
