@@ -14,6 +14,7 @@ import ctypes
 import os
 import sys
 import threading
+import warnings
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
@@ -122,7 +123,13 @@ class CpuPlan(InterpPlan):
                 self.lowered[id(step)] = lk
                 progs.setdefault(lk.program.name, lk.program)
         self.programs = list(progs.values())
-        self.native, self.ir = build_native(self.programs, label)
+        try:
+            self.native, self.ir = build_native(self.programs, label)
+        except SymkError as e:  # an LLVM rejection must not cost the user a result
+            warnings.warn(f"symk: native code for '{label}' failed ({e}); its kernels run on "
+                          "the reference executor (set SYMK_DEBUG=4 to see the LLVM IR)",
+                          RuntimeWarning, stacklevel=2)
+            self.native, self.ir = None, ""
         self.nthreads = num_threads()
         _debug_dump(label, self.programs, self.ir)
         super().__init__(schedule, fed)

@@ -253,3 +253,20 @@ def test_profile_table_names_each_kernel():
         assert len(row) == 1 and row[0].split()[1] == "3", table
     f([np.ones((4, 6), np.float32)])  # profiling off: nothing more recorded
     assert f.profile(False) == table
+
+
+def test_llvm_rejection_falls_back_to_the_reference_executor(monkeypatch):
+    """A module LLVM refuses does not cost the caller a result: a warning, reference numbers."""
+    import symk.runtime.cpu as cpu
+    from symk.errors import SymkError
+
+    def refuse(progs, label):
+        raise SymkError("internal error: generated LLVM IR is invalid: (simulated)")
+
+    monkeypatch.setattr(cpu, "build_native", refuse)
+    x = K.placeholder((None, 3))
+    with pytest.warns(RuntimeWarning, match="reference executor"):
+        f = K.function([x], [K.exp(x) * 2.0 + K.sum(x, axis=1, keepdims=True)], device="cpu")
+    xv = np.arange(6, dtype=np.float32).reshape(2, 3)
+    (out,) = f([xv])
+    np.testing.assert_allclose(out, np.exp(xv) * 2 + xv.sum(1, keepdims=True), rtol=1e-6)
