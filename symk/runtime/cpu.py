@@ -34,8 +34,10 @@ from symk.runtime.externs import matmul_plan
 from symk.runtime.interp import InterpPlan
 
 KFUNC = ctypes.CFUNCTYPE(None, ctypes.c_void_p, ctypes.c_int64, ctypes.c_int64)
-#: kernels with fewer domain elements than this run on the calling thread only
-PARALLEL_MIN_ELEMENTS = 1 << 15
+#: kernels with fewer domain elements than this run on the calling thread only (measured:
+#: a 2-way split of a 131k-element kernel right after a GEMM is ~4x slower than one thread,
+#: as OpenBLAS's threads are still spinning; from ~400k elements the split pays off)
+PARALLEL_MIN_ELEMENTS = 1 << 18
 #: pooled output arrays kept per kernel output
 POOL_DEPTH = 3
 
