@@ -18,8 +18,6 @@ Scalar = int | float | bool
 
 def const(value: Any, dtype: str | None = None) -> Node:
     a = np.asarray(value, dtype=None if dtype is None else as_dtype(dtype))
-    if dtype is None and a.dtype == np.float64 and not isinstance(value, np.ndarray):
-        a = a.astype(np.float64)
     return apply("constant", [], value=ConstValue(a))
 
 
@@ -217,7 +215,3 @@ def count(x: Node, axes: Sequence[int], dtype: str) -> Node:
         return const(n, dtype)
     sel = apply("gather", [shape_of(x), const(np.asarray(list(axes), np.int32))])
     return cast(apply("prod", [sel], axes=(0,), keepdims=False), dtype)
-
-
-def sigmoid_node(x: Node) -> Node:
-    return sigmoid(x)
