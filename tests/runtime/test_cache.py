@@ -169,6 +169,12 @@ def test_rebuilt_model_reuses_compiled_code(cache_dir, cold):
             np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-6)
 
 
+def _forget_in_process_caches() -> None:
+    """Start like a fresh process: no loaded modules, no objects in memory (disk untouched)."""
+    cpu._loaded.clear()
+    cache._memory.clear()
+
+
 def _corrupt_and_rebuild(cache_dir: Path, damage, tag: float) -> None:
     xv = np.linspace(-1, 1, 18, dtype=np.float32).reshape(3, 6)
     x, w, b, out = _mlp(tag, "c")
@@ -176,8 +182,7 @@ def _corrupt_and_rebuild(cache_dir: Path, damage, tag: float) -> None:
     (o,) = _entries(cache_dir)
     damage(o, o.with_suffix(".json"))
     # a fresh process state: nothing in memory, the damaged entry on disk
-    cpu._loaded.clear()
-    cache._memory.clear()
+    _forget_in_process_caches()
     before = llvm_compile.COMPILE_COUNT
     x, w, b, out = _mlp(tag, "d")
     with pytest.warns(RuntimeWarning, match="corrupted cache entry"):
@@ -188,8 +193,7 @@ def _corrupt_and_rebuild(cache_dir: Path, damage, tag: float) -> None:
     # the entry was rewritten whole: the next cold build loads it without compiling
     (o2,) = _entries(cache_dir)
     assert o2 == o and json.loads(o.with_suffix(".json").read_text())["bytes"] == o.stat().st_size
-    cpu._loaded.clear()
-    cache._memory.clear()
+    _forget_in_process_caches()
     x, w, b, out = _mlp(tag, "e")
     K.function([x], out, device="cpu")
     assert llvm_compile.COMPILE_COUNT == before + 1
@@ -238,8 +242,7 @@ def test_object_without_metadata_is_a_miss_not_corruption(cache_dir, cold):
     K.function([x], out, device="cpu")
     (o,) = _entries(cache_dir)
     _missing_meta(o, o.with_suffix(".json"))
-    cpu._loaded.clear()
-    cache._memory.clear()
+    _forget_in_process_caches()
     before = llvm_compile.COMPILE_COUNT
     x, w, b, out = _mlp(5.75, "i")
     with warnings.catch_warnings():
