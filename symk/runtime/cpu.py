@@ -30,7 +30,7 @@ from symk.errors import SymkError
 from symk.graph.node import Node
 from symk.passes.schedule import Kernel, Schedule
 from symk.runtime import cache
-from symk.runtime.externs import matmul_plan
+from symk.runtime.externs import CPU_EXTERNS
 from symk.runtime.interp import InterpPlan
 
 KFUNC = ctypes.CFUNCTYPE(None, ctypes.c_void_p, ctypes.c_int64, ctypes.c_int64)
@@ -137,17 +137,23 @@ class CpuPlan(InterpPlan):
         super().__init__(schedule, fed)
 
     def node_step(self, n: Node) -> Callable[[list[Any]], None]:
-        if n.op.name == "einsum":
-            fast = matmul_plan(n)
-            if fast is not None:
-                i = self.slot[id(n)]
-                a, b = (self.slot[id(x)] for x in n.inputs)
-                self.n_ops += 1
+        factory = CPU_EXTERNS.get(n.op.name)
+        fast = factory(n) if factory is not None else None
+        if fast is None:
+            return super().node_step(n)
+        i = self.slot[id(n)]
+        self.n_ops += 1
+        if len(n.inputs) == 2:  # the common case (matmul) without a per-call list
+            a, b = (self.slot[id(x)] for x in n.inputs)
 
-                def run(vals: list[Any]) -> None:
-                    vals[i] = fast(vals[a], vals[b])
-                return run
-        return super().node_step(n)
+            def run2(vals: list[Any]) -> None:
+                vals[i] = fast(vals[a], vals[b])
+            return run2
+        ins = [self.slot[id(x)] for x in n.inputs]
+
+        def run(vals: list[Any]) -> None:
+            vals[i] = fast(*[vals[j] for j in ins])
+        return run
 
     def kernel_step(self, k: Kernel) -> Callable[[list[Any]], None]:
         lk = self.lowered.get(id(k))

@@ -1,5 +1,9 @@
 """Native implementations of extern ops on the CPU device.
 
+``CPU_EXTERNS`` maps an op name to a factory ``(node) -> callable | None``: the callable takes
+the node's input arrays and returns its value; ``None`` means "use the op's numpy reference".
+Op families register their fast paths here from their own modules (``register_cpu_extern``).
+
 ``einsum`` of two operands with no letter summed inside one operand only is a (batched) matrix
 product: the operands are permuted (as views) into (batch, free, contracted) and
 (batch, contracted, free) and handed to ``numpy.matmul``, i.e. BLAS GEMM, without einsum's
@@ -15,7 +19,19 @@ import numpy as np
 from symk.graph.node import Node
 from symk.graph.ops.linalg import parse_spec
 
+CpuExtern = Callable[..., np.ndarray]
+CPU_EXTERNS: dict[str, Callable[[Node], CpuExtern | None]] = {}
 
+
+def register_cpu_extern(op_name: str):
+    """Decorator: register a fast-path factory for the extern op ``op_name``."""
+    def deco(factory: Callable[[Node], CpuExtern | None]) -> Callable[[Node], CpuExtern | None]:
+        CPU_EXTERNS[op_name] = factory
+        return factory
+    return deco
+
+
+@register_cpu_extern("einsum")
 def matmul_plan(node: Node) -> Callable[[np.ndarray, np.ndarray], np.ndarray] | None:
     """A fast implementation of an einsum node, or None when it is not a matrix product."""
     (a_l, b_l), out = parse_spec(node.attrs["spec"])
