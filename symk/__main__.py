@@ -1,4 +1,4 @@
-"""``python -m symk cache info|clear``: inspect or empty the compiled-kernel cache."""
+"""``python -m symk cache info|clear``: inspect or empty the compiled-kernel and plan caches."""
 
 from __future__ import annotations
 
@@ -15,6 +15,7 @@ def main(argv: list[str]) -> int:
         i = cache.info()
         print(f"cache dir: {i['dir'] or '(disabled: SYMK_CACHE=0)'}")
         print(f"entries:   {i['entries']} ({i['bytes'] / 1024:.1f} KiB)")
+        print(f"plans:     {i['plans']}")
         return 0
     print(f"removed {cache.clear()} file(s) from {cache.cache_dir()}")
     return 0

@@ -18,8 +18,13 @@ import warnings
 from typing import Any
 
 from symk.debug import log
+from symk.errors import SymkError
 
 _memory: dict[str, bytes] = {}
+
+
+class Missing(SymkError):
+    """Something a cached plan refers to is no longer cached (a plain miss, not an error)."""
 
 
 def cache_dir() -> str | None:
@@ -39,7 +44,7 @@ def key_of(source: str, target: str) -> str:
     return h.hexdigest()
 
 
-def _atomic_write(path: str, data: bytes) -> None:
+def atomic_write(path: str, data: bytes) -> None:
     d = os.path.dirname(path)
     fd, tmp = tempfile.mkstemp(dir=d, prefix=".tmp-")
     try:
@@ -98,8 +103,8 @@ def store(key: str, obj: bytes, meta: dict[str, Any]) -> None:
         os.makedirs(d, exist_ok=True)
         info = {**meta, "sha256": hashlib.sha256(obj).hexdigest(), "bytes": len(obj),
                 "created": time.time()}
-        _atomic_write(os.path.join(d, key + ".o"), obj)
-        _atomic_write(os.path.join(d, key + ".json"), json.dumps(info).encode())
+        atomic_write(os.path.join(d, key + ".o"), obj)
+        atomic_write(os.path.join(d, key + ".json"), json.dumps(info).encode())
     except OSError as e:
         warnings.warn(f"symk: cannot write the kernel cache in {d}: {e}", RuntimeWarning,
                       stacklevel=2)
@@ -108,12 +113,14 @@ def store(key: str, obj: bytes, meta: dict[str, Any]) -> None:
 def info() -> dict[str, Any]:
     d = cache_dir()
     out: dict[str, Any] = {"dir": d, "enabled": d is not None, "entries": 0, "bytes": 0,
-                           "memory_entries": len(_memory)}
+                           "memory_entries": len(_memory), "plans": 0}
     if d and os.path.isdir(d):
         for name in os.listdir(d):
             if name.endswith(".o"):
                 out["entries"] += 1
                 out["bytes"] += os.path.getsize(os.path.join(d, name))
+            elif name.endswith(".plan.json"):
+                out["plans"] = out.get("plans", 0) + 1
     return out
 
 

@@ -91,7 +91,7 @@ def native_kernels(lks: Sequence[LoweredKernel], label: str = "test"):
     from symk.runtime.cpu import build_native
 
     progs = {lk.program.name: lk.program for lk in lks}
-    mod, _ = build_native(list(progs.values()), label)
+    mod, _, _ = build_native(list(progs.values()), label)
     return mod.fns
 
 

@@ -17,7 +17,7 @@ import pytest
 import symk.codegen.llvm_compile as llvm_compile
 import symk.runtime.cpu as cpu
 from symk import backend as K
-from symk.runtime import cache
+from symk.runtime import cache, plan_cache
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -82,6 +82,7 @@ def cold(monkeypatch):
     """Forget the in-memory caches (loaded modules and object code) for this test."""
     monkeypatch.setattr(cpu, "_loaded", {})
     monkeypatch.setattr(cache, "_memory", {})
+    monkeypatch.setattr(plan_cache, "_memory", {})
 
 
 def _entries(d: Path) -> list[Path]:
@@ -125,9 +126,12 @@ def test_cache_cli_info_and_clear(script, cache_dir):
 
     info = cli("cache", "info")
     assert info.returncode == 0, info.stderr
+    plans = len(list(cache_dir.glob("*.plan.json")))
+    assert plans >= 1
     assert str(cache_dir) in info.stdout and f"entries:   {n} " in info.stdout
+    assert f"plans:     {plans}" in info.stdout
     cleared = cli("cache", "clear")
-    assert cleared.returncode == 0 and f"removed {2 * n} file(s)" in cleared.stdout
+    assert cleared.returncode == 0 and f"removed {2 * n + plans} file(s)" in cleared.stdout
     assert not any(cache_dir.iterdir())
     assert "entries:   0 " in cli("cache", "info").stdout
     bad = cli("cache", "purge")
@@ -173,6 +177,7 @@ def _forget_in_process_caches() -> None:
     """Start like a fresh process: no loaded modules, no objects in memory (disk untouched)."""
     cpu._loaded.clear()
     cache._memory.clear()
+    plan_cache.clear_memory()
 
 
 def _corrupt_and_rebuild(cache_dir: Path, damage, tag: float) -> None:

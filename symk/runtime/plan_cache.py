@@ -1,0 +1,171 @@
+"""The plan cache: optimized, scheduled and lowered functions keyed by graph structure.
+
+A function's key is a name-independent hash of its graph *before* the passes (leaves by kind,
+type and input position; see ``symk.graph.serialize.structure_key``) plus everything else that
+shapes the plan: the device, the learning-phase value, the pass settings, the target and the
+symk version.  The entry (a "template") holds the optimized graph with leaves as positions, the
+Schedule by node positions and, on ``cpu``, the object-cache key of the native module and how
+each kernel is called.  A hit rebuilds the plan around the new function's own leaves without
+running passes, fusion, lowering, rendering or LLVM: rebuilding the same model in the same
+process, or in a later process, costs a graph walk.
+
+Templates live in memory and on disk beside the object cache (``<key>.plan.json``, written
+atomically, JSON only).  An unreadable entry is discarded with a warning and the function is
+compiled normally.  Dumps (``SYMK_DEBUG>=3``, ``SYMK_DUMP_DIR``) bypass the cache, since they
+show the passes at work.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import warnings
+from collections.abc import Sequence
+from typing import Any
+
+from symk.config import debug_level
+from symk.debug import log
+from symk.graph.node import Node
+from symk.graph.serialize import Unencodable, dump_nodes, load_nodes, structure_key
+from symk.passes.schedule import Extern, Kernel, Schedule, View
+from symk.runtime import cache
+
+#: bump when the template layout changes
+FORMAT = 1
+_memory: dict[str, dict[str, Any]] = {}
+
+
+def enabled() -> bool:
+    return debug_level() < 3 and not os.environ.get("SYMK_DUMP_DIR")
+
+
+def plan_key(roots: Sequence[Node], feeds: Sequence[Node], n_outputs: int, device: str,
+             spec: tuple, target: str) -> tuple[str, list[Node]] | None:
+    """(key, the graph's leaves in canonical order), or None when the graph has an attribute
+    without an encoding (such functions are simply not cached)."""
+    from symk import __version__
+
+    feed_pos = {id(f): i for i, f in enumerate(feeds)}
+    try:
+        h, leaves = structure_key(roots, lambda leaf: feed_pos.get(id(leaf), -1))
+    except Unencodable as e:
+        log(1, f"plan cache: not cached ({e})")
+        return None
+    extra = [FORMAT, h, len(feeds), n_outputs, device, list(spec), target, __version__,
+             os.environ.get("SYMK_OPT", ""), os.environ.get("SYMK_EXCLUDE", "")]
+    return hashlib.sha256(json.dumps(extra).encode()).hexdigest(), leaves
+
+
+def make_template(roots: Sequence[Node], schedule: Schedule, leaves: Sequence[Node],
+                  prep: Any = None) -> dict[str, Any] | None:
+    """The JSON-able template of an optimized function (None when it cannot be encoded)."""
+    try:
+        nodes, pos = dump_nodes(list(roots), {id(n): k for k, n in enumerate(leaves)})
+    except Unencodable as e:
+        log(1, f"plan cache: not cached ({e})")
+        return None
+
+    def p(ns: Sequence[Node]) -> list[int]:
+        return [pos[id(n)] for n in ns]
+
+    steps: list[list[Any]] = []
+    for s in schedule.steps:
+        if isinstance(s, Kernel):
+            red = -1 if s.reduction is None else pos[id(s.reduction)]
+            steps.append(["k", s.name, p(s.nodes), p(s.inputs), p(s.outputs), red])
+        else:
+            steps.append(["x" if isinstance(s, Extern) else "v", pos[id(s.node)]])
+    t: dict[str, Any] = {
+        "format": FORMAT, "nodes": nodes, "roots": p(roots), "steps": steps,
+        "leaves": p(schedule.leaves), "frees": [p(f) for f in schedule.frees],
+        "buffers": [[pos[i], b] for i, b in schedule.buffers.items() if i in pos],
+        "n_buffers": schedule.n_buffers, "native": None,
+    }
+    if prep is not None:
+        t["native"] = {"key": prep.key, "names": prep.names, "calls": [
+            [i, c.name, c.nparams, p(c.inputs), p(c.outputs), c.size_sources, list(c.outer),
+             c.out_dims, list(c.domain), c.scratch] for i, c in prep.calls.items()]}
+    return t
+
+
+def instantiate(t: dict[str, Any], leaves: Sequence[Node]) -> tuple[list[Node], Schedule, Any]:
+    """(optimized roots, Schedule, NativePrep or None) rebuilt around ``leaves``."""
+    nodes = load_nodes(t["nodes"], leaves)
+
+    def n(ps: Sequence[int]) -> list[Node]:
+        return [nodes[i] for i in ps]
+
+    steps: list[Kernel | Extern | View] = []
+    for s in t["steps"]:
+        if s[0] == "k":
+            _, name, ns, ins, outs, red = s
+            steps.append(Kernel(n(ns), n(ins), n(outs), None if red < 0 else nodes[red], name))
+        else:
+            steps.append((Extern if s[0] == "x" else View)(nodes[s[1]]))
+    sched = Schedule(steps, n(t["roots"]), n(t["leaves"]), [n(f) for f in t["frees"]],
+                     {id(nodes[i]): b for i, b in t["buffers"]}, t["n_buffers"])
+    prep = None
+    if t["native"] is not None:
+        from symk.runtime.cpu import KernelCall, NativePrep
+
+        nat = t["native"]
+        calls = {c[0]: KernelCall(c[1], c[2], n(c[3]), n(c[4]), [tuple(x) for x in c[5]],
+                                  tuple(c[6]), [[tuple(d) for d in dims] for dims in c[7]],
+                                  tuple(c[8]), [(dt, [tuple(d) for d in dims])
+                                                for dt, dims in c[9]])
+                 for c in nat["calls"]}
+        prep = NativePrep(nat["key"], list(nat["names"]), calls)
+    return n(t["roots"]), sched, prep
+
+
+def lookup(key: str) -> dict[str, Any] | None:
+    t = _memory.get(key)
+    if t is not None:
+        return t
+    d = cache.cache_dir()
+    if d is None:
+        return None
+    path = os.path.join(d, key + ".plan.json")
+    if not os.path.exists(path):
+        return None
+    try:
+        with open(path) as f:
+            t = json.load(f)
+        if not isinstance(t, dict) or t.get("format") != FORMAT:
+            raise ValueError("not a plan of this format")
+    except (OSError, ValueError) as e:
+        discard(key, f"unreadable ({e})")
+        return None
+    _memory[key] = t
+    return t
+
+
+def store(key: str, t: dict[str, Any]) -> None:
+    _memory[key] = t
+    d = cache.cache_dir()
+    if d is None:
+        return
+    try:
+        os.makedirs(d, exist_ok=True)
+        cache.atomic_write(os.path.join(d, key + ".plan.json"),
+                           json.dumps(t, separators=(",", ":")).encode())
+    except OSError as e:  # the object cache has already warned about this directory
+        log(1, f"plan cache: cannot write in {d}: {e}")
+
+
+def discard(key: str, why: str) -> None:
+    """Forget a broken entry (memory and disk), with a warning."""
+    _memory.pop(key, None)
+    d = cache.cache_dir()
+    warnings.warn(f"symk: discarding plan cache entry {key[:12]} in {d}: {why}; compiling "
+                  "the function again", RuntimeWarning, stacklevel=3)
+    if d is not None:
+        try:
+            os.unlink(os.path.join(d, key + ".plan.json"))
+        except OSError:
+            pass
+
+
+def clear_memory() -> None:
+    _memory.clear()
