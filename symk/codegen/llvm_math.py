@@ -277,6 +277,12 @@ class _Builder:
     lines: list[str] = field(default_factory=list)
     intrinsics: dict[str, str] = field(default_factory=dict)   # name -> declaration
     n: int = 0
+    #: 0: scalar code; N: the same code on <N x ty> vectors (values keep their scalar type
+    #: name in ``_V.ty``; only the printed IR is widened)
+    lanes: int = 0
+
+    def T(self, ty: str) -> str:  # noqa: N802 - the printed (possibly vector) type
+        return f"<{self.lanes} x {ty}>" if self.lanes else ty
 
     def _emit(self, text: str, ty: str) -> _V:
         name = f"%t{self.n}"
@@ -285,14 +291,16 @@ class _Builder:
         return _V(name, ty)
 
     # operands ----------------------------------------------------------------------------
-    @staticmethod
-    def const(value: float | int, ty: str) -> _V:
+    def const(self, value: float | int, ty: str) -> _V:
         if ty in ("float", "double"):
             v = _round_to(float(value), ty)
-            if v != v:
-                return _V("0x7FF8000000000000", ty)
-            return _V(f"0x{struct.unpack('<Q', struct.pack('<d', v))[0]:016X}", ty)
-        return _V(str(int(value)), ty)
+            ref = ("0x7FF8000000000000" if v != v
+                   else f"0x{struct.unpack('<Q', struct.pack('<d', v))[0]:016X}")
+        elif ty == "i1":
+            ref = "true" if value else "false"
+        else:
+            ref = str(int(value))
+        return _V(f"splat ({ty} {ref})" if self.lanes else ref, ty)
 
     def _op(self, x: _V | float | int, ty: str) -> _V:
         return x if isinstance(x, _V) else self.const(x, ty)
@@ -300,7 +308,7 @@ class _Builder:
     def _bin(self, opcode: str, a: _V | float | int, b: _V | float | int) -> _V:
         ty = a.ty if isinstance(a, _V) else b.ty  # type: ignore[union-attr]
         a, b = self._op(a, ty), self._op(b, ty)
-        return self._emit(f"{opcode} {ty} {a.ref}, {b.ref}", ty)
+        return self._emit(f"{opcode} {self.T(ty)} {a.ref}, {b.ref}", ty)
 
     # float arithmetic ---------------------------------------------------------------------
     def fadd(self, a, b) -> _V:
@@ -316,14 +324,15 @@ class _Builder:
         return self._bin("fdiv", a, b)
 
     def fneg(self, a: _V) -> _V:
-        return self._emit(f"fneg {a.ty} {a.ref}", a.ty)
+        return self._emit(f"fneg {self.T(a.ty)} {a.ref}", a.ty)
 
     def intrinsic(self, base: str, *args: _V | float, ty: str | None = None) -> _V:
         ty = ty or next(a.ty for a in args if isinstance(a, _V))
         ops = [self._op(a, ty) for a in args]
-        name = f"llvm.{base}.{_TRAITS[ty].sfx}"
-        self.intrinsics[name] = f"declare {ty} @{name}({', '.join([ty] * len(ops))})"
-        return self._emit(f"call {ty} @{name}({', '.join(f'{ty} {o.ref}' for o in ops)})", ty)
+        vty = self.T(ty)
+        name = f"llvm.{base}.{f'v{self.lanes}' if self.lanes else ''}{_TRAITS[ty].sfx}"
+        self.intrinsics[name] = f"declare {vty} @{name}({', '.join([vty] * len(ops))})"
+        return self._emit(f"call {vty} @{name}({', '.join(f'{vty} {o.ref}' for o in ops)})", ty)
 
     def fma(self, a, b, c) -> _V:
         """a*b + c, fused where the target has FMA (``llvm.fmuladd``)."""
@@ -349,33 +358,34 @@ class _Builder:
     def fcmp(self, pred: str, a, b) -> _V:
         ty = a.ty if isinstance(a, _V) else b.ty
         a, b = self._op(a, ty), self._op(b, ty)
-        return self._emit(f"fcmp {pred} {ty} {a.ref}, {b.ref}", "i1")
+        return self._emit(f"fcmp {pred} {self.T(ty)} {a.ref}, {b.ref}", "i1")
 
     def icmp(self, pred: str, a, b) -> _V:
         ty = a.ty if isinstance(a, _V) else b.ty
         a, b = self._op(a, ty), self._op(b, ty)
-        return self._emit(f"icmp {pred} {ty} {a.ref}, {b.ref}", "i1")
+        return self._emit(f"icmp {pred} {self.T(ty)} {a.ref}, {b.ref}", "i1")
 
     def select(self, c: _V, a, b, ty: str | None = None) -> _V:
         ty = ty or (a.ty if isinstance(a, _V) else b.ty)
         a, b = self._op(a, ty), self._op(b, ty)
-        return self._emit(f"select i1 {c.ref}, {ty} {a.ref}, {ty} {b.ref}", ty)
+        vt = self.T(ty)
+        return self._emit(f"select {self.T('i1')} {c.ref}, {vt} {a.ref}, {vt} {b.ref}", ty)
 
     def and1(self, a: _V, b: _V) -> _V:
-        return self._emit(f"and i1 {a.ref}, {b.ref}", "i1")
+        return self._emit(f"and {self.T('i1')} {a.ref}, {b.ref}", "i1")
 
     def not1(self, a: _V) -> _V:
-        return self._emit(f"xor i1 {a.ref}, true", "i1")
+        return self._emit(f"xor {self.T('i1')} {a.ref}, {self.const(1, 'i1').ref}", "i1")
 
     def or1(self, a: _V, b: _V) -> _V:
-        return self._emit(f"or i1 {a.ref}, {b.ref}", "i1")
+        return self._emit(f"or {self.T('i1')} {a.ref}, {b.ref}", "i1")
 
     # integers, casts ----------------------------------------------------------------------
     def iop(self, opcode: str, a, b) -> _V:
         return self._bin(opcode, a, b)
 
     def cast(self, opcode: str, a: _V, ty: str) -> _V:
-        return self._emit(f"{opcode} {a.ty} {a.ref} to {ty}", ty)
+        return self._emit(f"{opcode} {self.T(a.ty)} {a.ref} to {self.T(ty)}", ty)
 
 
 # --------------------------------------------------------------------------------------------
@@ -660,15 +670,19 @@ _ARITY = {"pow": 2}
 # Public API
 
 
-def _function(name: str, ty: str) -> tuple[str, dict[str, str]]:
-    """(definition text, {intrinsic name: declaration}) of one math function."""
+def _function(name: str, ty: str, lanes: int = 0) -> tuple[str, dict[str, str]]:
+    """(definition text, {intrinsic name: declaration}) of one math function: the inlined
+    scalar ``@symk_<name>_<sfx>``, or with ``lanes`` its out-of-line vector variant
+    ``@symk_<name>_<sfx>_v<lanes>`` (same algorithm, printed on ``<lanes x ty>``)."""
     _check(name, ty)
-    b = _Builder()
+    b = _Builder(lanes=lanes)
     params = [_V("%x", ty), _V("%y", ty)][: _ARITY.get(name, 1)]
     result = _EMITTERS[name](b, *params)
-    sig = ", ".join(f"{ty} {p.ref}" for p in params)
-    text = "\n".join([f"define internal {ty} @{fn_name(name, ty)}({sig}) alwaysinline {{",
-                      *b.lines, f"  ret {ty} {result.ref}", "}"])
+    vty = b.T(ty)
+    sig = ", ".join(f"{vty} {p.ref}" for p in params)
+    head = (f"define {vty} @{fn_name(name, ty)}_v{lanes}({sig}) noinline nounwind"
+            if lanes else f"define internal {ty} @{fn_name(name, ty)}({sig}) alwaysinline")
+    text = "\n".join([head + " {", *b.lines, f"  ret {vty} {result.ref}", "}"])
     return text, b.intrinsics
 
 
@@ -678,9 +692,40 @@ def math_ir(name: str, ty: str) -> str:
     return math_module_ir([(name, ty)])
 
 
-def math_module_ir(names: Iterable[tuple[str, str]], declared: Iterable[str] = ()) -> str:
+#: vector widths of the out-of-line variants (the loop vectorizer picks among them)
+VECTOR_LANES = {"float": (4, 8, 16), "double": (2, 4, 8)}
+
+
+def call_attributes(name: str, ty: str) -> str:
+    """Call-site attribute mapping ``@symk_<name>_<sfx>_call`` to its vector variants, so that
+    the loop vectorizer calls ``_v<N>`` on N lanes at a time (LLVM's vector function ABI)."""
+    fn = fn_name(name, ty)
+    params = "v" * _ARITY.get(name, 1)
+    variants = ",".join(f"_ZGV_LLVM_N{n}{params}_{fn}_call({fn}_v{n})"
+                        for n in VECTOR_LANES[ty])
+    return f'"vector-function-abi-variant"="{variants}"'
+
+
+def _out_of_line(name: str, ty: str) -> tuple[list[str], dict[str, str]]:
+    """The scalar out-of-line ``_call`` function (for loop remainders) and the vector variants,
+    for kernels too big to inline every call into."""
+    params = [f"{ty} %x", f"{ty} %y"][: _ARITY.get(name, 1)]
+    fn = fn_name(name, ty)
+    defs = ["\n".join([f"define internal {ty} @{fn}_call({', '.join(params)}) noinline nounwind {{",
+                       f"  %r = call {ty} @{fn}({', '.join(params)})", f"  ret {ty} %r", "}"])]
+    decls: dict[str, str] = {}
+    for n in VECTOR_LANES[ty]:
+        text, intrinsics = _function(name, ty, n)
+        defs.append(text)
+        decls.update(intrinsics)
+    return defs, decls
+
+
+def math_module_ir(names: Iterable[tuple[str, str]], declared: Iterable[str] = (),
+                   out_of_line: Iterable[tuple[str, str]] = ()) -> str:
     """IR text defining every requested (name, ty) once, with the intrinsic declarations
-    deduplicated, ready to be concatenated with a kernel module's IR.
+    deduplicated, ready to be concatenated with a kernel module's IR.  The (name, ty) pairs of
+    ``out_of_line`` also get their ``_call`` function and vector variants (``call_attributes``).
 
     `declared` lists symbols (e.g. ``"llvm.fabs.f32"``) the including module already declares:
     their declarations are left out, since LLVM rejects a second ``declare`` of a function."""
@@ -694,6 +739,10 @@ def math_module_ir(names: Iterable[tuple[str, str]], declared: Iterable[str] = (
         seen.add((name, ty))
         text, intrinsics = _function(name, ty)
         defs.append(text)
+        decls.update(intrinsics)
+    for name, ty in sorted(set(out_of_line)):
+        more, intrinsics = _out_of_line(name, ty)
+        defs.extend(more)
         decls.update(intrinsics)
     lines = [d for n, d in sorted(decls.items()) if n not in skip]
     return "\n".join(lines) + ("\n\n" if lines else "") + "\n\n".join(defs) + "\n"

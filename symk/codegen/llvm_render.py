@@ -9,6 +9,7 @@ inline, vectorizable functions of ``llvm_math``; no libm call is ever emitted.
 
 from __future__ import annotations
 
+import re
 import struct
 
 from symk.codegen.kir import Ins, Program
@@ -59,6 +60,7 @@ class _Fn:
         self.val: dict[int, str] = {}
         self.decls: set[str] = set()
         self.math: set[tuple[str, str]] = set()
+        self.n_math_calls = 0
         self.allocas: list[str] = []
         self.block = "entry"
         self.loops: dict[int, tuple[str, str, str, str]] = {}
@@ -85,6 +87,7 @@ class _Fn:
 
         ty = LLTYPE[dt]
         self.math.add((name, ty))
+        self.n_math_calls += 1
         t = self.tmp()
         self.emit(f"{t} = call {ty} @{fn_name(name, ty)}({', '.join(f'{ty} {a}' for a in args)})")
         return t
@@ -579,12 +582,33 @@ class _Fn:
         e(f"store i64 {t}, ptr %aidx{acc_i}")
 
 
+#: a kernel with more transcendental calls than this calls out-of-line copies of the math
+#: functions instead of inlining each call: inlined, a 1000-op chain with 250 tanh is ~10^5
+#: vector instructions and takes LLVM 3-4 s.  The out-of-line functions carry vector variants
+#: (LLVM's vector function ABI), so the loop still vectorizes, calling them N lanes at a time.
+MATH_INLINE_LIMIT = 48
+_MATH_CALL = re.compile(r"call (\w+) @symk_(\w+?)_(f32|f64)\(([^)]*)\)$", re.M)
+
+
+def _out_of_line_call(m: re.Match) -> str:
+    from symk.codegen.llvm_math import call_attributes
+
+    ty, name = m.group(1), m.group(2)
+    return (f"call {ty} @symk_{name}_{m.group(3)}_call({m.group(4)}) "
+            f"{call_attributes(name, ty)}")
+
+
 def render_kernel(prog: Program) -> tuple[str, set[str], set[tuple[str, str]]]:
-    """(function text, intrinsic declarations, math functions used) for one kernel."""
+    """(function text, intrinsic declarations, math functions used) for one kernel.  Math
+    functions called out of line (see ``MATH_INLINE_LIMIT``) appear as ``(name, ty, "call")``."""
     fn = _Fn(prog)
     body = fn.render()
+    math: set = set(fn.math)
+    if fn.n_math_calls > MATH_INLINE_LIMIT:
+        body = _MATH_CALL.sub(_out_of_line_call, body)
+        math |= {(name, ty, "call") for name, ty in fn.math}
     wrapper = _wrapper(prog)
-    return body + "\n\n" + wrapper, fn.decls, fn.math
+    return body + "\n\n" + wrapper, fn.decls, math
 
 
 def _wrapper(prog: Program) -> str:
@@ -620,7 +644,8 @@ def render_module(progs: list[Program]) -> str:
     if math:
         from symk.codegen.llvm_math import math_module_ir
 
-        math_ir = math_module_ir(sorted(math))
+        math_ir = math_module_ir(sorted(m for m in math if len(m) == 2),
+                                 out_of_line=[m[:2] for m in math if len(m) == 3])
     own = "\n".join(sorted(d for d in decls if d.split("@")[1].split("(")[0] not in math_ir))
     return "\n\n".join(x for x in (own, math_ir, *parts) if x) + "\n"
 

@@ -15,7 +15,13 @@ import re
 import numpy as np
 import pytest
 
-from symk.codegen.llvm_math import MATH_FUNCTIONS, fn_name, math_ir, math_module_ir
+from symk.codegen.llvm_math import (
+    MATH_FUNCTIONS,
+    call_attributes,
+    fn_name,
+    math_ir,
+    math_module_ir,
+)
 
 llvm = pytest.importorskip("llvmlite.binding")
 
@@ -39,8 +45,11 @@ MAX_ULPS_LARGE_SINCOS = {"float": 1.6, "double": 2.5}
 # Compilation
 
 
-def _loop_ir(name: str, ty: str) -> str:
-    """``void @loop_<name>(ptr %a, [ptr %b,] ptr %o, i64 %n)``: o[i] = f(a[i][, b[i]])."""
+def _loop_ir(name: str, ty: str, out_of_line: bool) -> str:
+    """``void @loop_<name>(ptr %a, [ptr %b,] ptr %o, i64 %n)``: o[i] = f(a[i][, b[i]]), calling
+    the inlined function or (``out_of_line``) the ``_call`` function with its vector variants."""
+    callee = (f"{fn_name(name, ty)}_call" if out_of_line else fn_name(name, ty))
+    attrs = f" {call_attributes(name, ty)}" if out_of_line else ""
     two = name == "pow"
     params = "ptr noalias %a, ptr noalias %b, ptr noalias %o, i64 %n" if two else \
         "ptr noalias %a, ptr noalias %o, i64 %n"
@@ -56,7 +65,7 @@ loop:
   %i = phi i64 [0, %entry], [%i1, %loop]
   %pa = getelementptr inbounds {ty}, ptr %a, i64 %i
   %x = load {ty}, ptr %pa
-{load_b}  %r = call {ty} @{fn_name(name, ty)}({args})
+{load_b}  %r = call {ty} @{callee}({args}){attrs}
   %po = getelementptr inbounds {ty}, ptr %o, i64 %i
   store {ty} %r, ptr %po
   %i1 = add nuw nsw i64 %i, 1
@@ -69,15 +78,18 @@ exit:
 
 
 class Compiled:
-    """An O3-optimized, MCJIT-loaded module with one loop per math function."""
+    """An O3-optimized, MCJIT-loaded module with one loop per math function (inlined, or
+    called out of line through the vector variants, as kernels with many calls do)."""
 
-    def __init__(self, ty: str):
+    def __init__(self, ty: str, out_of_line: bool = False):
         llvm.initialize_native_target()
         llvm.initialize_native_asmprinter()
         self.ty = ty
+        self.out_of_line = out_of_line
         self.dtype = TYPES[ty]
-        source = math_module_ir([(n, ty) for n in MATH_FUNCTIONS]) + "".join(
-            _loop_ir(n, ty) for n in MATH_FUNCTIONS)
+        pairs = [(n, ty) for n in MATH_FUNCTIONS]
+        source = math_module_ir(pairs, out_of_line=pairs if out_of_line else ()) + "".join(
+            _loop_ir(n, ty, out_of_line) for n in MATH_FUNCTIONS)
         mod = llvm.parse_assembly(source)
         mod.verify()
         target = llvm.Target.from_default_triple()
@@ -106,9 +118,11 @@ class Compiled:
         return out
 
 
-@pytest.fixture(scope="module", params=["float", "double"])
+@pytest.fixture(scope="module", params=["float", "double", "float-vector-abi",
+                                        "double-vector-abi"])
 def lib(request) -> Compiled:
-    return Compiled(request.param)
+    ty, _, mode = request.param.partition("-")
+    return Compiled(ty, out_of_line=bool(mode))
 
 
 # ---------------------------------------------------------------------------------------------
@@ -361,13 +375,19 @@ def test_odd_functions_are_odd(lib):
 def test_loops_are_vectorized(lib, name):
     """The optimized loop works on vectors and calls nothing but vectorizable intrinsics."""
     body = lib.optimized[name]
-    if lib.ty == "double" and name == "pow":
+    if lib.ty == "double" and name == "pow" and not lib.out_of_line:
         # the documented fallback: one llvm.pow.f64 (libm) call per element, nothing else
         callees = set(re.findall(r"call [^@]*@([\w.]+)\(", body))
         assert callees and all(c.startswith("llvm.pow.") or c == "pow" for c in callees), callees
         return
     assert re.search(rf"<(4|8|16|32) x {lib.ty}>", body), body[:2000]
     callees = set(re.findall(r"call [^@]*@([\w.]+)\(", body))
+    if lib.out_of_line:  # vector variants in the vector loop, the scalar one in the remainder
+        fn = fn_name(name, lib.ty)
+        assert any(re.fullmatch(rf"{fn}_v\d+", c) for c in callees), callees
+        assert callees <= {f"{fn}_call"} | {f"{fn}_v{n}" for n in (2, 4, 8, 16)} | {
+            c for c in callees if c.startswith("llvm.")}, callees
+        return
     assert all(c.startswith("llvm.") for c in callees), callees
 
 

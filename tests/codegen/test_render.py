@@ -300,3 +300,23 @@ def test_every_dtype_kernel_renders_valid_ir():
     outs += [K.any(b, axis=1), K.all(b, axis=0), K.cast(b, "int32") + 1]
     text = optimized_ir_text(_module(outs))
     assert "define" in text
+
+
+def test_kernels_with_many_transcendentals_call_vector_variants():
+    """Past MATH_INLINE_LIMIT calls a kernel calls out-of-line math functions whose vector
+    variants keep its loop vectorized (and keep LLVM's time in check); numbers as numpy's."""
+    from symk.codegen.llvm_render import MATH_INLINE_LIMIT
+
+    x = K.placeholder((None,))
+    y, want = x, np.linspace(-3, 3, 1001)
+    for i in range(MATH_INLINE_LIMIT + 4):
+        y = K.tanh(y) * 1.5 + 0.1 if i % 2 else K.sin(y) - 0.2
+        want = np.tanh(want) * 1.5 + 0.1 if i % 2 else np.sin(want) - 0.2
+    f = K.function([x], [y], device="cpu")
+    np.testing.assert_allclose(f([np.linspace(-3, 3, 1001, dtype=np.float32)])[0], want,
+                               rtol=2e-5, atol=2e-6)
+    (k,) = f.kernels
+    assert "@symk_tanh_f32_call(" in k["llvm_ir"] and "vector-function-abi-variant" in k["llvm_ir"]
+    opt = optimized_ir_text(k["llvm_ir"])
+    assert re.search(r"call <\d+ x float> @symk_tanh_f32_v\d+\(", opt)
+    assert re.search(r"call <\d+ x float> @symk_sin_f32_v\d+\(", opt)
