@@ -4,6 +4,7 @@
 Debugging helpers: ``symk.debugprint``, ``symk.pprint``, ``symk.to_networkx``, ``symk.to_dot``.
 """
 
+from symk.compiler import compile  # noqa: E402,F401,A004  (K.function, or code with build=False)
 from symk.errors import (  # noqa: F401
     ArgumentError,
     DeviceError,

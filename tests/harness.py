@@ -22,7 +22,7 @@ from symk.errors import DeviceError
 from tests import np_ref
 
 #: every device the op tests run on (the single place to extend: later issues add "cpu", "cuda")
-DEVICES: list[str] = ["interp", "cpu"]
+DEVICES: list[str] = ["interp", "cpu", "cuda"]
 
 #: default tolerances (rtol, atol) per float dtype of the expected result
 TOLERANCES = {"float16": (2e-3, 2e-3), "float32": (2e-5, 2e-6), "float64": (1e-10, 1e-12)}
@@ -208,7 +208,27 @@ def check_op(fn: str | Callable, input_shapes: Sequence[Any], *,
                     for i, (t, got, e) in enumerate(zip(outs, last, expected)):
                         _compare(f"{where} device={dev} output {i} fed {[v.shape for v in vals]}",
                                  t, got, np.asarray(e), out_dtypes[i], rtol, atol, need_static)
+            _record_kernels(fns)
     return last
+
+
+#: Kernel IR programs (name -> Program) of every kernel the op tests compiled on a device that
+#: lowers kernels (cpu, cuda); ``tests/codegen/cuda`` compile-checks their CUDA rendering
+KERNEL_CORPUS: dict[str, Any] = {}
+
+
+def _record_kernels(fns: dict[str, Any]) -> None:
+    from symk.codegen.lowering import lower_kernel
+    from symk.errors import SymkError
+
+    for f in fns.values():
+        for plan in getattr(f, "fn", f).plans:
+            for step in plan.schedule.kernels:
+                if step.name not in KERNEL_CORPUS:
+                    try:
+                        KERNEL_CORPUS[step.name] = lower_kernel(step).program
+                    except SymkError:  # kernels no device can lower run on the reference
+                        KERNEL_CORPUS[step.name] = None
 
 
 def _call(f: Callable, specs: list, shapes: list, values: list, list_input: bool,

@@ -39,7 +39,7 @@ def _readme() -> str:
 
 
 def test_readme_example_runs(capsys):
-    (code,) = re.findall(r"```python\n(.*?)```", _readme(), re.S)
+    code = re.findall(r"```python\n(.*?)```", _readme(), re.S)[0]
     assert 8 <= len(code.strip().splitlines()) <= 16
     exec(compile(code, "README.md", "exec"), {"__name__": "readme_example"})  # noqa: S102
     out = capsys.readouterr().out
@@ -48,9 +48,18 @@ def test_readme_example_runs(capsys):
     assert re.search(r"^W(_\d+)? <- sub float32\[3,2\]$", out, re.M)
 
 
+def test_readme_cuda_example_runs_without_a_gpu(capsys):
+    """The CUDA section's snippet renders CUDA C on any machine (build=False)."""
+    code = re.findall(r"```python\n(.*?)```", _readme(), re.S)[1]
+    assert "build=False" in code
+    exec(compile(code, "README.md", "exec"), {"__name__": "readme_cuda"})  # noqa: S102
+    out = capsys.readouterr().out
+    assert 'extern "C" __global__' in out
+
+
 DEMO_CMD = ("python3 -m venv .venv && .venv/bin/pip install -e . && "
             ".venv/bin/python -m symk.demo")
-TEST_CMD = ("python3 -m venv .venv && .venv/bin/pip install -e '.[test,keras]' && "
+TEST_CMD = ("python3 -m venv .venv && .venv/bin/pip install -e '.[test,keras,cuda]' && "
             ".venv/bin/python -m pytest tests")
 
 
@@ -63,6 +72,6 @@ def test_readme_commands_and_ci_agree():
     with open(ci) as f:
         script = f.read()
     assert "set -euo pipefail" in script
-    assert "pip install --quiet -e '.[test,keras]'" in script
+    assert "pip install --quiet -e '.[test,keras,cuda]'" in script
     assert ".venv/bin/python -m pytest tests" in script
     assert ".venv/bin/ruff check symk tests" in script

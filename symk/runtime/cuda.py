@@ -1,0 +1,209 @@
+"""The ``cuda`` device: fused kernels rendered as CUDA C (``codegen/cuda_render``), compiled
+with NVRTC through CuPy (one ``cupy.RawModule`` per function, cached by CuPy by source) and
+launched with the configuration of ``codegen/cuda_launch``; matmul (``einsum`` that is a matrix
+product) through cuBLAS with ``cupy.matmul``.
+
+Data stays on the device: fed inputs are copied once per call, intermediates are CuPy arrays,
+variables hold CuPy arrays once a cuda function updated them (or when created with
+``K.variable`` while the default device is cuda), and only the outputs are copied back.  Extern
+ops without a CuPy path (gathers, scans, sorting, ...) run their numpy reference on the host:
+their inputs are copied to the host and the result back (a documented round trip).  Kernels
+the renderer rejects (float16) run the same way on the reference executor.
+
+``require_cuda()`` raises a ``DeviceError`` naming exactly what is missing: CuPy, the NVRTC
+library, a driver (CuPy's ``cudaErrorInsufficientDriver`` on the first device call) or a device.
+"""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import numpy as np
+
+from symk.codegen.cuda_launch import DeviceProps, launch_config
+from symk.codegen.cuda_render import CudaKernel, module_source, render_cuda
+from symk.codegen.lowering import LoweredKernel, lower_kernel
+from symk.debug import log
+from symk.errors import DeviceError, SymkError
+from symk.graph.node import Node
+from symk.passes.schedule import Kernel, Schedule
+from symk.runtime.interp import InterpPlan
+
+_INSTALL = "install it with: pip install 'symk[cuda]' (cupy-cuda13x and nvidia-cuda-nvrtc)"
+
+
+@functools.cache
+def _probe() -> tuple[Any, DeviceProps] | str:
+    try:
+        import cupy
+    except Exception as e:  # noqa: BLE001 - ImportError, or a broken CUDA library
+        return f"CuPy is not installed ({type(e).__name__}: {e}); {_INSTALL}"
+    try:
+        from cupy.cuda import nvrtc
+
+        nvrtc.getVersion()
+    except Exception as e:  # noqa: BLE001
+        return (f"the NVRTC library is missing ({type(e).__name__}: {e}); install "
+                "nvidia-cuda-nvrtc matching your CuPy (e.g. nvidia-cuda-nvrtc==13.0.*)")
+    try:
+        n = cupy.cuda.runtime.getDeviceCount()
+    except Exception as e:  # noqa: BLE001 - CUDARuntimeError
+        msg = str(e)
+        if "InsufficientDriver" in msg or "NoDevice" not in msg:
+            return (f"no usable NVIDIA driver ({msg}); install the NVIDIA driver for a "
+                    "CUDA 13 capable GPU")
+        return f"no CUDA device ({msg})"
+    if n < 1:
+        return "no CUDA device: the driver reports 0 GPUs"
+    dev = cupy.cuda.Device()
+    attrs = dev.attributes
+    props = DeviceProps(name=cupy.cuda.runtime.getDeviceProperties(dev.id)["name"].decode(),
+                        sm_count=int(attrs["MultiProcessorCount"]),
+                        max_threads=int(attrs["MaxThreadsPerBlock"]),
+                        compute_capability=str(dev.compute_capability))
+    return cupy, props
+
+
+def require_cuda() -> tuple[Any, DeviceProps]:
+    """(the cupy module, the current device's properties), or a DeviceError saying what is
+    missing."""
+    r = _probe()
+    if isinstance(r, str):
+        raise DeviceError(f"device 'cuda' is not available: {r}. The 'cpu' device works "
+                          "without a GPU.")
+    return r
+
+
+def to_host(a: Any) -> np.ndarray:
+    """A numpy array for a numpy or CuPy array (a copy from the device)."""
+    return a if isinstance(a, np.ndarray) else a.get()
+
+
+def to_device(a: Any) -> Any:
+    cupy, _ = require_cuda()
+    return cupy.asarray(a)
+
+
+def _cupy_matmul(node: Node) -> Callable | None:
+    """einsum nodes that are matrix products: the cpu plan (views + one matmul) with
+    ``cupy.matmul`` (cuBLAS)."""
+    from symk.runtime.externs import matmul_plan
+
+    cupy, _ = require_cuda()
+    plan = matmul_plan(node, matmul=cupy.matmul)
+    if plan is None:
+        return None
+
+    def run(a: Any, b: Any) -> Any:
+        return plan(cupy.asarray(a), cupy.asarray(b))
+    return run
+
+
+#: op name -> factory (node) -> callable on CuPy arrays, or None for the host round trip
+CUDA_EXTERNS: dict[str, Callable[[Node], Callable | None]] = {"einsum": _cupy_matmul}
+
+
+class CudaPlan(InterpPlan):
+    """An InterpPlan whose values are CuPy arrays and whose kernel steps launch CUDA kernels."""
+
+    def __init__(self, schedule: Schedule, fed: Sequence[Node], label: str = "function") -> None:
+        self.cupy, self.props = require_cuda()
+        self.lowered: dict[int, LoweredKernel] = {}
+        self.rendered: dict[str, CudaKernel] = {}
+        for step in schedule.steps:
+            if isinstance(step, Kernel):
+                try:
+                    lk = lower_kernel(step)
+                    ck = self.rendered.get(lk.program.name) or render_cuda(lk.program)
+                except SymkError as e:
+                    log(1, f"kernel {step.name} runs on the host reference executor: {e}")
+                    continue
+                self.lowered[id(step)] = lk
+                self.rendered[ck.name] = ck
+        self.source = module_source(list(self.rendered.values())) if self.rendered else ""
+        self.module = self.cupy.RawModule(code=self.source, options=("--std=c++17",)) \
+            if self.source else None
+        log(4, f"CUDA source of '{label}':\n{self.source}")
+        super().__init__(schedule, fed)
+
+    def run(self, feeds: Sequence[np.ndarray]) -> list[Any]:
+        cp = self.cupy
+        return super().run([cp.asarray(f) for f in feeds])
+
+    def node_step(self, n: Node) -> Callable[[list[Any]], None]:
+        factory = CUDA_EXTERNS.get(n.op.name)
+        fast = factory(n) if factory is not None else None
+        i = self.slot[id(n)]
+        ins = [self.slot[id(x)] for x in n.inputs]
+        if fast is not None:
+            self.n_ops += 1
+
+            def run(vals: list[Any]) -> None:
+                vals[i] = fast(*[vals[j] for j in ins])
+            return run
+        host = super().node_step(n)  # the numpy reference, on host copies
+        cp = self.cupy
+
+        def round_trip(vals: list[Any]) -> None:
+            saved = [vals[j] for j in ins]
+            for j in ins:
+                vals[j] = to_host(vals[j])
+            host(vals)
+            for j, v in zip(ins, saved):
+                vals[j] = v
+            vals[i] = cp.asarray(vals[i])
+        return round_trip
+
+    def kernel_step(self, k: Kernel) -> Callable[[list[Any]], None]:
+        lk = self.lowered.get(id(k))
+        if lk is None:
+            return self._host_kernel(k)
+        ck = self.rendered[lk.program.name]
+        fn = self.module.get_function(ck.name)
+        cp = self.cupy
+        in_slots = [self.slot[id(x)] for x in lk.inputs]
+        in_dt = [np.dtype(x.dtype) for x in lk.inputs]
+        out_slots = [self.slot[id(o)] for o in lk.outputs]
+        out_dt = [np.dtype(o.dtype) for o in lk.outputs]
+        props = self.props
+
+        def run(vals: list[Any]) -> None:
+            ins = [cp.ascontiguousarray(cp.asarray(vals[s], dtype=d))
+                   for s, d in zip(in_slots, in_dt)]
+            sizes = [int(ins[i].shape[ax]) for i, ax in lk.size_sources]
+            outs = [cp.empty(tuple(d if d is not None else sizes[j] for d, j in dims), dt)
+                    for dims, dt in zip(lk.out_dims, out_dt)]
+            scratch = [cp.empty(tuple(d if d is not None else sizes[j] for d, j in dims), dt)
+                       for dt, dims in (lk.scratch or [])]
+            grid, block = launch_config(ck, sizes, props)
+            fn((grid,), (block,), (*ins, *outs, *scratch, *[np.int64(s) for s in sizes]))
+            for s, o in zip(out_slots, outs):
+                vals[s] = o
+        return run
+
+    def _host_kernel(self, k: Kernel) -> Callable[[list[Any]], None]:
+        parts = [super(CudaPlan, self).node_step(n) for n in k.nodes]
+        ext = [self.slot[id(x)] for x in k.inputs]
+        outs = [self.slot[id(o)] for o in k.outputs]
+        cp = self.cupy
+
+        def run(vals: list[Any]) -> None:
+            saved = [vals[j] for j in ext]
+            for j in ext:
+                vals[j] = to_host(vals[j])
+            for p in parts:
+                p(vals)
+            for j, v in zip(ext, saved):
+                vals[j] = v
+            for j in outs:
+                vals[j] = cp.asarray(vals[j])
+        return run
+
+    def kernel_sources(self, step: Kernel) -> dict[str, Any]:
+        lk = self.lowered.get(id(step))
+        if lk is None:
+            return {}
+        ck = self.rendered[lk.program.name]
+        return {"kir": lk.program.text(), "cuda_source": ck.source, "mode": ck.mode}
