@@ -1,0 +1,148 @@
+"""The CPU fast path of the convolution ops (``conv``, ``conv_input_grad``,
+``conv_kernel_grad``): the batch is split across symk's thread pool, each thread running the
+numpy implementation of ``symk.graph.ops.conv_impl`` on its images with single-threaded BLAS.
+
+Why: the im2col copies are single-threaded numpy, and OpenBLAS's own threads synchronise on
+every block GEMM (badly so on a loaded machine); one thread per core, each doing copy + GEMM
+of its own images, keeps both cores busy all the time.  OpenBLAS is found among the loaded
+libraries (``/proc/self/maps``) and limited to one thread for the duration of the call; where
+it cannot be found, or the work is small, the numpy implementation runs as it is.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import math
+import threading
+from collections.abc import Callable
+
+import numpy as np
+
+from symk.graph.node import Node
+from symk.graph.ops import conv_impl as ci
+from symk.runtime.externs import register_cpu_extern
+
+#: below this many multiply-adds a convolution runs on the calling thread
+PARALLEL_MIN_MACS = 1 << 22
+
+_blas_lock = threading.Lock()
+_blas: tuple[Callable[[], int], Callable[[int], None]] | None | bool = False
+
+
+def _openblas() -> tuple[Callable[[], int], Callable[[int], None]] | None:
+    """(get_num_threads, set_num_threads) of the OpenBLAS numpy uses, or None."""
+    global _blas
+    if _blas is not False:
+        return _blas  # type: ignore[return-value]
+    _blas = None
+    try:
+        with open("/proc/self/maps") as f:
+            paths = {line.split()[-1] for line in f if "openblas" in line.lower()}
+    except OSError:
+        return None
+    for path in sorted(paths):
+        try:
+            lib = ctypes.CDLL(path)
+        except OSError:
+            continue
+        for suffix in ("", "64_"):
+            for prefix in ("openblas", "scipy_openblas"):
+                get = getattr(lib, f"{prefix}_get_num_threads{suffix}", None)
+                put = getattr(lib, f"{prefix}_set_num_threads{suffix}", None)
+                if get is not None and put is not None:
+                    get.restype = ctypes.c_int
+                    put.argtypes = [ctypes.c_int]
+                    _blas = (get, put)
+                    return _blas
+    return None
+
+
+def _split(n: int, parts: int) -> list[tuple[int, int]]:
+    step = -(-n // parts)
+    return [(i, min(i + step, n)) for i in range(0, n, step)]
+
+
+def _parallel(n: int, macs: int, work: Callable[[int, int], object]) -> list[object] | None:
+    """Run ``work(i0, i1)`` on batch ranges in parallel with single-threaded BLAS; None when
+    not worth it (or impossible): the caller then runs the plain implementation."""
+    from symk.runtime.cpu import _get_pool, num_threads
+
+    threads = min(num_threads(), n)
+    blas = _openblas()
+    if threads < 2 or macs < PARALLEL_MIN_MACS or blas is None:
+        return None
+    get, put = blas
+    with _blas_lock:
+        old = get()
+        put(1)
+        try:
+            ranges = _split(n, threads)
+            futs = [_get_pool(num_threads()).submit(work, a, b) for a, b in ranges[1:]]
+            first = work(*ranges[0])
+            return [first] + [f.result() for f in futs]
+        finally:
+            put(old)
+
+
+def _macs(batch: int, out_sp, w_shape) -> int:
+    return batch * math.prod(out_sp) * math.prod(w_shape)
+
+
+@register_cpu_extern("conv")
+def conv_plan(node: Node) -> Callable[[np.ndarray, np.ndarray], np.ndarray]:
+    a = {k: node.attrs[k] for k in ("strides", "dilation", "pads", "groups")}
+    dtype = np.dtype(node.dtype)
+
+    def run(x: np.ndarray, w: np.ndarray) -> np.ndarray:
+        _, out_sp = ci.geometry(x.shape[1:-1], w.shape[:-2], a["strides"], a["dilation"],
+                                a["pads"])
+        y = np.empty((x.shape[0], *out_sp, w.shape[-1]), dtype)
+
+        def work(i0: int, i1: int) -> None:
+            ci.conv_forward(x[i0:i1], w, **a, out=y[i0:i1])
+
+        if _parallel(x.shape[0], _macs(x.shape[0], out_sp, w.shape), work) is None:
+            work(0, x.shape[0])
+        return y
+
+    return run
+
+
+@register_cpu_extern("conv_input_grad")
+def conv_input_grad_plan(node: Node) -> Callable[..., np.ndarray]:
+    a = {k: node.attrs[k] for k in ("strides", "dilation", "pads", "groups")}
+    static = node.attrs["in_spatial"]
+    dtype = np.dtype(node.dtype)
+
+    def run(g: np.ndarray, w: np.ndarray, shape_vec: np.ndarray | None = None) -> np.ndarray:
+        spatial = static if shape_vec is None else tuple(int(s) for s in shape_vec[1:-1])
+        dx = np.empty((g.shape[0], *spatial, w.shape[-2] * a["groups"]), dtype)
+
+        def work(i0: int, i1: int) -> None:
+            ci.conv_input_grad(g[i0:i1], w, spatial, **a, out=dx[i0:i1])
+
+        if _parallel(g.shape[0], _macs(g.shape[0], g.shape[1:-1], w.shape), work) is None:
+            work(0, g.shape[0])
+        return dx
+
+    return run
+
+
+@register_cpu_extern("conv_kernel_grad")
+def conv_kernel_grad_plan(node: Node) -> Callable[[np.ndarray, np.ndarray], np.ndarray]:
+    a = {k: node.attrs[k] for k in ("strides", "dilation", "pads", "groups")}
+    kshape = node.attrs["kernel_shape"]
+
+    def run(x: np.ndarray, g: np.ndarray) -> np.ndarray:
+        def work(i0: int, i1: int) -> np.ndarray:
+            return ci.conv_kernel_grad(x[i0:i1], g[i0:i1], kshape[:-2], **a)
+
+        parts = _parallel(x.shape[0], _macs(x.shape[0], g.shape[1:-1], kshape), work)
+        if parts is None:
+            return work(0, x.shape[0])
+        total = parts[0]
+        for p in parts[1:]:
+            total += p
+        return total
+
+    return run
