@@ -5,6 +5,15 @@ external backend with ``KERAS_BACKEND=symk.backend`` and copies its ``__dict__``
 imports keras.
 """
 
+from symk.backend._compat import (  # noqa: F401
+    get_session,
+    get_variable_shape,
+    is_symbolic,
+    manual_variable_initialization,
+    pattern_broadcast,
+    set_session,
+    v1_variable_initialization,
+)
 from symk.backend._config import (  # noqa: F401
     backend,
     eager,
@@ -16,6 +25,23 @@ from symk.backend._config import (  # noqa: F401
     set_floatx,
     set_image_data_format,
     symbolic,
+)
+from symk.backend._conv import (  # noqa: F401
+    conv1d,
+    conv2d,
+    conv2d_transpose,
+    conv3d,
+    conv3d_transpose,
+    depthwise_conv2d,
+    local_conv1d,
+    local_conv2d,
+    separable_conv1d,
+    separable_conv2d,
+)
+from symk.backend._ctc import (  # noqa: F401
+    ctc_batch_cost,
+    ctc_decode,
+    ctc_label_dense_to_sparse,
 )
 from symk.backend._function import (  # noqa: F401
     Function,
@@ -86,7 +112,13 @@ from symk.backend._nn import (  # noqa: F401
     switch,
     to_dense,
 )
-from symk.backend._pending import *  # noqa: F401,F403
+from symk.backend._pool import (  # noqa: F401
+    pool2d,
+    pool3d,
+    resize_images,
+    resize_volumes,
+)
+from symk.backend._rnn import foldl, foldr, map_fn, rnn  # noqa: F401
 from symk.backend._shape import (  # noqa: F401
     arange,
     batch_dot,

@@ -95,7 +95,7 @@ def function(inputs, outputs, updates=None, name=None, **kwargs):
     out_nodes = [_after_updates(n(o), new_value) if getattr(o, "_is_metric", False) else n(o)
                  for o in outs]
     fn = CompiledFunction(
-        [x.node for x in inputs], out_nodes, ups,
+        [getattr(x, "sparse_input", None) or x.node for x in inputs], out_nodes, ups,
         name=name, input_names=[x.name for x in inputs], device=kwargs.get("device"))
     return Function(fn, single)
 

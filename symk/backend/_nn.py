@@ -181,18 +181,27 @@ def _bcast_param(p, x, axis):
     return pn
 
 
+def _normalize(xn, m, v, beta, gamma, epsilon):
+    """TensorFlow's batch_normalization formula: x * inv + (beta - mean * inv) with
+    inv = gamma / sqrt(var + epsilon).  The per-channel terms are computed once over the
+    parameters' shape, and x is read by one kernel (x - mean is not materialized)."""
+    inv = gb.div(1.0, gb.sqrt(gb.add(v, float(epsilon))))
+    if gamma is not None:
+        inv = gb.mul(inv, gamma)
+    shift = gb.neg(gb.mul(m, inv)) if beta is None else gb.sub(beta, gb.mul(m, inv))
+    return gb.add(gb.mul(xn, inv), shift)
+
+
 @api
 def batch_normalization(x, mean, var, beta, gamma, axis=-1, epsilon=1e-3):
-    """(x - mean) / sqrt(var + epsilon) * gamma + beta (gamma, beta may be None)."""
+    """(x - mean) / sqrt(var + epsilon) * gamma + beta (gamma, beta may be None).  A 1-D
+    parameter lines up with ``axis`` (as TensorFlow's fused path for 4-D inputs does); others
+    broadcast as given (the Keras layer passes them already broadcast)."""
     xn = n(x)
     a = normalize_axis(axis, xn.ndim)
     m, v = _bcast_param(mean, xn, a), _bcast_param(var, xn, a)
-    out = gb.mul(gb.sub(xn, m), gb.div(1.0, gb.sqrt(gb.add(v, float(epsilon)))))
-    if gamma is not None:
-        out = gb.mul(out, _bcast_param(gamma, xn, a))
-    if beta is not None:
-        out = gb.add(out, _bcast_param(beta, xn, a))
-    return w(out)
+    return w(_normalize(xn, m, v, _bcast_param(beta, xn, a), _bcast_param(gamma, xn, a),
+                        epsilon))
 
 
 @api
@@ -210,11 +219,9 @@ def normalize_batch_in_training(x, gamma, beta, reduction_axes, epsilon=1e-3):
     bshape = [1 if i in axes else d for i, d in enumerate(xn.shape)]
     if bshape.count(None) == 1:  # one unknown kept axis: the parameters give its size
         bshape[bshape.index(None)] = -1
-    out = gb.mul(gb.sub(xn, m), gb.div(1.0, gb.sqrt(gb.add(v, float(epsilon)))))
-    if gamma is not None:
-        out = gb.mul(out, gb.reshape(n(gamma, xn), bshape) if None not in bshape else n(gamma))
-    if beta is not None:
-        out = gb.add(out, gb.reshape(n(beta, xn), bshape) if None not in bshape else n(beta))
+    gamma, beta = ((None if p is None else gb.reshape(n(p, xn), bshape)
+                    if None not in bshape else n(p, xn)) for p in (gamma, beta))
+    out = _normalize(xn, m, v, beta, gamma, epsilon)
     m_out = gb.reshape(m, kept) if None not in kept else _squeeze_axes(m, axes)
     v_out = gb.reshape(v, kept) if None not in kept else _squeeze_axes(v, axes)
     return w(out), w(m_out), w(v_out)
@@ -228,20 +235,25 @@ def _squeeze_axes(node, axes):
 
 @api
 def in_top_k(predictions, targets, k):
-    """True where the target class is among the top ``k`` predictions (ties count as in)."""
+    """True where the target class is among the top ``k`` predictions (ties count as in);
+    False for a target out of range or a row with a non-finite prediction (as TensorFlow)."""
     p, t = n(predictions), n(targets)
     if p.ndim != 2 or p.shape[1] is None:
         raise ShapeError(f"in_top_k needs predictions of shape (batch, classes), got "
                          f"{shape_str(p.shape)}")
     import numpy as np
 
-    hot = gb.eq(gb.expand_dims(gb.cast(gb.reshape(t, (-1,)), "int64"), 1),
-                gb.const(np.arange(p.shape[1], dtype=np.int64)))
+    flat_t = gb.cast(gb.reshape(t, (-1,)), "int64")
+    hot = gb.eq(gb.expand_dims(flat_t, 1), gb.const(np.arange(p.shape[1], dtype=np.int64)))
     pt = gb.sum(gb.where(hot, p, 0), [1], keepdims=True)
     above = gb.sum(gb.cast(gb.gt(p, pt), "int32"), [1])
-    return w(gb.lt(above, int(k)))
+    finite = gb.reduce("all", gb.lt(gb.abs(p), float("inf")), [1])
+    valid = gb.logical_and(finite, gb.logical_and(gb.ge(flat_t, 0), gb.lt(flat_t, p.shape[1])))
+    return w(gb.logical_and(valid, gb.lt(above, int(k))))
 
 
 def to_dense(tensor):
-    """symk tensors are dense; returned as is."""
-    return tensor
+    """The dense value of a sparse tensor; any other tensor is returned as is."""
+    from symk.backend._sparse import to_dense as _to_dense
+
+    return _to_dense(tensor)

@@ -19,7 +19,12 @@ _LETTERS = "abcdefghijklmnopqrstuvwxyz"
 
 @api
 def dot(x, y):
-    """Theano/numpy semantics: contract x's last axis with y's second-to-last (or only) axis."""
+    """Theano/numpy semantics: contract x's last axis with y's second-to-last (or only) axis.
+    A 2-D sparse x times a 2-D dense y never densifies x."""
+    from symk.backend._sparse import is_sparse, sparse_dot
+
+    if is_sparse(x) and not is_sparse(y):
+        return sparse_dot(x, n(y))
     xn, yn = n(x), n(y)
     if xn.ndim == 0 or yn.ndim == 0:
         return w(gb.mul(xn, yn))

@@ -83,9 +83,6 @@ def control_dependencies(control_inputs: Any):
 
 @api
 def placeholder(shape=None, ndim=None, dtype=None, sparse=False, name=None):
-    if sparse:
-        raise NotImplementedError("K.placeholder(sparse=True): sparse tensors come with the "
-                                  "convolution/RNN/sparse issue")
     dtype = as_dtype(dtype or config.floatx())
     if shape is None:
         if ndim is None:
@@ -94,6 +91,13 @@ def placeholder(shape=None, ndim=None, dtype=None, sparse=False, name=None):
     shape = tuple(None if d is None else int(d) for d in as_int_tuple(shape))
     if py_any(d is not None and d < 0 for d in shape):
         raise ArgumentError(f"negative dimension in placeholder shape {shape}")
+    if sparse:
+        from symk.backend._sparse import sparse_placeholder
+
+        t = sparse_placeholder(shape, dtype, name)
+        t._keras_shape = shape
+        t._uses_learning_phase = False
+        return t
     node = apply("placeholder", [], dtype=dtype, shape=shape, uid=fresh_uid())
     t = w(node, name or "placeholder")
     t._keras_shape = shape
@@ -116,6 +120,10 @@ def variable(value, dtype=None, name=None, constraint=None):
     except (TypeError, ValueError) as e:
         raise ArgumentError(f"cannot make a {dtype} variable from {type(value).__name__}: {e}") \
             from None
+    if config.device() == "cuda":  # variables of the cuda device live on the GPU
+        from symk.runtime.cuda import to_device
+
+        arr = to_device(arr)
     v = Variable(arr, _unique_var_name(name or "variable"), constraint)
     return v
 
@@ -149,7 +157,9 @@ def is_keras_tensor(x: Any) -> bool:
 
 
 def is_sparse(x: Any) -> bool:
-    return False
+    from symk.backend._sparse import is_sparse as _is_sparse
+
+    return _is_sparse(x)
 
 
 # ---------------------------------------------------------------- static info
@@ -208,7 +218,8 @@ def eval(x):  # noqa: A001
 
 def get_value(x: Any) -> np.ndarray:
     if isinstance(x, Variable):
-        return x.value.copy()
+        v = x.value
+        return v.copy() if isinstance(v, np.ndarray) else v.get()  # device arrays: copied
     if isinstance(x, Tensor):
         return eval(x)
     raise ArgumentError(f"get_value needs a symk variable, got {type(x).__name__}")

@@ -74,6 +74,8 @@ def _freeze(v: Any) -> Any:
         return _freeze(v.item())
     if isinstance(v, Storage):
         return ("storage", id(v))
+    if hasattr(v, "freeze_key"):  # structured attributes (a scan's body) hash themselves
+        return (type(v).__name__, v)
     raise SymkError(f"attribute value {v!r} of type {type(v).__name__} is not hashable")
 
 

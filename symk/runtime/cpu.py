@@ -17,6 +17,7 @@ import threading
 import warnings
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
 from typing import Any
 
 import llvmlite.binding as llvm
@@ -30,7 +31,7 @@ from symk.errors import SymkError
 from symk.graph.node import Node
 from symk.passes.schedule import Kernel, Schedule
 from symk.runtime import cache
-from symk.runtime.externs import CPU_EXTERNS
+from symk.runtime.externs import CPU_EXTERNS, CPU_GROUP_EXTERNS
 from symk.runtime.interp import InterpPlan
 
 KFUNC = ctypes.CFUNCTYPE(None, ctypes.c_void_p, ctypes.c_int64, ctypes.c_int64)
@@ -84,57 +85,124 @@ class NativeModule:
             self.fns[name] = KFUNC(addr)
 
 
-def build_native(progs: list, label: str) -> tuple[NativeModule | None, str]:
-    """Compile (or fetch from the caches) one module holding ``progs``."""
+def build_native(progs: list, label: str) -> tuple[NativeModule | None, str, str]:
+    """Compile (or fetch from the caches) one module holding ``progs``: (module, LLVM IR, key)."""
     if not progs:
-        return None, ""
+        return None, "", ""
     ir = render_module(progs)
     key = cache.key_of(ir, target_key())
-    mod = _loaded.get(key)
-    if mod is not None:
-        return mod, ir
-    obj = cache.load(key)
-    if obj is None:
+    mod = load_native(key, [p.name for p in progs])
+    if mod is None:
         obj, dt = compile_object(ir)
         log(1, f"LLVM compiled {len(progs)} kernel(s) for '{label}' in {dt * 1e3:.1f} ms")
         cache.store(key, obj, {"kernels": [p.name for p in progs], "target": target_key()})
-    mod = NativeModule(obj, [p.name for p in progs])
-    _loaded[key] = mod
-    return mod, ir
+        mod = _loaded[key] = NativeModule(obj, [p.name for p in progs])
+    return mod, ir, key
+
+
+def load_native(key: str, names: Sequence[str]) -> NativeModule | None:
+    """The module with object-cache key ``key`` if it is loaded or cached, else None."""
+    mod = _loaded.get(key)
+    if mod is not None:
+        return mod
+    obj = cache.load(key)
+    if obj is None:
+        return None
+    mod = _loaded[key] = NativeModule(obj, names)
+    return mod
+
+
+@dataclass
+class KernelCall:
+    """What calling one native kernel needs (from a LoweredKernel, or from a cached plan)."""
+
+    name: str
+    nparams: int
+    inputs: list[Node]
+    outputs: list[Node]
+    size_sources: list
+    outer: tuple
+    out_dims: list
+    domain: tuple
+    scratch: list
+
+    @classmethod
+    def of(cls, lk: LoweredKernel) -> KernelCall:
+        return cls(lk.program.name, len(lk.program.params), lk.inputs, lk.outputs,
+                   list(lk.size_sources), tuple(lk.outer), [list(d) for d in lk.out_dims],
+                   tuple(lk.domain), list(lk.scratch or []))
+
+
+@dataclass
+class NativePrep:
+    """A function's native code: the module's cache key, its kernel names, and the call of
+    each kernel step (by step index)."""
+
+    key: str
+    names: list[str]
+    calls: dict[int, KernelCall]
 
 
 class CpuPlan(InterpPlan):
-    """An InterpPlan whose kernel steps call native code."""
+    """An InterpPlan whose kernel steps call native code.  ``prep`` (from the plan cache)
+    skips lowering and rendering; without it every kernel is lowered, rendered and compiled."""
 
-    def __init__(self, schedule: Schedule, fed: Sequence[Node], label: str = "function") -> None:
-        self.lowered: dict[int, LoweredKernel] = {}
+    def __init__(self, schedule: Schedule, fed: Sequence[Node], label: str = "function",
+                 prep: NativePrep | None = None) -> None:
+        self.ir = ""
+        self.native: NativeModule | None = None
+        if prep is not None:
+            self.native = load_native(prep.key, prep.names) if prep.names else None
+            if prep.names and self.native is None:
+                raise cache.Missing(f"object {prep.key[:12]} is no longer cached")
+            self.prep = prep
+        else:
+            self.prep = self._prepare(schedule, label)
+        self.by_step = {id(schedule.steps[i]): c for i, c in self.prep.calls.items()}
+        self.nthreads = num_threads()
+        super().__init__(schedule, fed)
+
+    def _prepare(self, schedule: Schedule, label: str) -> NativePrep:
+        calls: dict[int, KernelCall] = {}
         progs: dict[str, Any] = {}
-        for step in schedule.steps:
-            if isinstance(step, Kernel):
-                try:
-                    lk = lower_kernel(step)
-                except SymkError as e:  # pragma: no cover - reported, kernel stays interpreted
-                    log(1, f"kernel {step.name} runs on the reference executor: {e}")
-                    continue
+        for i, step in enumerate(schedule.steps):
+            if not isinstance(step, Kernel):
+                continue
+            try:
+                lk = lower_kernel(step)
                 if lk.program.name not in progs:
-                    try:
-                        render_kernel(lk.program)
-                    except SymkError as e:
-                        log(1, f"kernel {step.name} runs on the reference executor: {e}")
-                        continue
-                self.lowered[id(step)] = lk
-                progs.setdefault(lk.program.name, lk.program)
+                    render_kernel(lk.program)
+            except SymkError as e:  # pragma: no cover - reported, kernel stays interpreted
+                log(1, f"kernel {step.name} runs on the reference executor: {e}")
+                continue
+            calls[i] = KernelCall.of(lk)
+            progs.setdefault(lk.program.name, lk.program)
         self.programs = list(progs.values())
+        key = ""
         try:
-            self.native, self.ir = build_native(self.programs, label)
+            self.native, self.ir, key = build_native(self.programs, label)
         except SymkError as e:  # an LLVM rejection must not cost the user a result
             warnings.warn(f"symk: native code for '{label}' failed ({e}); its kernels run on "
                           "the reference executor (set SYMK_DEBUG=4 to see the LLVM IR)",
-                          RuntimeWarning, stacklevel=2)
-            self.native, self.ir = None, ""
-        self.nthreads = num_threads()
+                          RuntimeWarning, stacklevel=3)
+            self.native, calls = None, {}
         _debug_dump(label, self.programs, self.ir)
-        super().__init__(schedule, fed)
+        return NativePrep(key, [p.name for p in self.programs], calls)
+
+    def kernel_sources(self, step: Kernel) -> dict[str, str]:
+        """Kernel IR text of a native kernel step and its module's LLVM IR (rendered again
+        when the plan came from the plan cache)."""
+        call = self.by_step.get(id(step))
+        if call is None:
+            return {}
+        if not self.ir:
+            progs = {}
+            for s in self.schedule.kernels:
+                if id(s) in self.by_step:
+                    p = lower_kernel(s).program
+                    progs.setdefault(p.name, p)
+            self.ir = render_module(list(progs.values()))
+        return {"kir": lower_kernel(step).program.text(), "llvm_ir": self.ir}
 
     def node_step(self, n: Node) -> Callable[[list[Any]], None]:
         factory = CPU_EXTERNS.get(n.op.name)
@@ -155,11 +223,16 @@ class CpuPlan(InterpPlan):
             vals[i] = fast(*[vals[j] for j in ins])
         return run
 
+    def group_impl(self, nodes: list[Node]) -> Callable[..., list]:
+        factory = CPU_GROUP_EXTERNS.get(nodes[0].op.name)
+        fast = factory(nodes) if factory is not None else None
+        return fast if fast is not None else super().group_impl(nodes)
+
     def kernel_step(self, k: Kernel) -> Callable[[list[Any]], None]:
-        lk = self.lowered.get(id(k))
-        if lk is None or self.native is None:
+        call = self.by_step.get(id(k))
+        if call is None or self.native is None:
             return super().kernel_step(k)
-        return _native_step(self, lk, self.native.fns[lk.program.name])
+        return _native_step(self, call, self.native.fns[call.name])
 
 
 def _debug_dump(label: str, progs: list, ir: str) -> None:
@@ -185,14 +258,14 @@ def _debug_dump(label: str, progs: list, ir: str) -> None:
             f.write(ir)
 
 
-def _native_step(plan: CpuPlan, lk: LoweredKernel, fn: Any) -> Callable[[list[Any]], None]:
+def _native_step(plan: CpuPlan, lk: KernelCall, fn: Any) -> Callable[[list[Any]], None]:
     in_slots = [plan.slot[id(x)] for x in lk.inputs]
     in_dt = [np.dtype(x.dtype) for x in lk.inputs]
     out_slots = [plan.slot[id(o)] for o in lk.outputs]
     out_dt = [np.dtype(o.dtype) for o in lk.outputs]
     out_dims = [list(d) for d in lk.out_dims]
     sources = list(lk.size_sources)
-    nparams = len(lk.program.params)
+    nparams = lk.nparams
     outer_kind, outer_v = lk.outer
     static_elems = 1
     for d in lk.domain:
@@ -264,3 +337,8 @@ def _native_step(plan: CpuPlan, lk: LoweredKernel, fn: Any) -> Callable[[list[An
         for s, o in zip(out_slots, outs):
             vals[s] = o
     return run
+
+
+import symk.runtime.conv_cpu  # noqa: E402,F401  (registers the convolution fast paths)
+import symk.runtime.scan_cpu  # noqa: E402,F401  (registers the scan loop)
+import symk.runtime.sparse_cpu  # noqa: E402,F401  (registers the sparse matmul)

@@ -23,6 +23,19 @@ CpuExtern = Callable[..., np.ndarray]
 CPU_EXTERNS: dict[str, Callable[[Node], CpuExtern | None]] = {}
 
 
+#: multi-result ops (a scan): op name -> factory ``(nodes) -> callable | None``; the callable
+#: takes the shared input arrays and returns the value of each node
+CPU_GROUP_EXTERNS: dict[str, Callable[[list[Node]], Callable[..., list] | None]] = {}
+
+
+def register_cpu_group_extern(op_name: str):
+    """Decorator: register a fast-path factory for a multi-result op (see CPU_GROUP_EXTERNS)."""
+    def deco(factory):
+        CPU_GROUP_EXTERNS[op_name] = factory
+        return factory
+    return deco
+
+
 def register_cpu_extern(op_name: str):
     """Decorator: register a fast-path factory for the extern op ``op_name``."""
     def deco(factory: Callable[[Node], CpuExtern | None]) -> Callable[[Node], CpuExtern | None]:
@@ -32,7 +45,8 @@ def register_cpu_extern(op_name: str):
 
 
 @register_cpu_extern("einsum")
-def matmul_plan(node: Node) -> Callable[[np.ndarray, np.ndarray], np.ndarray] | None:
+def matmul_plan(node: Node, matmul: Callable = np.matmul,
+                ) -> Callable[[np.ndarray, np.ndarray], np.ndarray] | None:
     """A fast implementation of an einsum node, or None when it is not a matrix product."""
     (a_l, b_l), out = parse_spec(node.attrs["spec"])
     if len(node.inputs) != 2 or len(set(a_l)) != len(a_l) or len(set(b_l)) != len(b_l):
@@ -65,10 +79,10 @@ def matmul_plan(node: Node) -> Callable[[np.ndarray, np.ndarray], np.ndarray] | 
         a2 = a.reshape(bs + (int(np.prod(fa, dtype=np.int64)), ka))
         b2 = b.reshape(bs + (ka, int(np.prod(fb, dtype=np.int64))))
         if swap:
-            r = np.matmul(b2.swapaxes(-1, -2), a2.swapaxes(-1, -2))
+            r = matmul(b2.swapaxes(-1, -2), a2.swapaxes(-1, -2))
             shape = bs + fb + fa
         else:
-            r = np.matmul(a2, b2)
+            r = matmul(a2, b2)
             shape = bs + fa + fb
         if r.shape != shape:
             r = r.reshape(shape)

@@ -15,10 +15,11 @@ import numpy as np
 
 from symk import config
 from symk.debug import log
-from symk.errors import DeviceError, InputError
+from symk.errors import InputError
 from symk.graph.node import Node, apply, creation_line, fresh_uid, node_name, substitute, toposort
 from symk.graph.tensor import Variable
 from symk.graph.types import shape_str
+from symk.runtime.sparse_feed import SparseInput
 
 
 class CompiledFunction:
@@ -34,19 +35,25 @@ class CompiledFunction:
                  input_names: Sequence[str] | None = None, device: str | None = None) -> None:
         self.name = name or "function"
         self.device = device or config.device()
-        if self.device == "cuda":
-            raise DeviceError("device 'cuda' is not available in this build of symk yet; "
-                              "use 'cpu' or 'interp'")
+        if self.device == "cuda":  # a DeviceError saying what is missing (cupy, NVRTC, ...)
+            from symk.runtime.cuda import require_cuda
+
+            require_cuda()
         self.inputs = list(inputs)
-        self.input_names = list(input_names or [node_name(x) or f"input {i}"
-                                                for i, x in enumerate(inputs)])
+        #: input position -> SparseInput for sparse inputs (fed as three placeholders)
+        self._sparse = {i: x for i, x in enumerate(self.inputs) if isinstance(x, SparseInput)}
+        self.input_names = list(input_names or [
+            f"input {i}" if i in self._sparse else node_name(x) or f"input {i}"
+            for i, x in enumerate(inputs)])
         self.outputs = list(outputs)
         self.updates = list(updates)
         # inputs that are not placeholders (feeding an intermediate value) become fresh ones
         mapping: dict[int, Node] = {}
         feeds: list[Node] = []
         for x in self.inputs:
-            if x.op.name == "placeholder":
+            if isinstance(x, SparseInput):
+                feeds.extend(x.parts)
+            elif x.op.name == "placeholder":
                 feeds.append(x)
             else:
                 ph = apply("placeholder", [], dtype=x.dtype, shape=x.shape, uid=fresh_uid())
@@ -75,36 +82,79 @@ class CompiledFunction:
         if plan is not None:
             return plan
         from symk.graph import build as gb
-        from symk.passes.pipeline import optimize
-        from symk.runtime.interp import InterpPlan
 
         t0 = time.perf_counter()
         mapping = {id(self._feeds[i]): gb.const(np.asarray(v, dtype=self._feeds[i].dtype))
                    for i, v in zip(self._spec, key)}
         roots = substitute(self._roots, mapping) if mapping else self._roots
         label = self.name + ("" if not key else "[" + ",".join(map(str, key)) + "]")
-        opt = optimize(roots, name=label)
-        if self.device == "cpu":
-            from symk.runtime.cpu import CpuPlan
-
-            interp = CpuPlan(opt.schedule, self._feeds, label)
-        else:
-            interp = InterpPlan(opt.schedule, self._feeds)
+        opt_roots, schedule, interp, how = self._build(roots, key, label)
         n_out = len(self.outputs)
-        slots = [interp.slot[id(r)] for r in opt.roots]
-        leafy = [aliases_leaf(r) for r in opt.roots]
-        plan = _Plan(interp, opt.schedule, slots[:n_out], slots[n_out:], leafy[:n_out],
+        slots = [interp.slot[id(r)] for r in opt_roots]
+        leafy = [aliases_leaf(r) for r in opt_roots]
+        plan = _Plan(interp, schedule, slots[:n_out], slots[n_out:], leafy[:n_out],
                      leafy[n_out:])
         self._plans[key] = plan
         dt = time.perf_counter() - t0
         self.compile_time += dt
-        sched = opt.schedule
-        n_nodes = len(sched.leaves) + sum(len(s.nodes) if hasattr(s, "nodes") else 1
-                                          for s in sched.steps)
+        n_nodes = len(schedule.leaves) + sum(len(s.nodes) if hasattr(s, "nodes") else 1
+                                             for s in schedule.steps)
         log(1, f"compiled function '{label}': {n_nodes} nodes, "
-               f"{len(opt.schedule.kernels)} kernels, {len(opt.schedule.externs)} extern calls, "
-               f"device {self.device}, {dt * 1e3:.2f} ms")
+               f"{len(schedule.kernels)} kernels, {len(schedule.externs)} extern calls, "
+               f"device {self.device}, {dt * 1e3:.2f} ms ({how})")
         return plan
+
+    def _build(self, roots: list[Node], key: tuple, label: str) -> tuple[list[Node], Any, Any,
+                                                                         str]:
+        """(optimized roots, Schedule, executor, how) from the plan cache, or by running the
+        passes and code generation (and then filling the plan cache)."""
+        from symk.passes.pipeline import optimize
+        from symk.runtime import cache, plan_cache
+        from symk.runtime.interp import InterpPlan
+
+        cpu = self.device == "cpu"
+        pk = None
+        if plan_cache.enabled() and self.device != "cuda":
+            target = ""
+            if cpu:
+                from symk.codegen.llvm_compile import target_key
+
+                target = target_key()
+            pk = plan_cache.plan_key(roots, self._feeds, len(self.outputs), self.device, key,
+                                     target)
+        if pk is not None:
+            t = plan_cache.lookup(pk[0])
+            if t is not None:
+                try:
+                    opt_roots, schedule, prep = plan_cache.instantiate(t, pk[1])
+                    if cpu:
+                        from symk.runtime.cpu import CpuPlan
+
+                        interp = CpuPlan(schedule, self._feeds, label, prep=prep)
+                    else:
+                        interp = InterpPlan(schedule, self._feeds)
+                    return opt_roots, schedule, interp, "plan cache hit"
+                except cache.Missing:  # e.g. the object cache was cleared: a plain miss
+                    pass
+                except Exception as e:  # noqa: BLE001 - a bad entry must never cost a result
+                    plan_cache.discard(pk[0], f"{type(e).__name__}: {e}")
+        opt = optimize(roots, name=label)
+        if cpu:
+            from symk.runtime.cpu import CpuPlan
+
+            interp = CpuPlan(opt.schedule, self._feeds, label)
+        elif self.device == "cuda":
+            from symk.runtime.cuda import CudaPlan
+
+            interp = CudaPlan(opt.schedule, self._feeds, label)
+        else:
+            interp = InterpPlan(opt.schedule, self._feeds)
+        if pk is not None:
+            t = plan_cache.make_template(opt.roots, opt.schedule, pk[1],
+                                         interp.prep if cpu else None)
+            if t is not None:
+                plan_cache.store(pk[0], t)
+        return opt.roots, opt.schedule, interp, "compiled"
 
     def _default_key(self) -> tuple:
         return () if not self._spec else tuple(
@@ -120,10 +170,9 @@ class CompiledFunction:
         out = []
         for step in plan.schedule.kernels:
             entry: dict[str, Any] = {"name": step.name, "ops": [n.op.name for n in step.nodes]}
-            lk = getattr(plan.interp, "lowered", {}).get(id(step))
-            if lk is not None:
-                entry["kir"] = lk.program.text()
-                entry["llvm_ir"] = plan.interp.ir
+            sources = getattr(plan.interp, "kernel_sources", None)
+            if sources is not None:
+                entry.update(sources(step))
             out.append(entry)
         return out
 
@@ -192,10 +241,21 @@ class CompiledFunction:
             return self._call(values)
 
     def _call(self, values: Sequence[Any]) -> list[np.ndarray]:
-        feeds = [self._coerce(i, v) for i, v in enumerate(values)]
+        if self._sparse:
+            feeds = []
+            for i, v in enumerate(values):
+                sp = self._sparse.get(i)
+                if sp is None:
+                    feeds.append(self._coerce(i, v))
+                else:
+                    feeds.extend(sp.arrays(v, f"{self.name}: input {i} ('{self.input_names[i]}')"))
+        else:
+            feeds = [self._coerce(i, v) for i, v in enumerate(values)]
         key = tuple(feeds[i].item() for i in self._spec)
         plan = self._plans.get(key) or self._plan_for(key)
         vals = plan.interp.run(feeds)
+        if self.device == "cuda":
+            return self._finish_cuda(plan, vals)
         outs = []
         for s, leaf in zip(plan.out_slots, plan.out_leaf):
             v = vals[s]
@@ -206,6 +266,18 @@ class CompiledFunction:
         for (var, _), v, leaf in zip(self.updates, new, plan.upd_leaf):
             if leaf or id(v) in returned or v.dtype != var.value.dtype:
                 v = np.array(v, dtype=var.value.dtype, copy=True)
+            var.value = v
+        return outs
+
+    def _finish_cuda(self, plan: _Plan, vals: list[Any]) -> list[np.ndarray]:
+        """Outputs copied to the host; updated variables keep device (CuPy) arrays."""
+        import cupy
+
+        outs = [np.array(cupy.asnumpy(vals[s])) for s in plan.out_slots]
+        new = [cupy.asarray(vals[s]) for s in plan.upd_slots]  # all computed before any write
+        for (var, _), v, leaf in zip(self.updates, new, plan.upd_leaf):
+            if leaf or v.dtype != var.value.dtype:
+                v = cupy.array(v, dtype=var.value.dtype, copy=True)
             var.value = v
         return outs
 

@@ -58,6 +58,7 @@ class InterpPlan:
         #: label -> [calls, seconds, bytes moved]; filled while ``profiling`` is on
         self.profile_data: dict[str, list[float]] = {}
         self.profiling = False
+        groups = multi_result_groups(schedule)
         for k, step in enumerate(schedule.steps):
             ins_n = step.inputs if isinstance(step, Kernel) else step.node.inputs
             outs_n = step.outputs if isinstance(step, Kernel) else [step.node]
@@ -71,7 +72,11 @@ class InterpPlan:
                 dead = [self.slot[id(n)] for n in step.nodes if id(n) not in outs]
                 run = self.kernel_step(step)
             else:
-                run = self.node_step(step.node)
+                members = groups.get(id(step.node))
+                if members is None:
+                    run = self.node_step(step.node)
+                else:  # the first result of a multi-result op computes them all
+                    run = self.group_step(members) if members[0] is step.node else _no_op
             dead += [self.slot[id(n)] for n in schedule.frees[k]] if schedule.frees else []
             self.steps.append((run, dead))
 
@@ -88,6 +93,24 @@ class InterpPlan:
         def run(vals: list[Any]) -> None:
             vals[i] = _run_op(n, fn, [vals[j] for j in ins], attrs, rng)
         return run
+
+    def group_step(self, nodes: list[Node]) -> Callable[[list[Any]], None]:
+        """A step computing several results of one multi-result op (a scan) at once."""
+        outs = [self.slot[id(x)] for x in nodes]
+        ins = tuple(self.slot[id(x)] for x in nodes[0].inputs)
+        fn = self.group_impl(nodes)
+        self.n_ops += 1
+
+        def run(vals: list[Any]) -> None:
+            vs = _run_group(nodes, fn, [vals[j] for j in ins])
+            for i, v in zip(outs, vs):
+                vals[i] = v
+        return run
+
+    def group_impl(self, nodes: list[Node]) -> Callable[..., list[np.ndarray]]:
+        """The implementation of a multi-result group (devices override it)."""
+        op = nodes[0].op
+        return lambda *args: op.ref_group(nodes, *args)
 
     def kernel_step(self, k: Kernel) -> Callable[[list[Any]], None]:
         """A step evaluating a fused kernel node by node (overridden by compiled devices)."""
@@ -158,6 +181,42 @@ def _run_op(node: Node, fn: Any, args: list[Any], attrs: dict[str, Any],
     v = np.asarray(v)
     _check(node, v, args)
     return v
+
+
+def _no_op(vals: list[Any]) -> None:
+    return None
+
+
+def multi_result_groups(schedule: Schedule) -> dict[int, list[Node]]:
+    """Node id -> the results of its loop, in schedule order, for ops with several results
+    (``op.group_key``: nodes with equal keys share one computation)."""
+    by_key: dict[Any, list[Node]] = {}
+    for step in schedule.steps:
+        if isinstance(step, Kernel):
+            continue
+        key_of = getattr(step.node.op, "group_key", None)
+        if key_of is not None:
+            by_key.setdefault(key_of(step.node), []).append(step.node)
+    return {id(x): members for members in by_key.values() for x in members}
+
+
+def _run_group(nodes: list[Node], fn: Any, args: list[Any]) -> list[np.ndarray]:
+    node = nodes[0]
+    try:
+        vs = fn(*args)
+    except SymkError as e:
+        raise type(e)(f"{e}\n  in op '{node.op.name}' created at {creation_line(node)}") \
+            from None
+    except (ValueError, IndexError, TypeError, FloatingPointError, ZeroDivisionError) as e:
+        raise SymkError(f"op '{node.op.name}' failed at run time on inputs of shape "
+                        f"{[np.shape(a) for a in args]}: {e}\n  node created at "
+                        f"{creation_line(node)}") from None
+    out = []
+    for n, v in zip(nodes, vs):
+        v = np.asarray(v)
+        _check(n, v, args)
+        out.append(v)
+    return out
 
 
 @functools.lru_cache(maxsize=64)

@@ -89,10 +89,13 @@ def test_every_name_keras_imports_exists():
     assert missing == []
 
 
-@pytest.mark.parametrize("name", ["conv2d", "rnn", "ctc_batch_cost", "pool2d"])
-def test_pending_functions_raise_a_clear_error(name):
-    with pytest.raises(NotImplementedError, match=f"K.{name} "):
-        getattr(K, name)(None, None)
+def test_no_backend_function_is_a_stub():
+    """Every backend function is implemented: no NotImplementedError stub is left in symk."""
+    import pathlib
+
+    root = pathlib.Path(SK.__file__).resolve().parents[1]
+    stubs = [str(p) for p in root.rglob("*.py") if "NotImplementedError" in p.read_text()]
+    assert stubs == []
 
 
 def test_keras_settings_reach_symk():

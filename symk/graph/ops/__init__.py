@@ -1,11 +1,16 @@
 """All op definitions; importing this package registers every op."""
 
 from symk.graph.ops import (  # noqa: F401
+    conv,
+    ctc,
     elementwise,
     leaves,
     linalg,
     nn,
+    pool,
     random,
     reduce,
+    scan,
     shape,
+    sparse,
 )

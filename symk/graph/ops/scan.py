@@ -1,0 +1,441 @@
+"""The ``scan`` op: a loop over the leading (time) axis whose body is an inner graph.
+
+A scan node's inputs are ``[*sequences, *initial_carries, *constants]``.  Its ``body``
+(:class:`ScanBody`) holds placeholders for one time slice of each sequence, for the carries and
+for the constants (loop-invariant values captured from outside, e.g. the weights of a Keras
+cell), and the nodes computing the step's outputs and new carries.  Step ``t`` (visited
+``T-1 .. 0`` when ``reverse``) computes ``(outs_t, carries) = body(seqs[t], carries, consts)``.
+
+One loop has several results; each is its own node, differing only in ``result``:
+``("seq", i)`` the outputs ``i`` stacked over time (index ``t`` holds step ``t``), ``("last",
+j)`` the final carry ``j``, ``("carries", j)`` carry ``j`` after each step, stacked.  Nodes
+of one loop share inputs and body, so executors run the loop once for all of them
+(:meth:`Scan.group_key`, :func:`run_scan`).
+
+The gradient is backpropagation through time: a reverse scan whose body is the vector-Jacobian
+product of the step (built with :func:`symk.graph.grad.gradients`, recomputing the step from
+the carry trajectory of the forward loop), carrying the carries' adjoints and accumulating the
+constants' gradients.  :func:`build_scan` makes a scan from a traced step, capturing every
+loop-invariant value as a constant input (so no invariant work runs per step).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import numpy as np
+
+from symk.errors import ShapeError, SymkError
+from symk.graph import build as gb
+from symk.graph.node import Node, apply, fresh_uid, substitute, toposort
+from symk.graph.op import Op, register
+from symk.graph.tensor import storage_of
+from symk.graph.types import Type, is_float
+
+SEQ, LAST, CARRIES = "seq", "last", "carries"
+
+
+class ScanBody:
+    """The inner graph of a scan (immutable; hashed by its nodes, i.e. by structure)."""
+
+    __slots__ = ("seqs", "carries", "consts", "outs", "new_carries", "order", "_hash",
+                 "__weakref__")
+
+    def __init__(self, seqs: Sequence[Node], carries: Sequence[Node], consts: Sequence[Node],
+                 outs: Sequence[Node], new_carries: Sequence[Node]) -> None:
+        self.seqs, self.carries, self.consts = tuple(seqs), tuple(carries), tuple(consts)
+        self.outs, self.new_carries = tuple(outs), tuple(new_carries)
+        if len(self.carries) != len(self.new_carries):
+            raise SymkError(f"scan body: {len(self.carries)} carries but "
+                            f"{len(self.new_carries)} new carries")
+        for k, (c, nc) in enumerate(zip(self.carries, self.new_carries)):
+            if c.dtype != nc.dtype or not compatible(c.shape, nc.shape):
+                raise ShapeError(f"the step function's new state {k} is {nc.type}, but the "
+                                 f"state it replaces is {c.type}: states must keep their type")
+        for p in self.seqs + self.carries + self.consts:
+            if p.op.name != "placeholder":
+                raise SymkError("internal error: scan body inputs must be placeholders")
+        #: the body's nodes in evaluation order
+        self.order = toposort(list(self.outs) + list(self.new_carries))
+        self._hash = hash((self.seqs, self.carries, self.consts, self.outs, self.new_carries))
+
+    def freeze_key(self) -> tuple:
+        return (self.seqs, self.carries, self.consts, self.outs, self.new_carries)
+
+    def __hash__(self) -> int:
+        return self._hash
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, ScanBody) and self.freeze_key() == other.freeze_key()
+
+    def __repr__(self) -> str:
+        return (f"body<{len(self.seqs)} seq, {len(self.carries)} carry, {len(self.consts)} "
+                f"const, {len(self.outs)} out, {len(self.order)} nodes>")
+
+
+def compatible(a: Sequence[int | None], b: Sequence[int | None]) -> bool:
+    return len(a) == len(b) and all(x is None or y is None or x == y for x, y in zip(a, b))
+
+
+def placeholder_like(x: Node | Type, shape: Sequence[int | None] | None = None) -> Node:
+    t = x.type if isinstance(x, Node) else x
+    return apply("placeholder", [], dtype=t.dtype, shape=tuple(t.shape if shape is None
+                                                               else shape), uid=fresh_uid())
+
+
+@register
+class Scan(Op):
+    name = "scan"
+    extern = True
+    attr_names = ("body", "reverse", "result")
+
+    def infer(self, inputs, body, reverse=False, result=(SEQ, 0)):
+        ns, nc, nk = len(body.seqs), len(body.carries), len(body.consts)
+        if len(inputs) != ns + nc + nk:
+            raise SymkError(f"scan takes {ns + nc + nk} inputs, got {len(inputs)}")
+        if ns == 0:
+            raise SymkError("scan needs at least one sequence to iterate over")
+        steps: int | None = None
+        for k, (t, p) in enumerate(zip(inputs[:ns], body.seqs)):
+            if t.ndim < 1 or t.dtype != p.dtype or not compatible(t.shape[1:], p.shape):
+                raise ShapeError(f"scan sequence {k} is {t}, expected {p.dtype} with shape "
+                                 f"(time, {', '.join(map(str, p.shape))})")
+            if t.shape[0] is not None:
+                if steps is not None and steps != t.shape[0]:
+                    raise ShapeError(f"scan sequences have different lengths ({steps} and "
+                                     f"{t.shape[0]})")
+                steps = t.shape[0]
+        for what, ts, ps in (("initial state", inputs[ns:ns + nc], body.carries),
+                             ("constant", inputs[ns + nc:], body.consts)):
+            for k, (t, p) in enumerate(zip(ts, ps)):
+                if t.dtype != p.dtype or not compatible(t.shape, p.shape):
+                    raise ShapeError(f"scan {what} {k} is {t}, expected {p.type}")
+        kind, i = result
+        if kind == SEQ and 0 <= i < len(body.outs):
+            return Type(body.outs[i].dtype, (steps,) + body.outs[i].shape)
+        if kind == LAST and 0 <= i < nc:
+            return body.new_carries[i].type
+        if kind == CARRIES and 0 <= i < nc:
+            return Type(body.new_carries[i].dtype, (steps,) + body.new_carries[i].shape)
+        raise SymkError(f"scan: bad result {result!r}")
+
+    def group_key(self, node: Node) -> tuple:
+        """Nodes with equal keys are results of one loop (executors run it once)."""
+        return (node.op.name, node.inputs, node.attrs["body"], node.attrs["reverse"])
+
+    def ref(self, *args: np.ndarray, body: ScanBody, reverse: bool = False,
+            result: tuple = (SEQ, 0)) -> np.ndarray:
+        return run_scan(body, reverse, args, [result])[0]
+
+    def ref_group(self, nodes: Sequence[Node], *args: np.ndarray) -> list[np.ndarray]:
+        a = nodes[0].attrs
+        return run_scan(a["body"], a["reverse"], args, [n.attrs["result"] for n in nodes])
+
+    def vjp(self, node: Node, g: Node) -> list[Node | None]:
+        return scan_vjp(node, g)
+
+
+# ---------------------------------------------------------------- reference evaluation
+
+def eval_body(body: ScanBody, feeds: dict[int, Any],
+              rng: np.random.Generator | None = None) -> dict[int, Any]:
+    """Values of all body nodes given the placeholders' values (numpy references)."""
+    vals = dict(feeds)
+    for n in body.order:
+        if id(n) in vals:
+            continue
+        op = n.op
+        if op.name == "constant":
+            vals[id(n)] = n.attrs["value"].array
+        elif op.name == "variable":
+            vals[id(n)] = storage_of(n).value
+        elif op.is_leaf:
+            raise SymkError("internal error: an unbound placeholder inside a scan body")
+        else:
+            args = [vals[id(i)] for i in n.inputs]
+            if op.is_random:
+                v = op.ref(rng or np.random.default_rng(n.attrs["seed"]), *args, **n.attrs)
+            else:
+                v = op.ref(*args, **n.attrs)
+            vals[id(n)] = np.asarray(v)
+    return vals
+
+
+def time_steps(body: ScanBody, args: Sequence[np.ndarray]) -> int:
+    lengths = {int(np.shape(a)[0]) for a in args[:len(body.seqs)]}
+    if len(lengths) != 1:
+        raise ShapeError(f"scan sequences have different lengths {sorted(lengths)} at run time")
+    return lengths.pop()
+
+
+def run_scan(body: ScanBody, reverse: bool, args: Sequence[np.ndarray],
+             results: Sequence[tuple]) -> list[np.ndarray]:
+    """The numpy reference: run the body once per step, return the requested results."""
+    ns, nc = len(body.seqs), len(body.carries)
+    seqs, carries, consts = args[:ns], list(args[ns:ns + nc]), args[ns + nc:]
+    steps = time_steps(body, args)
+    want_seq = {i for k, i in results if k == SEQ}
+    want_traj = {i for k, i in results if k == CARRIES}
+    stacked: dict[tuple, list] = {(SEQ, i): [None] * steps for i in want_seq}
+    stacked.update({(CARRIES, i): [None] * steps for i in want_traj})
+    rng = np.random.default_rng(0)
+    base = {id(p): v for p, v in zip(body.consts, consts)}
+    for t in (range(steps - 1, -1, -1) if reverse else range(steps)):
+        feeds = dict(base)
+        feeds.update({id(p): s[t] for p, s in zip(body.seqs, seqs)})
+        feeds.update({id(p): c for p, c in zip(body.carries, carries)})
+        vals = eval_body(body, feeds, rng)
+        carries = [_as(vals[id(n)], n) for n in body.new_carries]
+        for i in want_seq:
+            stacked[(SEQ, i)][t] = _as(vals[id(body.outs[i])], body.outs[i])
+        for i in want_traj:
+            stacked[(CARRIES, i)][t] = carries[i]
+    out = []
+    for r in results:
+        kind, i = r
+        if kind == LAST:
+            out.append(np.array(carries[i], copy=True))
+        else:
+            node = body.outs[i] if kind == SEQ else body.new_carries[i]
+            out.append(_stack(stacked[tuple(r)], node, args[0]))
+    return out
+
+
+def _as(v: Any, n: Node) -> np.ndarray:
+    v = np.asarray(v)
+    return v if v.dtype == n.dtype else v.astype(n.dtype)
+
+
+def _stack(parts: list, n: Node, seq0: np.ndarray) -> np.ndarray:
+    if parts:
+        return np.stack(parts)
+    shape = tuple(0 if d is None else d for d in n.shape)
+    return np.zeros((0,) + shape, n.dtype)
+
+
+# ---------------------------------------------------------------- building scans
+
+class Scanned:
+    """What :func:`build_scan` returns: the scan's inputs and attributes, and ``result(r)``
+    building the node of one result."""
+
+    def __init__(self, inputs: list[Node], body: ScanBody, reverse: bool) -> None:
+        self.inputs, self.body, self.reverse = inputs, body, reverse
+
+    def result(self, kind: str, i: int) -> Node:
+        return apply("scan", self.inputs, body=self.body, reverse=self.reverse,
+                     result=(kind, int(i)))
+
+
+def build_scan(seqs: Sequence[tuple[Node, Node]], carries: Sequence[tuple[Node, Node]],
+               outs: Sequence[Node], new_carries: Sequence[Node], reverse: bool = False,
+               bindings: Mapping[int, Node] | None = None) -> Scanned:
+    """A scan from a traced step.
+
+    ``seqs``: (outer sequence, its per-step placeholder); ``carries``: (initial value, its
+    placeholder); ``outs``/``new_carries``: the step's results.  Every node of the step that
+    depends on no per-step placeholder (a captured variable, a Keras constant, a weight
+    transposed for a gradient, ...) becomes a constant input computed once outside the loop;
+    other placeholders found there are replaced by their outer value from ``bindings``.
+    Constant leaves stay inside (they are immediates in generated code).
+    """
+    bindings = dict(bindings or {})
+    roots = list(outs) + list(new_carries)
+    seqs, roots = hoist_projections(seqs, carries, roots, bindings)
+    outs, new_carries = roots[:len(outs)], roots[len(outs):]
+    varying: set[int] = {id(p) for _, p in seqs} | {id(p) for _, p in carries}
+    order = toposort(roots)
+    for n in order:
+        if id(n) not in varying and any(id(i) in varying for i in n.inputs):
+            varying.add(id(n))
+    frontier: dict[int, Node] = {}
+    for n in order:
+        if id(n) in varying:
+            for i in n.inputs:
+                if id(i) not in varying and i.op.name != "constant":
+                    frontier.setdefault(id(i), i)
+    for r in roots:
+        if id(r) not in varying and r.op.name != "constant":
+            frontier.setdefault(id(r), r)
+    inner = list(frontier.values())
+    outer = substitute(inner, bindings) if bindings else inner
+    # one constant input per distinct outer value
+    by_outer: dict[int, Node] = {}
+    mapping: dict[int, Node] = {}
+    consts: list[Node] = []
+    outer_consts: list[Node] = []
+    for f, o in zip(inner, outer):
+        p = by_outer.get(id(o))
+        if p is None:
+            p = by_outer[id(o)] = placeholder_like(f)
+            consts.append(p)
+            outer_consts.append(o)
+        mapping[id(f)] = p
+    new_roots = substitute(roots, mapping) if mapping else roots
+    # sequences the body no longer reads (their products were hoisted) are dropped; one
+    # sequence always stays, for the number of steps
+    used = {id(n) for n in toposort(new_roots)}
+    seqs = [sp for sp in seqs if id(sp[1]) in used] or list(seqs[:1])
+    body = ScanBody([p for _, p in seqs], [p for _, p in carries], consts,
+                    new_roots[:len(outs)], new_roots[len(outs):])
+    inputs = [s for s, _ in seqs] + [c for c, _ in carries] + outer_consts
+    return Scanned(inputs, body, reverse)
+
+
+def hoist_projections(seqs: Sequence[tuple[Node, Node]], carries: Sequence[tuple[Node, Node]],
+                      roots: list[Node], bindings: Mapping[int, Node]
+                      ) -> tuple[list[tuple[Node, Node]], list[Node]]:
+    """Move per-step work that depends on the sequences only and contains a matrix product
+    (``x_t @ W + b``) out of the loop: it becomes one product over all steps (one GEMM instead
+    of one per step) and a new sequence input.  Only einsums and elementwise ops are
+    vectorized over the time axis; anything else stays in the body."""
+    seq_ids = {id(p): s for s, p in seqs}
+    order = toposort(roots)
+    on_carry = {id(p) for _, p in carries}
+    on_seq = set(seq_ids)
+    for n in order:
+        if any(id(i) in on_carry for i in n.inputs):
+            on_carry.add(id(n))
+        if any(id(i) in on_seq for i in n.inputs):
+            on_seq.add(id(n))
+    memo: dict[int, Node] = {}
+
+    def outer(i: Node) -> Node:
+        if id(i) not in memo:
+            memo[id(i)] = substitute([i], dict(bindings))[0] if bindings else i
+        return memo[id(i)]
+
+    vec: dict[int, Node] = dict(seq_ids)
+    gemm: dict[int, bool] = {k: False for k in seq_ids}
+    for n in order:
+        if id(n) in vec or id(n) not in on_seq or id(n) in on_carry:
+            continue
+        if any(id(i) in on_seq and id(i) not in vec for i in n.inputs):
+            continue  # an input computed per step that could not be vectorized
+        v = _vectorize(n, vec, outer)
+        if v is not None:
+            vec[id(n)] = v
+            gemm[id(n)] = n.op.name == "einsum"
+    # hoist the products read by the body; elementwise work after them stays in the body,
+    # fused with the rest of the step (hoisting it would add a pass over all steps' values)
+    users_outside: set[int] = {id(r) for r in roots}
+    for n in order:
+        if id(n) not in vec or n.op.name != "einsum":
+            users_outside.update(id(i) for i in n.inputs)
+    mapping: dict[int, Node] = {}
+    new_seqs = list(seqs)
+    for n in order:
+        if id(n) in vec and gemm[id(n)] and id(n) not in seq_ids and id(n) in users_outside:
+            p = placeholder_like(n)
+            mapping[id(n)] = p
+            new_seqs.append((vec[id(n)], p))
+    if not mapping:
+        return list(seqs), roots
+    return new_seqs, substitute(roots, mapping)
+
+
+def _vectorize(n: Node, vec: Mapping[int, Node], outer) -> Node | None:
+    """``n`` computed for all steps at once (a leading time axis), or None."""
+    try:
+        if n.op.name == "einsum":
+            from symk.graph.ops.linalg import parse_spec
+
+            ins, out = parse_spec(n.attrs["spec"])
+            t = next(c for c in "tsrqponmlkzyxwvu" if c not in n.attrs["spec"])
+            letters = [t + lt if id(i) in vec else lt for lt, i in zip(ins, n.inputs)]
+            args = [vec[id(i)] if id(i) in vec else outer(i) for i in n.inputs]
+            return apply("einsum", args, spec=",".join(letters) + "->" + t + out)
+        if n.op.elementwise:
+            args = []
+            for i in n.inputs:
+                if id(i) in vec:
+                    v = vec[id(i)]
+                    for _ in range(n.ndim - i.ndim):
+                        v = gb.expand_dims(v, 1)
+                    args.append(v)
+                else:
+                    args.append(outer(i))
+            return apply(n.op, args, **n.attrs)
+    except SymkError:
+        return None
+    return None
+
+
+# ---------------------------------------------------------------- gradient
+
+def _shift(traj: Node, init: Node, reverse: bool) -> Node:
+    """The carry entering each step: ``init`` then the trajectory shifted by one step."""
+    first = gb.expand_dims(init, 0)
+    if reverse:
+        rest = gb.apply_op("getitem", [traj], spec=(("s", 1, None, None),))
+        return gb.concatenate([rest, first], 0)
+    rest = gb.apply_op("getitem", [traj], spec=(("s", None, -1, None),))
+    return gb.concatenate([first, rest], 0)
+
+
+def scan_vjp(node: Node, g: Node) -> list[Node | None]:
+    """Backpropagation through time for one result of a scan (see the module docstring)."""
+    from symk.graph.grad import gradients
+
+    body: ScanBody = node.attrs["body"]
+    reverse: bool = node.attrs["reverse"]
+    kind, idx = node.attrs["result"]
+    ns, nc = len(body.seqs), len(body.carries)
+    seq_in = list(node.inputs[:ns])
+    init = list(node.inputs[ns:ns + nc])
+    consts = list(node.inputs[ns + nc:])
+    fwd = Scanned(list(node.inputs), body, reverse)
+    # the step again, on fresh placeholders: inputs of step t and the constants
+    bx = [placeholder_like(p) for p in body.seqs]
+    bc = [placeholder_like(p) for p in body.carries]
+    bk = [placeholder_like(p) for p in body.consts]
+    sub = {id(p): q for p, q in zip(body.seqs + body.carries + body.consts, bx + bc + bk)}
+    step = substitute(list(body.outs) + list(body.new_carries), sub)
+    souts, snew = step[:len(body.outs)], step[len(body.outs):]
+    fc = [j for j in range(nc) if is_float(body.carries[j].dtype)]
+    adj = {j: placeholder_like(body.new_carries[j]) for j in fc}
+    seqs: list[tuple[Node, Node]] = [(s, p) for s, p in zip(seq_in, bx)]
+    seqs += [(_shift(fwd.result(CARRIES, j), init[j], reverse), bc[j]) for j in range(nc)]
+    terms: list[Node] = []
+    cot = {j: adj[j] for j in fc}
+    if kind == SEQ:
+        gy = placeholder_like(body.outs[idx])
+        seqs.append((g, gy))
+        terms.append(gb.sum(gb.mul(souts[idx], gy)))
+    elif kind == CARRIES:
+        gy = placeholder_like(body.new_carries[idx])
+        seqs.append((g, gy))
+        cot[idx] = gb.add(cot[idx], gy)
+    for j in fc:
+        terms.append(gb.sum(gb.mul(snew[j], cot[j])))
+    cost = terms[0]
+    for t in terms[1:]:
+        cost = gb.add(cost, t)
+    wx = [i for i in range(ns) if is_float(bx[i].dtype)]
+    wk = [i for i in range(len(bk)) if is_float(bk[i].dtype)]
+    grads = gradients(cost, [bx[i] for i in wx] + [bc[j] for j in fc] + [bk[i] for i in wk])
+    gx, gc, gk = grads[:len(wx)], grads[len(wx):len(wx) + len(fc)], grads[len(wx) + len(fc):]
+    acc = [placeholder_like(bk[i]) for i in wk]
+    carries: list[tuple[Node, Node]] = []
+    for j in fc:
+        start = g if kind == LAST and j == idx else gb.zeros_like(init[j])
+        carries.append((start, adj[j]))
+    carries += [(gb.zeros_like(consts[i]), a) for i, a in zip(wk, acc)]
+    new_carries = [_like(x, c) for x, c in zip(gc, (body.carries[j] for j in fc))]
+    new_carries += [gb.add(a, _like(x, a)) for a, x in zip(acc, gk)]
+    back = build_scan(seqs, carries, [_like(x, bx[i]) for x, i in zip(gx, wx)], new_carries,
+                      reverse=not reverse, bindings={id(q): c for q, c in zip(bk, consts)})
+    out: list[Node | None] = [None] * len(node.inputs)
+    for k, i in enumerate(wx):
+        out[i] = back.result(SEQ, k)
+    for k, j in enumerate(fc):
+        out[ns + j] = back.result(LAST, k)
+    for k, i in enumerate(wk):
+        out[ns + nc + i] = back.result(LAST, len(fc) + k)
+    return out
+
+
+def _like(x: Node, ref: Node) -> Node:
+    """``x`` with ``ref``'s dtype (gradients of a step keep the values' dtypes)."""
+    return gb.cast(x, ref.dtype) if x.dtype != ref.dtype else x

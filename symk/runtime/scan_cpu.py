@@ -1,0 +1,364 @@
+"""The scan loop on the ``cpu`` device.
+
+A scan's body is optimized, fused and compiled to native kernels once (the same passes and
+``CpuPlan`` as ``K.function``; cached per body), then run once per time step by a tight Python
+loop that binds the step's slices and carries to the plan's slots and calls its steps
+directly: per step there is no input checking, no plan lookup and no list building beyond the
+steps themselves.  All results of one loop (stacked outputs, final carries, carry
+trajectories for the gradient) are produced by one run.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import sys
+import threading
+import weakref
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+
+from symk.debug import log
+from symk.errors import SymkError
+from symk.graph.node import Node
+from symk.graph.ops.scan import CARRIES, LAST, SEQ, ScanBody, time_steps
+from symk.runtime.cpu import CpuPlan
+from symk.runtime.externs import CPU_EXTERNS, register_cpu_group_extern
+
+_compiled: weakref.WeakKeyDictionary[ScanBody, BodyPlan] = weakref.WeakKeyDictionary()
+_lock = threading.Lock()
+_blas: list[Any] = []  # the threadpoolctl controller, once looked up (None: unavailable)
+
+
+def blas_threads_limit():
+    """A context limiting BLAS threads while a loop runs its small per-step products.
+
+    ``SYMK_SCAN_BLAS_THREADS`` (default 1; 0 leaves BLAS as configured).  One thread is
+    the default because a per-step GEMM is small: a second thread gains ~30% on an idle
+    machine, but when another process holds a core, OpenBLAS's threads wait for each other on
+    every one of the loop's calls and a 100-step loop becomes tens of times slower.  Needs
+    ``threadpoolctl``; without it BLAS is left alone."""
+    raw = os.environ.get("SYMK_SCAN_BLAS_THREADS", "1")
+    try:
+        n = int(raw)
+    except ValueError:
+        raise SymkError(f"SYMK_SCAN_BLAS_THREADS must be an integer, got {raw!r}") from None
+    if n <= 0:
+        return contextlib.nullcontext()
+    if not _blas:
+        try:
+            from threadpoolctl import ThreadpoolController
+
+            _blas.append(ThreadpoolController())
+        except Exception:  # noqa: BLE001 - optional: any failure means "leave BLAS alone"
+            _blas.append(None)
+    ctl = _blas[0]
+    return contextlib.nullcontext() if ctl is None else ctl.limit(limits=n, user_api="blas")
+
+
+class BodyPlan:
+    """A scan body compiled for the cpu device, with the slots the loop binds."""
+
+    def __init__(self, body: ScanBody) -> None:
+        from symk.passes.pipeline import optimize
+
+        feeds = list(body.seqs + body.carries + body.consts)
+        opt = optimize(list(body.outs) + list(body.new_carries), name="scan body")
+        self.plan = plan = BodyCpuPlan(opt.schedule, feeds, "scan body")
+        ns, nc = len(body.seqs), len(body.carries)
+        fed = plan.fed_slots
+        self.seq_slots, self.carry_slots, self.const_slots = fed[:ns], fed[ns:ns + nc], \
+            fed[ns + nc:]
+        roots = [plan.slot[id(r)] for r in opt.roots]
+        self.out_slots, self.new_carry_slots = roots[:len(body.outs)], roots[len(body.outs):]
+        self.steps = list(plan.steps)
+        self.size = len(plan.order)
+        self.has_matmul = any(n.op.name == "einsum" for n in plan.order)
+        self.lock = threading.Lock()
+        log(1, f"compiled scan body: {len(opt.schedule.kernels)} kernels, "
+               f"{len(opt.schedule.externs)} extern calls")
+
+    def fresh_vals(self, consts: Sequence[np.ndarray]) -> list[Any]:
+        vals: list[Any] = [None] * self.size
+        for i, c in self.plan.constants:
+            vals[i] = c
+        for i, st in self.plan.variables:
+            vals[i] = st.value
+        for s, c in zip(self.const_slots, consts):
+            if s >= 0:
+                vals[s] = c
+        return vals
+
+
+def _matmul2d(node: Node):
+    """``(a, b, ring) -> a @ b`` written into a ring buffer, on (transposed) views, for a
+    2-D matrix-product einsum; or None."""
+    from symk.graph.ops.linalg import parse_spec
+
+    (la, lb), out = parse_spec(node.attrs["spec"])
+    if not (len(la) == len(lb) == len(out) == 2) or len(set(la + lb)) != 3:
+        return None
+    if any(x.dtype != node.dtype for x in node.inputs):
+        return None
+    common = set(la) & set(lb)
+    if len(common) != 1:
+        return None
+    k = common.pop()
+    i, j = la.replace(k, ""), lb.replace(k, "")
+    ta, tb = la[0] == k, lb[1] == k
+    if out not in (i + j, j + i):
+        return None
+    swap = out == j + i  # (A B)^T = B^T A^T
+    matmul = np.matmul
+
+    def mm(a: np.ndarray, b: np.ndarray, ring: _Ring) -> np.ndarray:
+        if ta:
+            a = a.T
+        if tb:
+            b = b.T
+        if swap:
+            a, b = b.T, a.T
+        o = ring.get((a.shape[0], b.shape[1]))[0]
+        return matmul(a, b, out=o)
+    return mm
+
+
+#: output buffers kept per kernel output of a body (a value lives at most two steps: made at
+#: step t, read as a carry at t+1; buffers still referenced elsewhere are never reused)
+RING = 3
+
+
+class BodyCpuPlan(CpuPlan):
+    """A CpuPlan for a scan body, run many times per call with the same shapes.
+
+    Its kernel and matrix-product steps write into small rings of buffers it owns and knows
+    the addresses of (``known``: id -> (array, address), also holding the run's constants
+    and the current step's sequence slices), so a step call costs a few list and dict look-ups
+    rather than ``ndarray.ctypes`` objects, argument arrays and fresh outputs.  2-D matrix
+    products call ``np.matmul(..., out=)`` directly on (transposed) views.
+    """
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        self.known: dict[int, tuple[np.ndarray, int]] = {}
+        super().__init__(*args, **kwargs)
+
+    def node_step(self, n: Node):
+        mm = _matmul2d(n) if n.op.name == "einsum" and len(n.inputs) == 2 else None
+        if mm is None:
+            if n.op.is_random or n.op.name in CPU_EXTERNS:
+                return super().node_step(n)
+            return self._ref_step(n)
+        i = self.slot[id(n)]
+        a, b = (self.slot[id(x)] for x in n.inputs)
+        self.n_ops += 1
+        ring = _Ring(self.known, np.dtype(n.dtype))
+
+        def run(vals: list[Any]) -> None:
+            x, y = vals[a], vals[b]
+            vals[i] = mm(x, y, ring)
+        return run
+
+    def _ref_step(self, n: Node):
+        """The op's numpy reference without the executor's per-value type checks (the body
+        runs every step with the types its first run had)."""
+        i = self.slot[id(n)]
+        ins = [self.slot[id(x)] for x in n.inputs]
+        fn, attrs = n.op.ref, dict(n.attrs)
+        self.n_ops += 1
+        asarray = np.asarray
+
+        def run(vals: list[Any]) -> None:
+            vals[i] = asarray(fn(*[vals[j] for j in ins], **attrs))
+        return run
+
+    def kernel_step(self, k):
+        call = self.by_step.get(id(k))
+        if call is None or self.native is None or call.scratch:
+            return super().kernel_step(k)
+        return _lean_kernel_step(self, call, self.native.fns[call.name])
+
+
+class _Ring:
+    """A few output buffers of one step output, reused once nobody else holds them."""
+
+    __slots__ = ("known", "dtype", "bufs", "next")
+
+    def __init__(self, known: dict[int, tuple[np.ndarray, int]], dtype: np.dtype) -> None:
+        self.known, self.dtype = known, dtype
+        self.bufs: list[tuple[np.ndarray, int]] = []
+        self.next = 0
+
+    def get(self, shape: tuple[int, ...]) -> tuple[np.ndarray, int]:
+        for ent in self.bufs:
+            # a free buffer is referenced by its tuple, `o` and getrefcount's argument
+            o = ent[0]
+            if o.shape == shape and sys.getrefcount(o) <= 3:
+                return ent
+        o = np.empty(shape, self.dtype)
+        ent = (o, o.ctypes.data)
+        if len(self.bufs) >= RING:
+            old = self.bufs.pop(0)
+            self.known.pop(id(old[0]), None)
+        self.bufs.append(ent)
+        self.known[id(o)] = ent
+        return ent
+
+
+def _lean_kernel_step(plan: BodyCpuPlan, call: Any, fn: Any):
+    from symk.runtime.cpu import PARALLEL_MIN_ELEMENTS, _native_step
+
+    fallback = _native_step(plan, call, fn)  # large kernels: the threaded general path
+    in_slots = [plan.slot[id(x)] for x in call.inputs]
+    in_dt = [np.dtype(x.dtype) for x in call.inputs]
+    out_slots = [plan.slot[id(o)] for o in call.outputs]
+    rings = [_Ring(plan.known, np.dtype(o.dtype)) for o in call.outputs]
+    out_dims = [list(d) for d in call.out_dims]
+    sources = list(call.size_sources)
+    outer_kind, outer_v = call.outer
+    static_elems = 1
+    for d in call.domain:
+        static_elems *= d if d is not None else 1
+    n_in = len(in_slots)
+    n_io = n_in + len(out_slots)
+    args = np.zeros(call.nparams, np.int64)
+    ptr = args.ctypes.data
+    known = plan.known
+    arrs: list[Any] = [None] * n_in
+
+    def run(vals: list[Any]) -> None:
+        for j, s in enumerate(in_slots):
+            a = vals[s]
+            ent = known.get(id(a))
+            if ent is not None and ent[0] is a:
+                args[j] = ent[1]
+            else:
+                dt = in_dt[j]
+                if a.dtype != dt or not a.flags.c_contiguous:
+                    a = np.ascontiguousarray(a, dtype=dt)
+                args[j] = a.ctypes.data
+            arrs[j] = a
+        sizes = [arrs[i].shape[ax] for i, ax in sources]
+        total = static_elems
+        for sz in sizes:
+            total *= sz
+        if total >= PARALLEL_MIN_ELEMENTS:
+            fallback(vals)
+            return
+        for j, sz in enumerate(sizes, n_io):
+            args[j] = sz
+        outs = []
+        for j, (dims, ring) in enumerate(zip(out_dims, rings), n_in):
+            ent = ring.get(tuple(d if d is not None else sizes[k] for d, k in dims))
+            args[j] = ent[1]
+            outs.append(ent[0])
+        fn(ptr, 0, outer_v if outer_kind == "const" else sizes[outer_v])
+        for s, o in zip(out_slots, outs):
+            vals[s] = o
+        arrs[:] = [None] * n_in
+    return run
+
+
+def body_plan(body: ScanBody) -> BodyPlan:
+    """The compiled plan of ``body`` (compiled outside the lock: a body may hold scans)."""
+    with _lock:
+        bp = _compiled.get(body)
+    if bp is None:
+        made = BodyPlan(body)
+        with _lock:
+            bp = _compiled.setdefault(body, made)
+    return bp
+
+
+@register_cpu_group_extern("scan")
+def scan_group(nodes: list[Node]):
+    """The loop computing every result in ``nodes`` (results of one scan)."""
+    attrs = nodes[0].attrs
+    body: ScanBody = attrs["body"]
+    reverse: bool = attrs["reverse"]
+    results = [n.attrs["result"] for n in nodes]
+    bp = body_plan(body)
+    ns, nc = len(body.seqs), len(body.carries)
+    want_seq = sorted({i for k, i in results if k == SEQ})
+    want_traj = sorted({i for k, i in results if k == CARRIES})
+    seq_slots = [s for s in bp.seq_slots]
+    out_slots = [bp.out_slots[i] for i in want_seq]
+    carry_slots, new_carry_slots = bp.carry_slots, bp.new_carry_slots
+    out_dt = [np.dtype(body.outs[i].dtype) for i in want_seq]
+    traj_dt = [np.dtype(body.new_carries[i].dtype) for i in want_traj]
+    steps = bp.steps
+
+    def run(*args: np.ndarray) -> list[np.ndarray]:
+        n_steps = time_steps(body, args)
+        seqs = args[:ns]
+        carries = list(args[ns:ns + nc])
+        with bp.lock, (blas_threads_limit() if bp.has_matmul else contextlib.nullcontext()):
+            consts = [np.ascontiguousarray(c) for c in args[ns + nc:]]
+            vals = bp.fresh_vals(consts)
+            known = bp.plan.known
+            pinned = [c for c in consts if id(c) not in known]
+            for c in pinned:
+                known[id(c)] = (c, c.ctypes.data)
+            # sequences are made contiguous once, so every step's slice is too; the slices'
+            # addresses are computed, not asked of numpy
+            bound = [(s, a, a.ctypes.data, a.strides[0] if a.ndim else 0)
+                     for s, a in ((s, np.ascontiguousarray(a)) for s, a in zip(seq_slots, seqs))
+                     if s >= 0]
+            slices: list[Any] = []
+            stacked: list[np.ndarray | None] = [None] * len(out_slots)
+            trajs: list[np.ndarray | None] = [None] * len(want_traj)
+            first = True
+            try:
+                for t in (range(n_steps - 1, -1, -1) if reverse else range(n_steps)):
+                    for v in slices:
+                        del known[id(v)]
+                    slices.clear()
+                    for s, a, base, stride in bound:
+                        v = vals[s] = a[t, ...]  # a view (0-d array for 1-d sequences)
+                        known[id(v)] = (v, base + t * stride)
+                        slices.append(v)
+                    for s, c in zip(carry_slots, carries):
+                        if s >= 0:
+                            vals[s] = c
+                    for step, dead in steps:
+                        step(vals)
+                        for j in dead:
+                            vals[j] = None
+                    carries = [vals[s] for s in new_carry_slots]
+                    if first:
+                        stacked = [np.empty((n_steps,) + np.shape(vals[s]), dt)
+                                   for s, dt in zip(out_slots, out_dt)]
+                        trajs = [np.empty((n_steps,) + np.shape(carries[i]), dt)
+                                 for i, dt in zip(want_traj, traj_dt)]
+                        first = False
+                    for buf, s in zip(stacked, out_slots):
+                        buf[t] = vals[s]
+                    for buf, i in zip(trajs, want_traj):
+                        buf[t] = carries[i]
+            finally:
+                for v in slices + pinned:
+                    known.pop(id(v), None)
+            vals = slices = pinned = None  # type: ignore[assignment]
+        if first:  # no steps: empty stacks of the static element shapes
+            stacked = [np.zeros((0,) + _static(body.outs[i]), dt)
+                       for i, dt in zip(want_seq, out_dt)]
+            trajs = [np.zeros((0,) + np.shape(carries[i]), dt)
+                     for i, dt in zip(want_traj, traj_dt)]
+        out = []
+        for kind, i in results:
+            if kind == SEQ:
+                out.append(stacked[want_seq.index(i)])
+            elif kind == CARRIES:
+                out.append(trajs[want_traj.index(i)])
+            else:
+                assert kind == LAST
+                c = np.asarray(carries[i])
+                out.append(np.array(c, dtype=body.new_carries[i].dtype, copy=True))
+        return out
+
+    return run
+
+
+def _static(n: Node) -> tuple[int, ...]:
+    return tuple(0 if d is None else d for d in n.shape)

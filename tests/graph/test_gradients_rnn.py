@@ -1,0 +1,118 @@
+"""K.gradients through loops (the ``scan`` op: backpropagation through time) against central
+finite differences: w.r.t. inputs, initial states, captured weights (variables) and Keras
+constants, with masks, ``go_backwards``, several states, unrolled and scanned; and through
+map_fn / foldl / foldr."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from symk import backend as K
+from tests.gradcheck import check_grad
+
+B, T, F, U = 2, 4, 3, 3
+_rng = np.random.default_rng(5)
+MASK = np.array([[1, 1, 0, 1], [1, 0, 0, 1]], np.float64)
+
+
+def _simple(x, h0, w, u, **kw):
+    def step(xt, states):
+        h = K.tanh(K.dot(xt, w) + K.dot(states[0], u))
+        return h, [h]
+    last, outs, states = K.rnn(step, x, [h0], **kw)
+    return [last, outs, states[0]]
+
+
+def _two_states(x, h0, c0, w, u, **kw):
+    """An LSTM-like step: output h, states (h, c)."""
+    def step(xt, states):
+        h, c = states
+        z = K.dot(xt, w) + K.dot(h, u)
+        c2 = K.sigmoid(z) * c + K.tanh(z) * 0.5
+        h2 = K.tanh(c2) * K.sigmoid(z)
+        return h2, [h2, c2]
+    last, outs, states = K.rnn(step, x, [h0, c0], **kw)
+    return [last, outs, states[1]]
+
+
+def _with_constant(x, h0, w, k, **kw):
+    def step(xt, states):
+        h, const = states
+        h2 = K.tanh(K.dot(xt, w) * const + h)
+        return h2, [h2]
+    last, outs, _ = K.rnn(step, x, [h0], constants=[k], **kw)
+    return [last, outs]
+
+
+def _masked(x, h0, w, u, mask, **kw):
+    return _simple(x, h0, w, u, mask=mask, **kw)
+
+
+def _mapped(x):
+    return K.map_fn(lambda e: K.sin(e) * K.sum(e), x)
+
+
+def _foldl(x, a0):
+    return K.foldl(lambda acc, e: acc * K.cos(e) + e, x, initializer=a0)
+
+
+def _foldr(x):
+    return K.foldr(lambda acc, e: acc * K.tanh(e) + 0.5 * e, x)
+
+
+X, H, WX, WU = (B, T, F), (B, U), (F, U), (U, U)
+
+
+def rnn_cases():
+    out = []
+    for unroll in (False, True):
+        for back in (False, True):
+            tag = f"{'unroll' if unroll else 'scan'}{'-back' if back else ''}"
+            out.append(pytest.param(_simple, [X, H, WX, WU],
+                                    {"unroll": unroll, "go_backwards": back}, id="simple-" + tag))
+            out.append(pytest.param(_masked, [X, H, WX, WU, MASK],
+                                    {"unroll": unroll, "go_backwards": back}, id="masked-" + tag))
+        out.append(pytest.param(_two_states, [X, H, H, WX, WU], {"unroll": unroll},
+                                id="two-states-" + ("unroll" if unroll else "scan")))
+        out.append(pytest.param(_with_constant, [X, H, WX, (1, U)], {"unroll": unroll},
+                                id="constant-" + ("unroll" if unroll else "scan")))
+    return out
+
+
+@pytest.mark.parametrize("fn,inputs,kw", rnn_cases())
+def test_rnn_gradient(fn, inputs, kw):
+    check_grad(fn, inputs, **kw)
+
+
+@pytest.mark.parametrize("dynamic", [False, True])
+def test_rnn_gradient_captured_variables(dynamic):
+    """Keras cells capture their weights: the weights are variables, not arguments."""
+    check_grad(_simple, [X, H, WX, WU], variables=True, dynamic=dynamic)
+
+
+def test_rnn_gradient_masked_variables_backwards():
+    check_grad(_masked, [X, H, WX, WU, MASK], variables=True, go_backwards=True)
+
+
+def test_rnn_second_order_through_scan():
+    """The gradient of a scan is a scan: differentiate twice (grad of a grad norm)."""
+    def fn(x, h0, w, u):
+        last, _, _ = _simple(x, h0, w, u)
+        (g,) = K.gradients(K.sum(K.square(last)), [w])
+        return [g]
+    check_grad(fn, [X, H, WX, WU], wrt=[2, 3], rtol=1e-5, atol=1e-7)
+
+
+OP_CASES = {
+    "scan": [(_simple, [X, H, WX, WU], {}),
+             (_mapped, [(T, 3)], {}),
+             (_foldl, [(T, 3), (3,)], {}),
+             (_foldr, [(T, 3)], {})],
+}
+
+
+@pytest.mark.parametrize("fn,inputs,kw", [pytest.param(*c, id=f"{c[0].__name__}")
+                                          for c in OP_CASES["scan"][1:]])
+def test_loop_gradient(fn, inputs, kw):
+    check_grad(fn, inputs, **kw)
