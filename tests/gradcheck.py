@@ -188,3 +188,12 @@ def case(case_id: str, fn: str | Callable[..., Any], inputs: Sequence[InputSpec]
         dyn = True if dynamic_ok is True else list(dynamic_ok)
         out.append(pytest.param(fn, inputs, dict(opts, dynamic=dyn), id=case_id + "-dyn"))
     return out
+
+
+def op_case_params(op_cases: dict[str, list[tuple]]) -> list[Any]:
+    """pytest params ``(fn, shapes, opts)`` with ids ``<op>-<k>`` from an ``OP_CASES`` dict (the
+    per-op-family gradient modules parametrize ``check_grad`` with it)."""
+    import pytest
+
+    return [pytest.param(fn, shapes, opts, id=f"{name}-{k}")
+            for name, cases in op_cases.items() for k, (fn, shapes, opts) in enumerate(cases)]

@@ -8,7 +8,7 @@ import pytest
 
 from symk import backend as K
 from symk.graph import build as gb
-from tests.gradcheck import case, check_grad
+from tests.gradcheck import case, check_grad, op_case_params
 from tests.graph.test_gradients_ops import node_fn, op
 
 GEO_2D = {"strides": (2, 1), "dilation": (1, 2), "pads": ((1, 0), None), "groups": 1}
@@ -52,13 +52,7 @@ OP_CASES: dict[str, list[tuple]] = {
 }
 
 
-def _params():
-    for name, cases in OP_CASES.items():
-        for k, (fn, shapes, opts) in enumerate(cases):
-            yield pytest.param(fn, shapes, opts, id=f"{name}-{k}")
-
-
-@pytest.mark.parametrize("fn,shapes,opts", list(_params()))
+@pytest.mark.parametrize("fn,shapes,opts", op_case_params(OP_CASES))
 def test_op_gradient(fn, shapes, opts):
     check_grad(fn, shapes, **opts)
 

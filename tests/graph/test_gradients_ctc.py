@@ -10,7 +10,7 @@ from symk import backend as K
 from symk.errors import SymkError
 from symk.graph import build as gb
 from symk.graph.tensor import Tensor
-from tests.gradcheck import check_grad, devices, floatx64
+from tests.gradcheck import check_grad, devices, floatx64, op_case_params
 
 IDX = np.array([[0, 1], [2, 3], [1, 0], [2, 3], [0, 0]], np.int64)  # (2, 3) repeats
 SHAPE = np.array([3, 4], np.int64)
@@ -43,13 +43,7 @@ OP_CASES: dict[str, list[tuple]] = {
 }
 
 
-def _params():
-    for name, cases in OP_CASES.items():
-        for k, (fn, shapes, opts) in enumerate(cases):
-            yield pytest.param(fn, shapes, opts, id=f"{name}-{k}")
-
-
-@pytest.mark.parametrize("fn,shapes,opts", list(_params()))
+@pytest.mark.parametrize("fn,shapes,opts", op_case_params(OP_CASES))
 def test_op_gradient(fn, shapes, opts):
     check_grad(fn, shapes, **opts)
 

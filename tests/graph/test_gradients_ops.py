@@ -14,7 +14,7 @@ import pytest
 from symk.graph import build as gb
 from symk.graph.op import Op, all_ops
 from symk.graph.tensor import Tensor
-from tests.gradcheck import check_grad
+from tests.gradcheck import check_grad, op_case_params
 
 
 def node_fn(build):
@@ -104,13 +104,7 @@ OP_CASES: dict[str, list[tuple]] = {
 }
 
 
-def _params():
-    for name, cases in OP_CASES.items():
-        for k, (fn, shapes, opts) in enumerate(cases):
-            yield pytest.param(fn, shapes, opts, id=f"{name}-{k}")
-
-
-@pytest.mark.parametrize("fn,shapes,opts", list(_params()))
+@pytest.mark.parametrize("fn,shapes,opts", op_case_params(OP_CASES))
 def test_op_gradient(fn, shapes, opts):
     check_grad(fn, shapes, **opts)
 

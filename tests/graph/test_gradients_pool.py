@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import pytest
 
-from tests.gradcheck import check_grad
+from tests.gradcheck import check_grad, op_case_params
 from tests.graph.test_gradients_ops import op
 
 W2 = {"pool_size": (2, 3), "strides": (2, 1), "padding": "same"}
@@ -30,17 +30,11 @@ OP_CASES: dict[str, list[tuple]] = {
 }
 
 
-def _params():
-    for name, cases in OP_CASES.items():
-        for k, (fn, shapes, opts) in enumerate(cases):
-            yield pytest.param(fn, shapes, opts, id=f"{name}-{k}")
-
-
-@pytest.mark.parametrize("fn,shapes,opts", list(_params()))
+@pytest.mark.parametrize("fn,shapes,opts", op_case_params(OP_CASES))
 def test_op_gradient(fn, shapes, opts):
     check_grad(fn, shapes, **opts)
 
 
-@pytest.mark.parametrize("fn,shapes,opts", list(_params()))
+@pytest.mark.parametrize("fn,shapes,opts", op_case_params(OP_CASES))
 def test_op_gradient_dynamic(fn, shapes, opts):
     check_grad(fn, shapes, dynamic=True, **opts)
