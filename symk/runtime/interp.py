@@ -167,10 +167,10 @@ class InterpPlan:
                 vals[j] = None
 
 
-def _run_op(node: Node, fn: Any, args: list[Any], attrs: dict[str, Any],
-            rng: np.random.Generator | None) -> np.ndarray:
+def _call_ref(node: Node, call: Callable[[], Any], args: list[Any]) -> Any:
+    """Run an op's implementation, turning its failures into errors naming the node."""
     try:
-        v = fn(rng, *args, **attrs) if rng is not None else fn(*args, **attrs)
+        return call()
     except SymkError as e:
         raise type(e)(f"{e}\n  in op '{node.op.name}' created at {creation_line(node)}") \
             from None
@@ -178,7 +178,12 @@ def _run_op(node: Node, fn: Any, args: list[Any], attrs: dict[str, Any],
         raise SymkError(f"op '{node.op.name}' failed at run time on inputs of shape "
                         f"{[np.shape(a) for a in args]}: {e}\n  node created at "
                         f"{creation_line(node)}") from None
-    v = np.asarray(v)
+
+
+def _run_op(node: Node, fn: Any, args: list[Any], attrs: dict[str, Any],
+            rng: np.random.Generator | None) -> np.ndarray:
+    v = np.asarray(_call_ref(node, lambda: fn(rng, *args, **attrs) if rng is not None
+                             else fn(*args, **attrs), args))
     _check(node, v, args)
     return v
 
@@ -201,16 +206,7 @@ def multi_result_groups(schedule: Schedule) -> dict[int, list[Node]]:
 
 
 def _run_group(nodes: list[Node], fn: Any, args: list[Any]) -> list[np.ndarray]:
-    node = nodes[0]
-    try:
-        vs = fn(*args)
-    except SymkError as e:
-        raise type(e)(f"{e}\n  in op '{node.op.name}' created at {creation_line(node)}") \
-            from None
-    except (ValueError, IndexError, TypeError, FloatingPointError, ZeroDivisionError) as e:
-        raise SymkError(f"op '{node.op.name}' failed at run time on inputs of shape "
-                        f"{[np.shape(a) for a in args]}: {e}\n  node created at "
-                        f"{creation_line(node)}") from None
+    vs = _call_ref(nodes[0], lambda: fn(*args), args)
     out = []
     for n, v in zip(nodes, vs):
         v = np.asarray(v)
