@@ -39,6 +39,13 @@ KFUNC = ctypes.CFUNCTYPE(None, ctypes.c_void_p, ctypes.c_int64, ctypes.c_int64)
 #: a 2-way split of a 131k-element kernel right after a GEMM is ~4x slower than one thread,
 #: as OpenBLAS's threads are still spinning; from ~400k elements the split pays off)
 PARALLEL_MIN_ELEMENTS = 1 << 18
+#: in a function that also calls BLAS, a kernel splits only from this many times as many
+#: elements: OpenBLAS's worker threads keep spinning on the other cores for a while after each
+#: GEMM, and a second kernel thread competing with them was measured to take ~2x longer than
+#: one thread (W3's 784x512 SGD update: 371 us split vs 187 us on one thread)
+BLAS_SPLIT_FACTOR = 4
+#: extern ops that call BLAS on this device
+BLAS_OPS = frozenset({"einsum", "conv", "conv_input_grad", "conv_kernel_grad"})
 #: pooled output arrays kept per kernel output
 POOL_DEPTH = 3
 
@@ -160,6 +167,8 @@ class CpuPlan(InterpPlan):
             self.prep = self._prepare(schedule, label)
         self.by_step = {id(schedule.steps[i]): c for i, c in self.prep.calls.items()}
         self.nthreads = num_threads()
+        self.split_factor = BLAS_SPLIT_FACTOR if any(
+            s.node.op.name in BLAS_OPS for s in schedule.externs) else 1
         super().__init__(schedule, fed)
 
     def _prepare(self, schedule: Schedule, label: str) -> NativePrep:
@@ -271,6 +280,7 @@ def _native_step(plan: CpuPlan, lk: KernelCall, fn: Any) -> Callable[[list[Any]]
     for d in lk.domain:
         static_elems *= d if d is not None else 1
     nthreads = plan.nthreads
+    split_factor = plan.split_factor
     n_io = len(in_slots) + len(out_slots)
     # per output: a few (array, address) pairs from earlier calls, reused when no one else
     # holds them (fresh large arrays page-fault on first touch, which costs more than the
@@ -324,7 +334,7 @@ def _native_step(plan: CpuPlan, lk: KernelCall, fn: Any) -> Callable[[list[Any]]
         for sz in sizes:
             total *= sz
         ptr = args.ctypes.data
-        if nthreads > 1 and n >= 2 and total >= PARALLEL_MIN_ELEMENTS:
+        if nthreads > 1 and n >= 2 and total >= PARALLEL_MIN_ELEMENTS * split_factor:
             parts = min(nthreads, n)
             bounds = [n * i // parts for i in range(parts + 1)]
             tp = _get_pool(nthreads)

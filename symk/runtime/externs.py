@@ -12,6 +12,7 @@ per-call path search.  Anything else falls back to the op's numpy reference.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 
 import numpy as np
@@ -69,21 +70,34 @@ def matmul_plan(node: Node, matmul: Callable = np.matmul,
     nb, nfa = len(batch), len(free_a)
     ident_out = perm_out == list(range(len(out)))
 
+    # per operand-shape pair: the 2-D/3-D matmul shapes and the result's shape (numpy's own
+    # shape arithmetic costs more than a small GEMM's call overhead when done per call)
+    shapes: dict[tuple, tuple] = {}
+
+    def plan_shapes(sa_: tuple, sb_: tuple) -> tuple:
+        ta = tuple(sa_[p] for p in perm_a)
+        tb = tuple(sb_[p] for p in perm_b)
+        bs = ta[:nb]
+        fa, k = ta[nb:nb + nfa], ta[nb + nfa:]
+        fb = tb[nb + len(k):]
+        ka = math.prod(k)
+        a2 = bs + (math.prod(fa), ka)
+        b2 = bs + (ka, math.prod(fb))
+        shape = bs + fb + fa if swap else bs + fa + fb
+        if len(shapes) >= 64:  # bounded: a function fed ever-new shapes keeps only recent ones
+            shapes.clear()
+        ent = shapes[(sa_, sb_)] = (a2, b2, shape)
+        return ent
+
     def run(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-        a = a.astype(dtype, copy=False).transpose(perm_a)
-        b = b.astype(dtype, copy=False).transpose(perm_b)
-        bs = a.shape[:nb]
-        fa, k = a.shape[nb:nb + nfa], a.shape[nb + nfa:]
-        fb = b.shape[nb + len(k):]
-        ka = int(np.prod(k, dtype=np.int64))
-        a2 = a.reshape(bs + (int(np.prod(fa, dtype=np.int64)), ka))
-        b2 = b.reshape(bs + (ka, int(np.prod(fb, dtype=np.int64))))
+        ent = shapes.get((a.shape, b.shape))
+        a2s, b2s, shape = ent if ent is not None else plan_shapes(a.shape, b.shape)
+        a2 = a.astype(dtype, copy=False).transpose(perm_a).reshape(a2s)
+        b2 = b.astype(dtype, copy=False).transpose(perm_b).reshape(b2s)
         if swap:
             r = matmul(b2.swapaxes(-1, -2), a2.swapaxes(-1, -2))
-            shape = bs + fb + fa
         else:
             r = matmul(a2, b2)
-            shape = bs + fa + fb
         if r.shape != shape:
             r = r.reshape(shape)
         return r if ident_out else r.transpose(perm_out)
