@@ -224,6 +224,12 @@ def test_pool3d_gradient(mode):
                padding="same", pool_mode=mode)
 
 
+@pytest.mark.parametrize("mode", ["max", "avg"])
+def test_pool3d_gradient_channels_first_valid(mode):
+    check_grad("pool3d", [(1, 2, 5, 3, 4)], pool_size=(2, 2, 3), strides=(2, 1, 1),
+               padding="valid", data_format="channels_first", pool_mode=mode)
+
+
 def test_pool_second_order_gradient():
     """d/dx of sum((d sum(pool(x) * w) / dx) * x): exercises the gradient of the gradients
     (max_pool_grad -> max_pool_select, avg_pool_grad -> pool)."""
@@ -313,6 +319,11 @@ def test_resize_gradient_dynamic():
                width_factor=2, data_format="channels_last", interpolation="bilinear")
     check_grad("resize_volumes", [(1, 2, 2, 3, 1)], dynamic=True, depth_factor=2,
                height_factor=1, width_factor=2, data_format="channels_last")
+
+
+def test_resize_volumes_gradient_channels_first():
+    check_grad("resize_volumes", [(1, 2, 3, 2, 2)], depth_factor=3, height_factor=2,
+               width_factor=1, data_format="channels_first")
 
 
 def test_max_pool_gradient_keeps_inf_at_the_maximum_only():
