@@ -137,6 +137,34 @@ def test_rnn_constants(unroll):
     _check([last, outs], [e_last, e_outs], [X, H0, kv], [x, h0, k])
 
 
+@pytest.mark.parametrize("unroll", [False, True])
+@pytest.mark.parametrize("go_backwards", [False, True])
+def test_rnn_mask_constants_backwards_together(unroll, go_backwards):
+    """A boolean mask, a Keras constant and go_backwards in one loop, with an output narrower
+    than the state (the masked output keeps its own previous value); scanned over an unknown
+    time dimension (input_length given, as Keras passes it), unrolled over input_length."""
+    p_w = _rng.standard_normal((U, 2)).astype(np.float32)
+    kv = _rng.standard_normal((B, U)).astype(np.float32)
+    x = K.placeholder((None, T if unroll else None, F))
+    h0, k = K.placeholder((None, U)), K.placeholder((None, U))
+    m = K.placeholder((None, T if unroll else None), dtype="bool")
+    w, r, pw = K.variable(W), K.variable(R), K.variable(p_w)
+
+    def step(xt, states):
+        h, const = states
+        h2 = K.tanh(K.dot(xt, w) * const + K.dot(h, r))
+        return K.dot(h2, pw), [h2]
+
+    def np_step(xt, states):
+        h2 = np.tanh((xt @ W) * kv + states[0] @ R)
+        return h2 @ p_w, [h2]
+    last, outs, (h,) = K.rnn(step, x, [h0], go_backwards=go_backwards, mask=m, constants=[k],
+                             unroll=unroll, input_length=T)
+    e_last, e_outs, (eh,) = np_rnn(np_step, X, [H0], MASK, go_backwards)
+    _check([last, outs, h], [e_last, e_outs, eh], [X, H0, kv, MASK.astype(bool)],
+           [x, h0, k, m])
+
+
 def test_rnn_unroll_with_input_length_and_unknown_time():
     x, h0 = K.placeholder((None, None, F)), K.placeholder((None, U))
     step = k_simple(K.variable(W), K.variable(R), K.variable(BIAS))
@@ -162,6 +190,43 @@ def test_rnn_loop_runs_once_for_all_results(monkeypatch):
     f = K.function([x, h0], [last, outs, states[0], states[1]], device="interp")
     f([X, H0])
     assert len(calls) == 1
+
+
+def test_scan_body_compiled_once_on_cpu(monkeypatch):
+    """Scanned (not unrolled), the step body is compiled to native code once: not per time
+    step, not per call, not per batch size."""
+    if "cpu" not in DEVICES:
+        pytest.skip("no cpu device")
+    from symk.runtime import scan_cpu
+
+    built = []
+
+    class Counting(scan_cpu.BodyPlan):
+        def __init__(self, body):
+            built.append(body)
+            super().__init__(body)
+    monkeypatch.setattr(scan_cpu, "BodyPlan", Counting)
+    monkeypatch.setattr(scan_cpu, "_compiled", {})
+    x, h0 = K.placeholder((None, 7, F)), K.placeholder((None, U))
+    w = K.variable(W)
+
+    def step(xt, states):  # a step no other test builds (no shared plan)
+        h = K.tanh(K.dot(xt, w) * 0.731 + states[0] * 0.5)
+        return h, [h]
+
+    def np_step(xt, states):
+        h = np.tanh((xt @ W) * np.float32(0.731) + states[0] * 0.5)
+        return h, [h]
+    last, outs, _ = K.rnn(step, x, [h0])
+    f = K.function([x, h0], [last, outs], device="cpu")
+    for b in (3, 5):
+        xv = _rng.standard_normal((b, 7, F)).astype(np.float32)
+        hv = _rng.standard_normal((b, U)).astype(np.float32)
+        e_last, e_outs, _ = np_rnn(np_step, xv, [hv])
+        got = f([xv, hv])
+        np.testing.assert_allclose(got[0], e_last, rtol=2e-5, atol=2e-5)
+        np.testing.assert_allclose(got[1], e_outs, rtol=2e-5, atol=2e-5)
+    assert len(built) == 1
 
 
 def test_rnn_step_with_higher_rank_inputs():

@@ -49,6 +49,17 @@ def _masked(x, h0, w, u, mask, **kw):
     return _simple(x, h0, w, u, mask=mask, **kw)
 
 
+def _masked_constant_backwards(x, h0, w, u, k, mask, **kw):
+    """Mask, a Keras constant and go_backwards together, output narrower than the state."""
+    def step(xt, states):
+        h, const = states
+        h2 = K.tanh(K.dot(xt, w) * const + K.dot(h, u))
+        return h2[:, :2], [h2]
+    last, outs, states = K.rnn(step, x, [h0], mask=mask, constants=[k], go_backwards=True,
+                               **kw)
+    return [last, outs, states[0]]
+
+
 def _mapped(x):
     return K.map_fn(lambda e: K.sin(e) * K.sum(e), x)
 
@@ -77,6 +88,9 @@ def rnn_cases():
                                 id="two-states-" + ("unroll" if unroll else "scan")))
         out.append(pytest.param(_with_constant, [X, H, WX, (1, U)], {"unroll": unroll},
                                 id="constant-" + ("unroll" if unroll else "scan")))
+        out.append(pytest.param(_masked_constant_backwards, [X, H, WX, WU, (B, U), MASK],
+                                {"unroll": unroll},
+                                id="masked-constant-back-" + ("unroll" if unroll else "scan")))
     return out
 
 
