@@ -26,6 +26,12 @@ def sum_sign_task(n: int, seed: int, steps: int = T) -> tuple[np.ndarray, np.nda
     return x, (x.sum(axis=(1, 2)) > 0).astype("float32")
 
 
+def running_sign_task(n: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """Per-step labels: is the running sum of the sequence so far positive?"""
+    x, _ = sum_sign_task(n, seed)
+    return x, (np.cumsum(x[:, :, 0], axis=1) > 0).astype("float32")[:, :, None]
+
+
 def token_task(n: int, seed: int, max_len: int = 12) -> tuple[np.ndarray, np.ndarray]:
     """Token sequences 1..4 of random lengths, zero-padded at the end; the label is whether
     token 1 occurs more often than token 2 (ties dropped)."""
@@ -84,13 +90,26 @@ def test_recurrent_layer_trains(cell):
     assert acc >= 0.85, f"{cell}: held-out accuracy {acc:.3f}"
 
 
+@pytest.mark.parametrize("cell", ["SimpleRNN", "LSTM", "GRU"])
+def test_recurrent_layer_return_sequences_trains(cell):
+    """return_sequences=True: every step's output is trained on a per-step label (one step's
+    input alone gives about 0.69 of the labels)."""
+    x, y = running_sign_task(640, 3)
+    xt, yt = running_sign_task(300, 4)
+    np.random.seed(0)
+    model = keras.Sequential([getattr(L, cell)(16, return_sequences=True, input_shape=(T, 1)),
+                              L.TimeDistributed(L.Dense(1, activation="sigmoid"))])
+    assert model.output_shape == (None, T, 1)
+    _fit(model, x, y, epochs=8)
+    acc = _accuracy(model, xt, yt)
+    assert acc >= 0.85, f"{cell}: held-out per-step accuracy {acc:.3f}"
+
+
 def test_bidirectional_return_sequences_trains():
     """A per-step label (is the running sum positive?) through Bidirectional(LSTM, sequences)
     and a TimeDistributed Dense."""
-    x, _ = sum_sign_task(640, 3)
-    y = (np.cumsum(x[:, :, 0], axis=1) > 0).astype("float32")[:, :, None]
-    xt, _ = sum_sign_task(300, 4)
-    yt = (np.cumsum(xt[:, :, 0], axis=1) > 0).astype("float32")[:, :, None]
+    x, y = running_sign_task(640, 3)
+    xt, yt = running_sign_task(300, 4)
     np.random.seed(0)
     model = keras.Sequential([
         L.Bidirectional(L.LSTM(12, return_sequences=True), input_shape=(T, 1)),
