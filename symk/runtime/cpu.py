@@ -158,6 +158,9 @@ class CpuPlan(InterpPlan):
                  prep: NativePrep | None = None) -> None:
         self.ir = ""
         self.native: NativeModule | None = None
+        #: id -> (array, address) of the arrays whose addresses are known without numpy
+        #: (pooled kernel outputs; a scan loop adds its constants and sequence slices)
+        self.known: dict[int, tuple[np.ndarray, int]] = {}
         if prep is not None:
             self.native = load_native(prep.key, prep.names) if prep.names else None
             if prep.names and self.native is None:
@@ -267,59 +270,80 @@ def _debug_dump(label: str, progs: list, ir: str) -> None:
             f.write(ir)
 
 
+class Ring:
+    """A few output buffers of one kernel output, reused once nobody else holds them (fresh
+    large arrays page-fault on first touch, which costs more than the kernel; several per
+    output so that values swapped into variables ping-pong between two).  While a buffer is in
+    the ring its address is registered in ``known`` (id -> (array, address)), so the kernels
+    reading it skip numpy's ``ctypes`` round trip (~1 us per array)."""
+
+    __slots__ = ("known", "dtype", "bufs")
+
+    def __init__(self, known: dict[int, tuple[np.ndarray, int]], dtype: np.dtype) -> None:
+        self.known, self.dtype = known, dtype
+        self.bufs: list[tuple[np.ndarray, int]] = []
+
+    def get(self, shape: tuple[int, ...]) -> tuple[np.ndarray, int]:
+        for ent in self.bufs:
+            o = ent[0]
+            # a free buffer is referenced by its tuple, `o` and getrefcount's argument
+            if o.shape == shape and sys.getrefcount(o) <= 3:
+                return ent
+        o = np.empty(shape, self.dtype)
+        ent = (o, o.ctypes.data)
+        if len(self.bufs) >= POOL_DEPTH:
+            old = self.bufs.pop(0)
+            self.known.pop(id(old[0]), None)
+        self.bufs.append(ent)
+        self.known[id(o)] = ent
+        return ent
+
+
 def _native_step(plan: CpuPlan, lk: KernelCall, fn: Any) -> Callable[[list[Any]], None]:
+    """One kernel step: bind the input/output/scratch addresses and runtime sizes into the
+    step's argument array, call the native kernel (split across the pool when large).  Plans
+    run one call at a time (the function's lock), so the argument array is the step's own."""
     in_slots = [plan.slot[id(x)] for x in lk.inputs]
     in_dt = [np.dtype(x.dtype) for x in lk.inputs]
     out_slots = [plan.slot[id(o)] for o in lk.outputs]
-    out_dt = [np.dtype(o.dtype) for o in lk.outputs]
+    known = plan.known
+    rings = [Ring(known, np.dtype(o.dtype)) for o in lk.outputs]
     out_dims = [list(d) for d in lk.out_dims]
     sources = list(lk.size_sources)
-    nparams = lk.nparams
     outer_kind, outer_v = lk.outer
     static_elems = 1
     for d in lk.domain:
         static_elems *= d if d is not None else 1
     nthreads = plan.nthreads
     split_factor = plan.split_factor
-    n_io = len(in_slots) + len(out_slots)
-    # per output: a few (array, address) pairs from earlier calls, reused when no one else
-    # holds them (fresh large arrays page-fault on first touch, which costs more than the
-    # kernel); several per output so that values swapped into variables ping-pong between two
-    pool: list[list[tuple[np.ndarray, int]]] = [[] for _ in out_slots]
+    n_in = len(in_slots)
+    n_io = n_in + len(out_slots)
     scratch = [(np.dtype(dt), dims) for dt, dims in (lk.scratch or [])]
     scratch_cache: list[tuple[np.ndarray, int] | None] = [None] * len(scratch)
     n_bufs = n_io + len(scratch)
+    args = np.zeros(lk.nparams, np.int64)
+    ptr = args.ctypes.data
+    arrs: list[Any] = [None] * n_in
 
     def run(vals: list[Any]) -> None:
-        arrs = []
-        for s, dt in zip(in_slots, in_dt):
+        for j, s in enumerate(in_slots):
             a = vals[s]
-            if a.dtype != dt or not a.flags.c_contiguous:
-                a = np.ascontiguousarray(a, dtype=dt)
-            arrs.append(a)
-        sizes = [arrs[i].shape[ax] for i, ax in sources]
-        args = np.empty(nparams, np.int64)
-        for j, a in enumerate(arrs):
-            args[j] = a.ctypes.data
-        outs = []
-        for j, (dims, dt) in enumerate(zip(out_dims, out_dt)):
-            shape = tuple(d if d is not None else sizes[k] for d, k in dims)
-            ring = pool[j]
-            for ent in ring:
-                o = ent[0]
-                # a free pooled array is referenced by its tuple, `o` and getrefcount itself
-                if o.shape == shape and sys.getrefcount(o) <= 3:
-                    args[len(arrs) + j] = ent[1]
-                    break
+            ent = known.get(id(a))
+            if ent is not None and ent[0] is a:
+                args[j] = ent[1]
             else:
-                o = np.empty(shape, dt)
-                ent = (o, o.ctypes.data)
-                if len(ring) >= POOL_DEPTH:
-                    ring.pop(0)
-                ring.append(ent)
-                args[len(arrs) + j] = ent[1]
-            outs.append(o)
-        o = ent = None  # type: ignore[assignment]
+                dt = in_dt[j]
+                if a.dtype != dt or not a.flags.c_contiguous:
+                    a = np.ascontiguousarray(a, dtype=dt)
+                args[j] = a.ctypes.data
+            arrs[j] = a
+        sizes = [arrs[i].shape[ax] for i, ax in sources]
+        outs = []
+        for j, (dims, ring) in enumerate(zip(out_dims, rings), n_in):
+            ent = ring.get(tuple(d if d is not None else sizes[k] for d, k in dims))
+            args[j] = ent[1]
+            outs.append(ent[0])
+        ent = None
         for j, (dt, dims) in enumerate(scratch):  # private to this step: always reusable
             shape = tuple(d if d is not None else sizes[k] for d, k in dims)
             sc = scratch_cache[j]
@@ -333,17 +357,19 @@ def _native_step(plan: CpuPlan, lk: KernelCall, fn: Any) -> Callable[[list[Any]]
         total = static_elems
         for sz in sizes:
             total *= sz
-        ptr = args.ctypes.data
-        if nthreads > 1 and n >= 2 and total >= PARALLEL_MIN_ELEMENTS * split_factor:
-            parts = min(nthreads, n)
-            bounds = [n * i // parts for i in range(parts + 1)]
-            tp = _get_pool(nthreads)
-            futs = [tp.submit(fn, ptr, bounds[i], bounds[i + 1]) for i in range(1, parts)]
-            fn(ptr, bounds[0], bounds[1])
-            for f in futs:
-                f.result()
-        else:
-            fn(ptr, 0, n)
+        try:
+            if nthreads > 1 and n >= 2 and total >= PARALLEL_MIN_ELEMENTS * split_factor:
+                parts = min(nthreads, n)
+                bounds = [n * i // parts for i in range(parts + 1)]
+                tp = _get_pool(nthreads)
+                futs = [tp.submit(fn, ptr, bounds[i], bounds[i + 1]) for i in range(1, parts)]
+                fn(ptr, bounds[0], bounds[1])
+                for f in futs:
+                    f.result()
+            else:
+                fn(ptr, 0, n)
+        finally:
+            arrs[:] = [None] * n_in
         for s, o in zip(out_slots, outs):
             vals[s] = o
     return run

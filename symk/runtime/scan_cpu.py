@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import contextlib
 import os
-import sys
 import threading
 import weakref
 from collections.abc import Sequence
@@ -24,7 +23,7 @@ from symk.debug import log
 from symk.errors import SymkError
 from symk.graph.node import Node
 from symk.graph.ops.scan import CARRIES, LAST, SEQ, ScanBody, time_steps
-from symk.runtime.cpu import CpuPlan
+from symk.runtime.cpu import CpuPlan, Ring
 from symk.runtime.externs import CPU_EXTERNS, register_cpu_group_extern
 
 _compiled: weakref.WeakKeyDictionary[ScanBody, BodyPlan] = weakref.WeakKeyDictionary()
@@ -113,7 +112,7 @@ def _matmul2d(node: Node):
     swap = out == j + i  # (A B)^T = B^T A^T
     matmul = np.matmul
 
-    def mm(a: np.ndarray, b: np.ndarray, ring: _Ring) -> np.ndarray:
+    def mm(a: np.ndarray, b: np.ndarray, ring: Ring) -> np.ndarray:
         if ta:
             a = a.T
         if tb:
@@ -123,11 +122,6 @@ def _matmul2d(node: Node):
         o = ring.get((a.shape[0], b.shape[1]))[0]
         return matmul(a, b, out=o)
     return mm
-
-
-#: output buffers kept per kernel output of a body (a value lives at most two steps: made at
-#: step t, read as a carry at t+1; buffers still referenced elsewhere are never reused)
-RING = 3
 
 
 class BodyCpuPlan(CpuPlan):
@@ -140,10 +134,6 @@ class BodyCpuPlan(CpuPlan):
     products call ``np.matmul(..., out=)`` directly on (transposed) views.
     """
 
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
-        self.known: dict[int, tuple[np.ndarray, int]] = {}
-        super().__init__(*args, **kwargs)
-
     def node_step(self, n: Node):
         mm = _matmul2d(n) if n.op.name == "einsum" and len(n.inputs) == 2 else None
         if mm is None:
@@ -153,7 +143,7 @@ class BodyCpuPlan(CpuPlan):
         i = self.slot[id(n)]
         a, b = (self.slot[id(x)] for x in n.inputs)
         self.n_ops += 1
-        ring = _Ring(self.known, np.dtype(n.dtype))
+        ring = Ring(self.known, np.dtype(n.dtype))
 
         def run(vals: list[Any]) -> None:
             x, y = vals[a], vals[b]
@@ -172,92 +162,6 @@ class BodyCpuPlan(CpuPlan):
         def run(vals: list[Any]) -> None:
             vals[i] = asarray(fn(*[vals[j] for j in ins], **attrs))
         return run
-
-    def kernel_step(self, k):
-        call = self.by_step.get(id(k))
-        if call is None or self.native is None or call.scratch:
-            return super().kernel_step(k)
-        return _lean_kernel_step(self, call, self.native.fns[call.name])
-
-
-class _Ring:
-    """A few output buffers of one step output, reused once nobody else holds them."""
-
-    __slots__ = ("known", "dtype", "bufs", "next")
-
-    def __init__(self, known: dict[int, tuple[np.ndarray, int]], dtype: np.dtype) -> None:
-        self.known, self.dtype = known, dtype
-        self.bufs: list[tuple[np.ndarray, int]] = []
-        self.next = 0
-
-    def get(self, shape: tuple[int, ...]) -> tuple[np.ndarray, int]:
-        for ent in self.bufs:
-            # a free buffer is referenced by its tuple, `o` and getrefcount's argument
-            o = ent[0]
-            if o.shape == shape and sys.getrefcount(o) <= 3:
-                return ent
-        o = np.empty(shape, self.dtype)
-        ent = (o, o.ctypes.data)
-        if len(self.bufs) >= RING:
-            old = self.bufs.pop(0)
-            self.known.pop(id(old[0]), None)
-        self.bufs.append(ent)
-        self.known[id(o)] = ent
-        return ent
-
-
-def _lean_kernel_step(plan: BodyCpuPlan, call: Any, fn: Any):
-    from symk.runtime.cpu import PARALLEL_MIN_ELEMENTS, _native_step
-
-    fallback = _native_step(plan, call, fn)  # large kernels: the threaded general path
-    in_slots = [plan.slot[id(x)] for x in call.inputs]
-    in_dt = [np.dtype(x.dtype) for x in call.inputs]
-    out_slots = [plan.slot[id(o)] for o in call.outputs]
-    rings = [_Ring(plan.known, np.dtype(o.dtype)) for o in call.outputs]
-    out_dims = [list(d) for d in call.out_dims]
-    sources = list(call.size_sources)
-    outer_kind, outer_v = call.outer
-    static_elems = 1
-    for d in call.domain:
-        static_elems *= d if d is not None else 1
-    n_in = len(in_slots)
-    n_io = n_in + len(out_slots)
-    args = np.zeros(call.nparams, np.int64)
-    ptr = args.ctypes.data
-    known = plan.known
-    arrs: list[Any] = [None] * n_in
-
-    def run(vals: list[Any]) -> None:
-        for j, s in enumerate(in_slots):
-            a = vals[s]
-            ent = known.get(id(a))
-            if ent is not None and ent[0] is a:
-                args[j] = ent[1]
-            else:
-                dt = in_dt[j]
-                if a.dtype != dt or not a.flags.c_contiguous:
-                    a = np.ascontiguousarray(a, dtype=dt)
-                args[j] = a.ctypes.data
-            arrs[j] = a
-        sizes = [arrs[i].shape[ax] for i, ax in sources]
-        total = static_elems
-        for sz in sizes:
-            total *= sz
-        if total >= PARALLEL_MIN_ELEMENTS:
-            fallback(vals)
-            return
-        for j, sz in enumerate(sizes, n_io):
-            args[j] = sz
-        outs = []
-        for j, (dims, ring) in enumerate(zip(out_dims, rings), n_in):
-            ent = ring.get(tuple(d if d is not None else sizes[k] for d, k in dims))
-            args[j] = ent[1]
-            outs.append(ent[0])
-        fn(ptr, 0, outer_v if outer_kind == "const" else sizes[outer_v])
-        for s, o in zip(out_slots, outs):
-            vals[s] = o
-        arrs[:] = [None] * n_in
-    return run
 
 
 def body_plan(body: ScanBody) -> BodyPlan:
