@@ -31,7 +31,7 @@ from symk.errors import SymkError
 from symk.graph.node import Node
 from symk.passes.schedule import Kernel, Schedule
 from symk.runtime import cache
-from symk.runtime.externs import CPU_EXTERNS, CPU_GROUP_EXTERNS
+from symk.runtime.externs import CPU_EXTERNS, CPU_GROUP_EXTERNS, matmul_plan
 from symk.runtime.interp import InterpPlan
 
 KFUNC = ctypes.CFUNCTYPE(None, ctypes.c_void_p, ctypes.c_int64, ctypes.c_int64)
@@ -217,8 +217,12 @@ class CpuPlan(InterpPlan):
         return {"kir": lower_kernel(step).program.text(), "llvm_ir": self.ir}
 
     def node_step(self, n: Node) -> Callable[[list[Any]], None]:
-        factory = CPU_EXTERNS.get(n.op.name)
-        fast = factory(n) if factory is not None else None
+        if n.op.name == "einsum":  # matrix products write into the step's own buffers
+            ring = Ring(self.known, np.dtype(n.dtype))
+            fast = matmul_plan(n, alloc=lambda shape: ring.get(shape)[0])
+        else:
+            factory = CPU_EXTERNS.get(n.op.name)
+            fast = factory(n) if factory is not None else None
         if fast is None:
             return super().node_step(n)
         i = self.slot[id(n)]

@@ -47,8 +47,11 @@ def register_cpu_extern(op_name: str):
 
 @register_cpu_extern("einsum")
 def matmul_plan(node: Node, matmul: Callable = np.matmul,
+                alloc: Callable[[tuple[int, ...]], np.ndarray] | None = None,
                 ) -> Callable[[np.ndarray, np.ndarray], np.ndarray] | None:
-    """A fast implementation of an einsum node, or None when it is not a matrix product."""
+    """A fast implementation of an einsum node, or None when it is not a matrix product.
+    With ``alloc`` (shape -> a free C-contiguous array of the node's dtype) the product is
+    written into the array it returns instead of a fresh one."""
     (a_l, b_l), out = parse_spec(node.attrs["spec"])
     if len(node.inputs) != 2 or len(set(a_l)) != len(a_l) or len(set(b_l)) != len(b_l):
         return None
@@ -94,10 +97,11 @@ def matmul_plan(node: Node, matmul: Callable = np.matmul,
         a2s, b2s, shape = ent if ent is not None else plan_shapes(a.shape, b.shape)
         a2 = a.astype(dtype, copy=False).transpose(perm_a).reshape(a2s)
         b2 = b.astype(dtype, copy=False).transpose(perm_b).reshape(b2s)
-        if swap:
-            r = matmul(b2.swapaxes(-1, -2), a2.swapaxes(-1, -2))
+        x, y = (b2.swapaxes(-1, -2), a2.swapaxes(-1, -2)) if swap else (a2, b2)
+        if alloc is None:
+            r = matmul(x, y)
         else:
-            r = matmul(a2, b2)
+            r = matmul(x, y, out=alloc(x.shape[:-1] + y.shape[-1:]))
         if r.shape != shape:
             r = r.reshape(shape)
         return r if ident_out else r.transpose(perm_out)
