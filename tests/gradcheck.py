@@ -21,6 +21,8 @@ from typing import Any
 import numpy as np
 
 from symk import backend as K
+from symk.graph import build as gb
+from symk.graph.tensor import Tensor
 from tests.harness import available_devices
 
 InputSpec = tuple[int, ...] | np.ndarray
@@ -197,3 +199,15 @@ def op_case_params(op_cases: dict[str, list[tuple]]) -> list[Any]:
 
     return [pytest.param(fn, shapes, opts, id=f"{name}-{k}")
             for name, cases in op_cases.items() for k, (fn, shapes, opts) in enumerate(cases)]
+
+
+def node_fn(build: Callable[..., Any]) -> Callable[..., Any]:
+    """A check_grad callable from a function of Nodes."""
+    def f(*ts):
+        return Tensor(build(*[t.node for t in ts]))
+    return f
+
+
+def op(name: str, **attrs: Any) -> Callable[..., Any]:
+    """A check_grad callable applying the registered op ``name`` with ``attrs``."""
+    return node_fn(lambda *xs: gb.apply_op(name, list(xs), **attrs))

@@ -10,23 +10,13 @@ from symk import backend as K
 from symk.errors import SymkError
 from symk.graph import build as gb
 from symk.graph.tensor import Tensor
-from tests.gradcheck import check_grad, devices, floatx64, op_case_params
+from tests.gradcheck import check_grad, devices, floatx64, op, op_case_params
 
 IDX = np.array([[0, 1], [2, 3], [1, 0], [2, 3], [0, 0]], np.int64)  # (2, 3) repeats
 SHAPE = np.array([3, 4], np.int64)
 LABELS = np.array([[0, 1, 1], [2, 0, 0], [1, 2, 0]], np.int32)
 LAB_LEN = np.array([3, 1, 2], np.int32)
 IN_LEN = np.array([5, 3, 4], np.int32)
-
-
-def node_fn(build):
-    def f(*ts):
-        return Tensor(build(*[t.node for t in ts]))
-    return f
-
-
-def op(name, **attrs):
-    return node_fn(lambda *xs: gb.apply_op(name, list(xs), **attrs))
 
 
 OP_CASES: dict[str, list[tuple]] = {

@@ -13,20 +13,7 @@ import pytest
 
 from symk.graph import build as gb
 from symk.graph.op import Op, all_ops
-from symk.graph.tensor import Tensor
-from tests.gradcheck import check_grad, op_case_params
-
-
-def node_fn(build):
-    """A check_grad callable from a function of Nodes."""
-    def f(*ts):
-        return Tensor(build(*[t.node for t in ts]))
-    return f
-
-
-def op(name, **attrs):
-    return node_fn(lambda *xs: gb.apply_op(name, list(xs), **attrs))
-
+from tests.gradcheck import check_grad, node_fn, op, op_case_params
 
 POS = {"low": 0.2, "high": 2.0}
 IDX = np.array([1, 0, 1, 3], np.int32)
