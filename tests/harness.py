@@ -5,6 +5,10 @@ static ``K.int_shape``) with a numpy reference from ``tests/np_ref.py``.
 Placeholders are built twice: with fully static shapes, and with ``None`` dims (the explicit
 ``None`` dims of ``input_shapes``, or else the shared first dim of every tensor input) fed with
 several batch sizes.  Devices are listed once, in ``DEVICES``.
+
+Every variant that passed is also recorded in ``OP_CASES`` (graph, fed values, expected values
+and tolerances) so that other executors replay the suite: ``tests/codegen/cuda`` runs each one
+with its kernels rendered as CUDA C on the CPU emulator.
 """
 
 from __future__ import annotations
@@ -197,6 +201,7 @@ def check_op(fn: str | Callable, input_shapes: Sequence[Any], *,
             need_static = static_shape and all(
                 d is not None for s in ph_shapes if s is not None for d in s)
             fns = {dev: K.function(phs, outs, device=dev) for dev in devices}
+            case = OpCase(where, [p.node for p in phs], [o.node for o in outs], [], [])
             for feed in feeds:
                 vals = [(gens[k] or default_gen)(rng, s, d)
                         for k, (s, d) in enumerate(zip([s for s in feed if s is not None], dts))]
@@ -208,8 +213,34 @@ def check_op(fn: str | Callable, input_shapes: Sequence[Any], *,
                     for i, (t, got, e) in enumerate(zip(outs, last, expected)):
                         _compare(f"{where} device={dev} output {i} fed {[v.shape for v in vals]}",
                                  t, got, np.asarray(e), out_dtypes[i], rtol, atol, need_static)
+                want = [_expected_as(np.asarray(e), d) for e, d in zip(expected, out_dtypes)]
+                case.feeds.append((vals, want))
+                case.tols = [_tol(w.dtype, rtol, atol) for w in want]
             _record_kernels(fns)
+            OP_CASES.append(case)
     return last
+
+
+@dataclass
+class OpCase:
+    """One placeholder variant of a ``check_op`` call that passed on every device: replaying
+    ``outputs`` on ``feeds`` must give the expected values within ``tols``."""
+
+    where: str
+    inputs: list[Any]  # the fed placeholder Nodes
+    outputs: list[Any]  # the output Nodes
+    #: per feed: (input values, expected values already in the expected dtype)
+    feeds: list[tuple[list[np.ndarray], list[np.ndarray]]]
+    tols: list[tuple[float, float]]  # (rtol, atol) per output, as ``check_op`` compares
+
+
+#: every check_op variant that passed in this session, in order (see ``OpCase``)
+OP_CASES: list[OpCase] = []
+
+
+def _expected_as(exp: np.ndarray, out_dtype: str | None) -> np.ndarray:
+    """The reference value in the dtype the output must have (``out_dtype``, else its own)."""
+    return exp.astype(np.dtype(out_dtype) if out_dtype is not None else exp.dtype)
 
 
 #: Kernel IR programs (name -> Program) of every kernel the op tests compiled on a device that
@@ -247,7 +278,8 @@ def _call(f: Callable, specs: list, shapes: list, values: list, list_input: bool
 def _compare(where: str, t: Any, got: np.ndarray, exp: np.ndarray, out_dtype: str | None,
              rtol: float | None, atol: float | None, need_static: bool) -> None:
     got = np.asarray(got)
-    want_dtype = np.dtype(out_dtype) if out_dtype is not None else exp.dtype
+    exp = _expected_as(exp, out_dtype)
+    want_dtype = exp.dtype
     assert got.dtype == want_dtype, f"{where}: dtype {got.dtype}, expected {want_dtype}"
     assert np.dtype(t.dtype) == want_dtype, \
         f"{where}: static dtype {t.dtype}, expected {want_dtype}"
@@ -257,9 +289,17 @@ def _compare(where: str, t: Any, got: np.ndarray, exp: np.ndarray, out_dtype: st
         f"{where}: int_shape {ish} does not match the computed shape {got.shape}"
     if need_static:
         assert None not in ish, f"{where}: int_shape {ish} has unknown dims for static inputs"
-    if want_dtype.kind in "fc":
-        r, a = _tol(want_dtype, rtol, atol)
-        np.testing.assert_allclose(got, exp.astype(want_dtype), rtol=r, atol=a, equal_nan=True,
+    assert_values(where, got, exp, _tol(want_dtype, rtol, atol))
+
+
+def assert_values(where: str, got: np.ndarray, exp: np.ndarray, tol: tuple[float, float]) -> None:
+    """``got`` equals ``exp`` (dtype, shape, values; floats within ``tol`` = (rtol, atol), NaNs
+    in the same places): the value comparison of ``check_op``, shared with its replays."""
+    got = np.asarray(got)
+    assert got.dtype == exp.dtype, f"{where}: dtype {got.dtype}, expected {exp.dtype}"
+    assert got.shape == exp.shape, f"{where}: shape {got.shape}, expected {exp.shape}"
+    if exp.dtype.kind in "fc":
+        np.testing.assert_allclose(got, exp, rtol=tol[0], atol=tol[1], equal_nan=True,
                                    err_msg=where)
     else:
-        np.testing.assert_array_equal(got, exp.astype(want_dtype), err_msg=where)
+        np.testing.assert_array_equal(got, exp, err_msg=where)
