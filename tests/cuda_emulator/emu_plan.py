@@ -1,7 +1,9 @@
 """Running symk schedules with their fused kernels rendered as CUDA C and executed by the CPU
 emulator: ``EmuSession`` collects the kernels of many functions, compiles them with one g++ run
-(``compile``), then ``run`` executes a function's plan (externs and views by the reference
-executor, kernels by the emulator) under a thread schedule ("forward" or "reverse").
+(``compile``), then ``run`` executes a function's plan (externs and
+views by the reference executor, kernels by the emulator) under a thread schedule ("forward" or
+"reverse").  Kernels the renderer rejects (float16) run on the reference executor, as the cuda
+runtime runs them on the host.
 
 Kernels are launched the way the cuda runtime launches them: same argument order (inputs,
 outputs, scratch buffers, int64 sizes) and the launch configuration of ``cuda_launch``."""
@@ -16,6 +18,7 @@ import numpy as np
 from symk.codegen.cuda_launch import launch_config
 from symk.codegen.cuda_render import CudaKernel, module_source, render_cuda
 from symk.codegen.lowering import kernel_sizes, lower_kernel, output_shapes, scratch_buffers
+from symk.errors import SymkError
 from symk.graph.node import Node
 from symk.passes.pipeline import optimize
 from symk.passes.schedule import Kernel
@@ -33,6 +36,8 @@ class EmuSession:
         self.lib = None
         self.schedule = "forward"
         self.launches = 0
+        #: kernel steps that ran on the reference executor (the renderer rejected them)
+        self.host_kernels: set[str] = set()
 
     def compile(self) -> None:
         self.lib = compile_kernels(module_source(list(self.kernels.values())))
@@ -44,17 +49,24 @@ class EmuSession:
 class EmuPlan(InterpPlan):
     def __init__(self, schedule, fed, session: EmuSession) -> None:
         self.session = session
+        #: the CUDA kernels this plan launches, in schedule order
+        self.kernel_names: list[str] = []
         super().__init__(schedule, fed)
 
     def kernel_step(self, k: Kernel) -> Callable[[list[Any]], None]:
-        lk = lower_kernel(k)
-        ck = render_cuda(lk.program)
-        self.session.kernels.setdefault(ck.name, ck)
+        sess = self.session
+        try:
+            lk = lower_kernel(k)
+            ck = sess.kernels.get(lk.program.name) or render_cuda(lk.program)
+        except SymkError:
+            sess.host_kernels.add(k.name)
+            return super().kernel_step(k)
+        sess.kernels.setdefault(ck.name, ck)
+        self.kernel_names.append(ck.name)
         in_slots = [self.slot[id(x)] for x in lk.inputs]
         in_dt = [np.dtype(x.dtype) for x in lk.inputs]
         out_slots = [self.slot[id(o)] for o in lk.outputs]
         out_dt = [np.dtype(o.dtype) for o in lk.outputs]
-        sess = self.session
 
         def run(vals: list[Any]) -> None:
             ins = [np.ascontiguousarray(vals[s], dtype=d) for s, d in zip(in_slots, in_dt)]
@@ -77,8 +89,7 @@ class EmuFunction:
         opt = optimize(list(outputs))
         self.plan = EmuPlan(opt.schedule, list(inputs), session)
         self.slots = [self.plan.slot[id(r)] for r in opt.roots]
-        self.kernel_names = [render_cuda(lower_kernel(s).program).name
-                             for s in opt.schedule.kernels]
+        self.kernel_names = self.plan.kernel_names
 
     def __call__(self, feeds: Sequence[np.ndarray]) -> list[np.ndarray]:
         vals = self.plan.run([np.asarray(v) for v in feeds])
