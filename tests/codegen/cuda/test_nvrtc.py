@@ -5,12 +5,9 @@ are cached by source hash (``tests/cuda_emulator/cuda_compile_check.py``)."""
 
 from __future__ import annotations
 
-import json
-import os
 import re
 import shutil
 import subprocess
-import sys
 from concurrent.futures import ThreadPoolExecutor
 
 import pytest
@@ -19,6 +16,7 @@ from symk.codegen.cuda_math import PRELUDE
 from symk.codegen.cuda_render import render_cuda
 from symk.codegen.lowering import lower_kernel
 from symk.passes.pipeline import optimize
+from tests.codegen.cuda.corpus_plugin import op_suite_corpus
 from tests.cuda_emulator.cuda_compile_check import (
     CudaCompileError,
     check_source,
@@ -27,7 +25,6 @@ from tests.cuda_emulator.cuda_compile_check import (
     nvrtc_version,
 )
 
-ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.dirname(__file__))))
 MISSING = nvrtc_missing()
 pytestmark = pytest.mark.skipif(MISSING is not None,
                                 reason=f"NVRTC compile checks need cupy and NVRTC: {MISSING}")
@@ -93,23 +90,8 @@ def test_case_kernels_compile() -> None:
     assert not failures, "\n\n".join(failures[:5])
 
 
-def _op_suite_corpus(tmp_path) -> dict[str, dict[str, str]]:
-    from tests.codegen.cuda.corpus_plugin import render_corpus
-    from tests.harness import KERNEL_CORPUS
-
-    if len(KERNEL_CORPUS) >= 200:  # the op suite ran earlier in this session
-        return render_corpus(KERNEL_CORPUS)
-    out = tmp_path / "corpus.json"
-    env = dict(os.environ, SYMK_TEST_DEVICES="cpu", SYMK_CUDA_CORPUS_OUT=str(out))
-    r = subprocess.run([sys.executable, "-m", "pytest", "tests/backend", "-q", "-p",
-                        "no:cacheprovider", "-p", "tests.codegen.cuda.corpus_plugin"],
-                       cwd=ROOT, env=env, capture_output=True, text=True, timeout=900)
-    assert out.exists(), f"the op suite did not run:\n{r.stdout[-2000:]}\n{r.stderr[-2000:]}"
-    return json.loads(out.read_text())
-
-
-def test_op_suite_kernels_compile(tmp_path) -> None:
-    corpus = _op_suite_corpus(tmp_path)
+def test_op_suite_kernels_compile() -> None:
+    corpus = op_suite_corpus()
     assert len(corpus) >= 200, f"only {len(corpus)} kernels collected from the op suite"
     # float16 kernels are documented to run on the host reference executor
     errors = [f"{n}: {c['error']}\n{c['kir']}" for n, c in corpus.items()
