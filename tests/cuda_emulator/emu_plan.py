@@ -3,7 +3,9 @@ emulator: ``EmuSession`` collects the kernels of many functions, compiles them w
 (``compile``), then ``run`` executes a function's plan (externs and
 views by the reference executor, kernels by the emulator) under a thread schedule ("forward" or
 "reverse").  Kernels the renderer rejects (float16) run on the reference executor, as the cuda
-runtime runs them on the host.
+runtime runs them on the host.  With ``localize`` set, every emulated kernel is also run on the
+reference executor and the kernels whose outputs disagree are appended to ``suspects`` (to name
+the kernel behind a wrong result).
 
 Kernels are launched the way the cuda runtime launches them: same argument order (inputs,
 outputs, scratch buffers, int64 sizes) and the launch configuration of ``cuda_launch``."""
@@ -30,6 +32,17 @@ def _poison(dt: np.dtype) -> Any:
     return 12345.678 if dt.kind == "f" else (True if dt.kind == "b" else 77)
 
 
+def _agrees(got: np.ndarray, want: Any) -> bool:
+    """Loosely equal (a diagnostic: the test compares the function's outputs exactly)."""
+    want = np.asarray(want)
+    if got.shape != want.shape:
+        return False
+    if got.dtype.kind == "f":
+        return bool(np.allclose(got, want.astype(got.dtype), rtol=1e-3, atol=1e-5,
+                                equal_nan=True))
+    return bool(np.array_equal(got, want))
+
+
 class EmuSession:
     def __init__(self) -> None:
         self.kernels: dict[str, CudaKernel] = {}
@@ -38,6 +51,9 @@ class EmuSession:
         self.launches = 0
         #: kernel steps that ran on the reference executor (the renderer rejected them)
         self.host_kernels: set[str] = set()
+        self.localize = False
+        #: with ``localize``: the emulated kernels whose outputs differed from the reference's
+        self.suspects: list[str] = []
 
     def compile(self) -> None:
         self.lib = compile_kernels(module_source(list(self.kernels.values())))
@@ -67,6 +83,7 @@ class EmuPlan(InterpPlan):
         in_dt = [np.dtype(x.dtype) for x in lk.inputs]
         out_slots = [self.slot[id(o)] for o in lk.outputs]
         out_dt = [np.dtype(o.dtype) for o in lk.outputs]
+        ref: list[Callable[[list[Any]], None]] = []  # the reference step, made when localizing
 
         def run(vals: list[Any]) -> None:
             ins = [np.ascontiguousarray(vals[s], dtype=d) for s, d in zip(in_slots, in_dt)]
@@ -78,6 +95,12 @@ class EmuPlan(InterpPlan):
             launch(sess.lib, ck.name, grid, block, args, schedule=sess.schedule,
                    fibers=ck.collective)
             sess.launches += 1
+            if sess.localize:
+                ref[:] = ref or [InterpPlan.kernel_step(self, k)]
+                want = list(vals)
+                ref[0](want)
+                if not all(_agrees(o, want[s]) for s, o in zip(out_slots, outs)):
+                    sess.suspects.append(ck.name)
             for s, o in zip(out_slots, outs):
                 vals[s] = o.reshape(o.shape)
         return run

@@ -71,6 +71,26 @@ def _op_suite(directory: str, names: list[str]) -> tuple[dict[str, OpCase | str]
     return {str(i): c for i, c in cases.items()}, assert_values
 
 
+def _localize(sess: Any, fn: Any, c: OpCase) -> str:
+    """The first emulated kernel of a failing case whose outputs differ from the reference
+    executor's on the same inputs (and where), or '' when each kernel agrees on its own."""
+    sess.localize = True
+    try:
+        for vals, _ in c.feeds:
+            for sched in SCHEDULES:
+                sess.schedule, sess.suspects = sched, []
+                try:
+                    fn(vals)
+                except Exception:  # noqa: BLE001 - the failure itself is reported already
+                    pass
+                if sess.suspects:
+                    return (f"kernel {sess.suspects[0]} differs from the reference executor "
+                            f"(fed {[np.shape(v) for v in vals]}, schedule {sched})")
+        return ""
+    finally:
+        sess.localize = False
+
+
 def main(argv: list[str]) -> None:
     from tests.cuda_emulator.emu_plan import EmuSession
 
@@ -121,7 +141,7 @@ def main(argv: list[str]) -> None:
                 rec = {"case": n, "ok": True}
             except Exception:  # noqa: BLE001
                 rec = {"case": n, "where": c.where, "kernels": fn.kernel_names,
-                       "error": traceback.format_exc()[-4000:]}
+                       "error": traceback.format_exc()[-4000:], "suspect": _localize(sess, fn, c)}
             emit(rec)
             ran += 1
         emit({"stats": {"cases": ran, "launches": sess.launches,

@@ -27,7 +27,7 @@ def results(tmp_path_factory) -> dict:
 @pytest.mark.parametrize("name", NAMES)
 def test_emulated_case(results: dict, name: str) -> None:
     rec = results["cases"][name]
-    assert rec.get("ok"), rec.get("error")
+    assert rec.get("ok"), f"{rec.get('suspect')}\n{rec.get('error')}"
 
 
 def test_emulator_batches_kernels(results: dict) -> None:

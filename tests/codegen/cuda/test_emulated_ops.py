@@ -47,7 +47,8 @@ def results(tmp_path_factory) -> dict:
 
 
 def _describe(rec: dict) -> str:
-    return (f"case {rec['case']}: {rec.get('where', '?')}\n  kernels {rec.get('kernels', '?')}\n"
+    return (f"case {rec['case']}: {rec.get('where', '?')}\n  kernels {rec.get('kernels', '?')}"
+            f"\n  {rec.get('suspect') or 'no single kernel differs'}\n"
             f"{rec.get('error', '')[-1500:]}")
 
 
