@@ -77,6 +77,15 @@ def op_suite_corpus() -> dict[str, dict[str, str]]:
     return json.loads((_run_op_suite() / "corpus.json").read_text())
 
 
+def op_suite_kernel_names() -> set[str]:
+    """The names of the kernels the op suite lowered (those that no device lowers excluded)."""
+    from tests.harness import KERNEL_CORPUS
+
+    if len(KERNEL_CORPUS) >= MIN_KERNELS:
+        return {n for n, prog in KERNEL_CORPUS.items() if prog is not None}
+    return set(json.loads((_run_op_suite() / "corpus.json").read_text()))
+
+
 def op_suite_cases(tmp: Path) -> Path:
     """A directory holding the op suite's saved cases (written under ``tmp`` from memory when
     the op suite ran in this session)."""

@@ -121,7 +121,7 @@ def main(argv: list[str]) -> None:
         t1 = time.perf_counter()
         sess.compile()
         t2 = time.perf_counter()
-        emit({"stats": {"kernels": len(sess.kernels), "host_kernels": len(sess.host_kernels),
+        emit({"stats": {"kernels": sorted(sess.kernels), "host_kernels": sorted(sess.host_kernels),
                         "build_s": t1 - t0, "gxx_s": t2 - t1}})
         ran = 0
         for n, (c, fn) in built.items():
@@ -202,7 +202,9 @@ def _drive_shard(source: str, names: list[str], out: Path, timeout: float
 def drive(source: str, names: list[str], out_dir: Path, shards: int = 1,
           timeout: float = 900) -> dict[str, Any]:
     """Run the cases ``names`` of ``source`` in ``shards`` runners side by side (contiguous
-    slices).  Returns {"cases": name -> record, "stats": summed stats, "starts": runs}."""
+    slices).  Returns {"cases": name -> record, "stats": the runners' stats (numbers summed,
+    name lists merged: "kernels" emulated, "host_kernels" on the reference executor),
+    "starts": runner starts}."""
     size = -(-len(names) // shards)
     slices = [names[i:i + size] for i in range(0, len(names), size)]
     with ThreadPoolExecutor(len(slices)) as pool:
@@ -210,12 +212,13 @@ def drive(source: str, names: list[str], out_dir: Path, shards: int = 1,
                                                      out_dir / f"shard{k}.jsonl", timeout),
                               range(len(slices))))
     cases: dict[str, dict] = {}
-    stats: dict[str, float] = {}
+    stats: dict[str, Any] = {}
     for recs, st, _ in parts:
         cases.update(recs)
         for s in st:
             for k, v in s.items():
-                stats[k] = stats.get(k, 0) + v
+                stats[k] = (sorted(set(stats.get(k, [])) | set(v)) if isinstance(v, list)
+                            else stats.get(k, 0) + v)
     return {"cases": cases, "stats": stats, "starts": sum(p[2] for p in parts)}
 
 

@@ -14,7 +14,9 @@ Not emulated, by design:
   device runs them on the host reference executor (README, "CUDA"), and so does the replay; the
   rest of such a case (its other kernels) is still emulated.
 - graphs that ``symk.graph.serialize`` cannot encode would be reported as excluded; there are
-  none today and ``test_op_suite_emulator_coverage`` keeps it that way.
+  none today, and ``test_op_suite_emulator_coverage`` keeps it that way and checks that every
+  kernel the op suite lowered (``tests.harness.KERNEL_CORPUS``) was emulated or is one of those
+  float16 kernels.
 - tests that do not go through ``check_op`` (``test_rnn``, ``test_ctc``, ``test_sparse``,
   ``test_ops_random`` and the gradient checks of ``tests/gradcheck.py``): they have no recorded
   case; their kernels are still compile-checked by ``test_nvrtc``.
@@ -27,7 +29,7 @@ import shutil
 
 import pytest
 
-from tests.codegen.cuda.corpus_plugin import op_suite_cases
+from tests.codegen.cuda.corpus_plugin import op_suite_cases, op_suite_kernel_names
 from tests.codegen.cuda.emu_cases import all_cases
 from tests.codegen.cuda.emu_runner import CRASH_ENV, drive
 from tests.codegen.cuda.op_cases import case_count
@@ -62,9 +64,12 @@ def test_op_suite_emulator_coverage(results: dict) -> None:
     stats, recs = results["stats"], results["cases"]
     excluded = [f"{n}: {r['excluded']}" for n, r in recs.items() if "excluded" in r]
     assert not excluded, "cases not replayed:\n" + "\n".join(excluded[:SHOWN])
-    assert len(recs) >= 2000 and stats["cases"] >= len(recs), stats
-    assert stats["kernels"] >= 1000, stats  # summed over the runners
-    assert stats["host_kernels"] <= 4, f"more kernels than the float16 ones on the host: {stats}"
+    assert len(recs) >= 2000 and stats["cases"] >= len(recs), stats["cases"]
+    emulated, host = set(stats["kernels"]), set(stats["host_kernels"])
+    assert len(emulated) >= 1000, len(emulated)
+    assert len(host) <= 4, f"more kernels than the float16 ones on the host: {sorted(host)}"
+    missed = op_suite_kernel_names() - emulated - host
+    assert not missed, f"{len(missed)} kernels of the op suite were not emulated: {sorted(missed)}"
     assert results["starts"] == 2, f"a case crashed a runner: {results['starts']} starts"
 
 
