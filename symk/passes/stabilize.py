@@ -7,7 +7,7 @@ from __future__ import annotations
 import math
 
 from symk.graph import build as gb
-from symk.graph.node import apply
+from symk.graph.node import Node, apply
 from symk.graph.ops.leaves import const_array
 from symk.passes.canonicalize import same
 from symk.passes.pattern import AttrVar, Const, Pat, Var
@@ -119,3 +119,56 @@ def _gls(b, n):
             "-(g / (1 - s)) * (s * (1 - s)) -> -(g * s), s = sigmoid(x)")
 def _gl1ms(b, n):
     return same(gb.neg(gb.mul(b["g"], b["s"])), n)
+
+
+# The VJP of a reduction broadcasts g like the reduction's input x, and a mean's or a reshape's
+# reads shape_of(x): x is read for its shape only, but that read makes x a kernel output (it
+# can no longer fuse into the reduction as its prologue, or into its consumer as an epilogue).
+# The shape of an elementwise x is the broadcast of its inputs' shapes (rank-0 inputs change
+# nothing), so the read moves down to the values below x's elementwise cone: leaves, or values
+# materialized anyway.  Each rule walks the whole cone at once (a rule fires at most 32 times
+# on one node, and a chain of elementwise ops may be longer).
+def _elementwise(n: Node) -> bool:
+    return n.op.elementwise and n.op.name != "broadcast_to"  # (its shape attr is a shape too)
+
+
+ELEMENTWISE = Var("x", _elementwise)
+
+
+def _shape_sources(x: Node) -> list[Node]:
+    """The values below ``x``'s elementwise cone whose broadcast shape is ``x``'s shape."""
+    out: dict[int, Node] = {}
+    stack, seen = [x], set[int]()
+    while stack:
+        y = stack.pop()
+        if not y.ndim or id(y) in seen:
+            continue
+        seen.add(id(y))
+        if _elementwise(y):
+            stack.extend(reversed(y.inputs))
+        else:
+            out[id(y)] = y
+    return list(out.values())
+
+
+@rules.rule("broadcast_like_inputs", Pat("broadcast_like", Var("g"), ELEMENTWISE),
+            "broadcast_like(g, f(a, b)) -> broadcast_like(broadcast_like(g, a), b), f elementwise")
+def _bli(b, n):
+    g = b["g"]
+    if None not in n.shape:  # a static shape needs no source
+        return apply("broadcast_to", [g], shape=n.shape)
+    for a in _shape_sources(b["x"]):
+        g = gb.broadcast_like(g, a)
+    return g if g.type == n.type else None
+
+
+@rules.rule("shape_of_elementwise", Pat("shape_of", ELEMENTWISE),
+            "shape_of(f(a, scalars)) -> shape_of(a), f elementwise")
+def _soe(b, n):
+    x = b["x"]
+    while _elementwise(x):
+        shaped = [a for a in x.inputs if a.ndim]
+        if len(shaped) != 1 or shaped[0].ndim != x.ndim:
+            break
+        x = shaped[0]
+    return None if x is b["x"] else gb.shape_of(x)

@@ -103,6 +103,14 @@ CASES = [
                              gb.mul(gb.sigmoid(x), gb.sub(1.0, gb.sigmoid(x)))),
          lambda x, g: gb.neg(gb.mul(g, gb.sigmoid(x))),
          lambda a, g: -(g / (1 - _sig(a))) * (_sig(a) * (1 - _sig(a)))),
+    Case("broadcast_like_inputs", [(4, 1), (4, 5), (1, 5)],
+         lambda g, a, c: apply("broadcast_like", [g, gb.add(gb.mul(a, 2.0), gb.exp(c))]),
+         lambda g, a, c: apply("broadcast_to", [g], shape=(4, 5)),
+         lambda g, a, c: np.broadcast_to(g, (4, 5))),
+    Case("shape_of_elementwise", [(3, 4)],
+         lambda x: gb.cast(apply("shape_of", [gb.neg(gb.mul(gb.exp(x), 2.0))]), "float32"),
+         lambda x: gb.cast(apply("shape_of", [x]), "float32"),
+         lambda a: np.asarray(a.shape, np.float64)),
 ]
 
 
