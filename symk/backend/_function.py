@@ -12,6 +12,9 @@ from symk.graph import build as gb
 from symk.graph.grad import gradients as _gradients
 from symk.graph.node import Node, substitute
 from symk.graph.tensor import Tensor, Variable
+from symk.passes import pipeline, stabilize  # noqa: F401  (pipeline registers the passes)
+from symk.passes.registry import select
+from symk.passes.rewrite import rewrite
 from symk.runtime.function import CompiledFunction
 
 
@@ -152,9 +155,26 @@ def gradients(loss, variables):
     """d loss / d variables (the loss is summed if not scalar); zeros where unconnected."""
     single = not isinstance(variables, (list, tuple))
     vs = [variables] if single else list(variables)
-    grads = _gradients(n(loss), [n(v) for v in vs])
+    wrt = [n(v) for v in vs]
+    grads = _gradients(_as_computed(n(loss), wrt), wrt)
     out = [w(g) for g in grads]
     return out[0] if single else out
+
+
+def _as_computed(loss: Node, wrt: list[Node]) -> Node:
+    """``loss`` with the stabilize pass's loss rules applied (the formula the compiled function
+    evaluates), so that K.gradients differentiates that formula rather than the one written.
+
+    A stabilized form computes the same value wherever the original is finite, hence has the
+    same gradient there, and for Keras's cross-entropy of a softmax a much simpler one: the
+    clip of log_softmax(x) gives where(in range, g, 0), then g - softmax(x) * sum(g).  Skipped
+    when the pass is disabled (``SYMK_OPT=0``, ``SYMK_EXCLUDE=stabilize``), and when a ``wrt``
+    node is not a leaf: a rule may rewrite a path through it (log(clip(softmax(x))) no longer
+    contains the softmax) and the gradient with respect to it would be lost.
+    """
+    if any(not w.op.is_leaf for w in wrt) or not any(p.name == "stabilize" for p in select()):
+        return loss
+    return rewrite([loss], stabilize.loss_rules)[0]
 
 
 @api

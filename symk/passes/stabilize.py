@@ -15,6 +15,12 @@ from symk.passes.rewrite import RuleSet
 
 X = Var("x")
 rules = RuleSet()
+#: The rules ``K.gradients`` applies to a loss before differentiating it (and ``rules`` starts
+#: with them): the gradient of the stabilized log-softmax is ``g - softmax(x) * sum(g)``, where
+#: the gradient of the formula as written goes through the log, the clip, the renormalization
+#: and the softmax Jacobian (a dozen kernels).  The other rules' stabilized forms have no simpler
+#: gradient (and would share more forward values with it, each one a kernel boundary).
+loss_rules = RuleSet()
 
 SOFTMAX = Pat("softmax", X, attrs={"axis": AttrVar("a")}, name="s")
 SIGMOID = Pat("sigmoid", X)
@@ -35,14 +41,14 @@ def _log_bounds(lo_node, hi_node, like):
 
 
 # log(softmax(x)) -> log_softmax(x)
-rules.rule("log_softmax", Pat("log", SOFTMAX), "log(softmax(x)) -> log_softmax(x)")(
+loss_rules.rule("log_softmax", Pat("log", SOFTMAX), "log(softmax(x)) -> log_softmax(x)")(
     lambda b, n: apply("log_softmax", [b["x"]], axis=b["a"]))
 
 
-@rules.rule("softmax_renormalize",
-            Pat("div", SOFTMAX, Pat("sum", Pat("softmax", X, attrs={"axis": AttrVar("a")}),
-                                    attrs={"keepdims": True})),
-            "softmax(x) / sum(softmax(x)) -> softmax(x)")
+@loss_rules.rule("softmax_renormalize",
+                 Pat("div", SOFTMAX, Pat("sum", Pat("softmax", X, attrs={"axis": AttrVar("a")}),
+                                         attrs={"keepdims": True})),
+                 "softmax(x) / sum(softmax(x)) -> softmax(x)")
 def _renorm(b, n):
     s = n.inputs[1]
     if tuple(s.attrs["axes"]) != (b["a"],):
@@ -50,12 +56,16 @@ def _renorm(b, n):
     return same(b["s"], n)
 
 
-@rules.rule("log_clip_softmax", Pat("log", Pat("clip", SOFTMAX, Var("lo"), Var("hi"))),
-            "log(clip(softmax(x), lo, hi)) -> clip(log_softmax(x), log lo, log hi)")
+@loss_rules.rule("log_clip_softmax", Pat("log", Pat("clip", SOFTMAX, Var("lo"), Var("hi"))),
+                 "log(clip(softmax(x), lo, hi)) -> clip(log_softmax(x), log lo, log hi)")
 def _lcs(b, n):
     ls = apply("log_softmax", [b["x"]], axis=b["a"])
     bounds = _log_bounds(b["lo"], b["hi"], ls)
     return None if bounds is None else same(gb.clip(ls, *bounds), n)
+
+
+for _r in loss_rules.rules:
+    rules.add(_r)
 
 
 # log(sigmoid(x)) -> -softplus(-x)

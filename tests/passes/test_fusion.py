@@ -6,6 +6,7 @@ checked against numpy."""
 from __future__ import annotations
 
 import numpy as np
+import pytest
 
 from symk import backend as K
 from symk.graph import build as gb
@@ -235,3 +236,50 @@ def test_1000_op_chain_goes_through_all_passes_well_under_a_second():
     elapsed = time.perf_counter() - t0
     assert len(opt.schedule.kernels) == 1
     assert elapsed < 1.0, f"{elapsed:.3f} s"  # about 0.05 s here; generous for shared CI
+
+
+
+def _softmax64(z: np.ndarray) -> np.ndarray:
+    e = np.exp(z - z.max(1, keepdims=True))
+    return e / e.sum(1, keepdims=True)
+
+
+# (target placeholder, per-sample loss of the logits, d loss / d logits in float64 numpy for
+# logits where the clip to [eps, 1 - eps] is inactive)
+CROSS_ENTROPIES = {
+    "categorical": lambda z: (t := K.placeholder((None, 10)),
+                              K.categorical_crossentropy(t, K.softmax(z)),
+                              lambda ts, zs: _softmax64(zs) - ts),
+    "sparse_categorical": lambda z: (t := K.placeholder((None, 1)),
+                                     K.sparse_categorical_crossentropy(t, K.softmax(z)),
+                                     lambda ts, zs: _softmax64(zs) - np.eye(10)[ts[:, 0]]),
+    "binary": lambda z: (t := K.placeholder((None, 10)),
+                         K.sum(K.binary_crossentropy(t, K.sigmoid(z)), axis=-1),
+                         lambda ts, zs: 1 / (1 + np.exp(-zs)) - ts),
+}
+
+
+# kernels of a Dense+softmax training step (loss and gradients): 14, 18 and 9 when K.gradients
+# differentiated Keras's clip/renormalize/log formula as written
+@pytest.mark.parametrize("loss,bound", [("categorical", 9), ("sparse_categorical", 17),
+                                        ("binary", 8)])
+def test_cross_entropy_training_step_kernels(loss, bound):
+    x = K.placeholder((None, 32))
+    w = K.variable(RNG.normal(0, 0.2, (32, 10)).astype(np.float32))
+    b = K.variable(RNG.normal(0, 0.1, 10).astype(np.float32))
+    t, ce, dz = CROSS_ENTROPIES[loss](K.bias_add(K.dot(x, w), b))
+    mean = K.mean(ce)
+    f = K.function([x, t], [mean, *K.gradients(mean, [w, b])])
+    s = f.fn.schedule
+    check_schedule(s)
+    assert len(s.kernels) <= bound, s.describe()
+    if loss == "categorical":  # no softmax Jacobian, renormalization or log of probabilities
+        assert not {"softmax", "div", "log"} & {o for k in s.kernels for o in _kernel_ops(k)
+                                                if k.domain == (None, 10)}, s.describe()
+    xs = RNG.normal(size=(16, 32)).astype(np.float32)
+    labels = RNG.integers(0, 10, 16)
+    ts = labels[:, None] if loss == "sparse_categorical" else np.eye(10)[labels]
+    gz = dz(ts, xs.astype(np.float64) @ K.get_value(w) + K.get_value(b)) / 16
+    _, gw, gb_ = f([xs, ts.astype(np.float32)])
+    np.testing.assert_allclose(gw, xs.T.astype(np.float64) @ gz, rtol=2e-4, atol=1e-6)
+    np.testing.assert_allclose(gb_, gz.sum(0), rtol=2e-4, atol=1e-6)
