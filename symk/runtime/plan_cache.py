@@ -3,7 +3,9 @@
 A function's key is a name-independent hash of its graph *before* the passes (leaves by kind,
 type and input position; see ``symk.graph.serialize.structure_key``) plus everything else that
 shapes the plan: the device, the learning-phase value, the pass settings, the target and the
-symk version.  The entry (a "template") holds the optimized graph with leaves as positions, the
+symk version and a fingerprint of symk's own source (so a changed pass or lowering never
+serves a plan made by the old code, even without a version bump).  The entry (a "template")
+holds the optimized graph with leaves as positions, the
 Schedule by node positions and, on ``cpu``, the object-cache key of the native module and how
 each kernel is called.  A hit rebuilds the plan around the new function's own leaves without
 running passes, fusion, lowering, rendering or LLVM: rebuilding the same model in the same
@@ -17,6 +19,7 @@ show the passes at work.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import os
@@ -36,6 +39,23 @@ FORMAT = 1
 _memory: dict[str, dict[str, Any]] = {}
 
 
+@functools.cache
+def code_fingerprint() -> str:
+    """sha256 of every Python source file of the installed symk package (read once per
+    process, a few ms): plans depend on the passes, the lowering and the runtime's layout."""
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    h = hashlib.sha256()
+    for d, dirs, files in sorted(os.walk(root)):
+        dirs.sort()
+        for f in sorted(files):
+            if f.endswith(".py"):
+                path = os.path.join(d, f)
+                h.update(os.path.relpath(path, root).encode())
+                with open(path, "rb") as fh:
+                    h.update(fh.read())
+    return h.hexdigest()
+
+
 def enabled() -> bool:
     return debug_level() < 3 and not os.environ.get("SYMK_DUMP_DIR")
 
@@ -53,7 +73,7 @@ def plan_key(roots: Sequence[Node], feeds: Sequence[Node], n_outputs: int, devic
         log(1, f"plan cache: not cached ({e})")
         return None
     extra = [FORMAT, h, len(feeds), n_outputs, device, list(spec), target, __version__,
-             os.environ.get("SYMK_OPT", ""), os.environ.get("SYMK_EXCLUDE", "")]
+             code_fingerprint(), os.environ.get("SYMK_OPT", ""), os.environ.get("SYMK_EXCLUDE", "")]
     return hashlib.sha256(json.dumps(extra).encode()).hexdigest(), leaves
 
 

@@ -110,6 +110,10 @@ def test_structural_changes_are_other_entries(fresh, optimize_calls, monkeypatch
     monkeypatch.setenv("SYMK_EXCLUDE", "fusion")  # pass settings are part of the key
     build(3.0)
     assert len(optimize_calls) == 5
+    # so is symk's own code: a changed pass or lowering never reuses an old plan
+    monkeypatch.setattr(plan_cache, "code_fingerprint", lambda: "edited source")
+    build(3.0)
+    assert len(optimize_calls) == 6
 
 
 def test_learning_phase_plans_are_cached_separately(fresh, optimize_calls):
