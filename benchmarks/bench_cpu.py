@@ -106,7 +106,13 @@ class Ctx:
         self.numexpr = optional("numexpr")
 
     def measure(self, rows: list[Row], cooldown: float = 0.0) -> None:
-        """Time every row's call, engines taking turns."""
+        """Time every row's call, engines taking turns.  With ``--steady`` the BLAS workloads
+        are timed like a training loop instead: each sample is several back-to-back calls of
+        one engine (BLAS threads still awake from the previous call), no cooldown."""
+        if cooldown and self.args.steady:
+            measure_rows(rows, repeats=self.repeats, cooldown=0.0, budget=self.args.budget,
+                         min_sample=0.05)
+            return
         measure_rows(rows, repeats=self.repeats, cooldown=cooldown, budget=self.args.budget)
 
     def devices(self) -> list[str]:
@@ -812,6 +818,9 @@ def main() -> None:
                     help="also print symk's per-kernel profile (W1-W3)")
     ap.add_argument("--budget", type=float, default=3.0,
                     help="stop sampling (after 3 rounds) once this many s per engine are spent")
+    ap.add_argument("--steady", action="store_true",
+                    help="W3/W5: samples of back-to-back calls (a training loop) instead of one "
+                         "call after a BLAS cooldown")
     ap.add_argument("--w1-size", type=int, default=10_000_000)
     ap.add_argument("--w4-variants", default="cheap,trans",
                     help="comma-separated chain variants: cheap (mul/add/max/sub), trans "
