@@ -114,6 +114,26 @@ def _rsame(b, n):
     return x if x.shape == n.shape and None not in x.shape else None
 
 
+#: reductions whose ``keepdims`` only decides whether the reduced axes stay as size-1 dims
+_KEEPDIMS_REDUCTIONS = ("sum", "mean", "max", "min", "prod", "any", "all")
+
+
+def _reshape_drops_kept_dims(b, n):
+    r = n.inputs[0]
+    if r.op.name not in _KEEPDIMS_REDUCTIONS or not r.attrs.get("keepdims"):
+        return None
+    axes = set(r.attrs["axes"])
+    if n.shape != tuple(d for i, d in enumerate(r.shape) if i not in axes):
+        return None
+    return gb.apply_op(r.op.name, [r.inputs[0]], axes=r.attrs["axes"], keepdims=False)
+
+
+# R(red(x, axes, keepdims=True), shape without those axes) -> red(x, axes, keepdims=False)
+# (bias gradients: the reduction's epilogue can then fuse, no view in between)
+rules.rule("reshape_keepdims", Pat("reshape", X),
+           "R(red(x, a, keepdims), shape without a) -> red(x, a)")(_reshape_drops_kept_dims)
+
+
 @rules.rule("squeeze_expand", Pat("squeeze", Pat("expand_dims", X, attrs={"axis": AttrVar("a")}),
             attrs={"axis": AttrVar("a")}), "squeeze(expand_dims(x, a), a) -> x")
 def _se(b, n):

@@ -83,6 +83,12 @@ CASES = [
          lambda a: a.reshape(3, 4).reshape(4, 3)),
     Case("reshape_same", [((2, 6), "float32")], lambda x: gb.reshape(x, (2, 6)), lambda x: x,
          lambda a: a.reshape(2, 6)),
+    Case("reshape_keepdims", [((None, 5), "float32")],
+         lambda x: gb.reshape(gb.sum(x, [0], keepdims=True), (5,)),
+         lambda x: gb.sum(x, [0]), lambda a: a.sum(0, keepdims=True).reshape(5), [(4, 5)]),
+    Case("reshape_keepdims", [((2, 3, 4), "float32")],
+         lambda x: gb.reshape(gb.reduce("max", x, [0, 2], keepdims=True), (3,)),
+         lambda x: gb.reduce("max", x, [0, 2]), lambda a: a.max((0, 2), keepdims=True).ravel()),
     Case("squeeze_expand", [((None, 3), "float32")],
          lambda x: gb.squeeze(gb.expand_dims(x, 1), 1), lambda x: x,
          lambda a: np.squeeze(np.expand_dims(a, 1), 1), [(2, 3)]),
@@ -185,6 +191,7 @@ def test_rules_that_would_change_shape_or_precision_decline():
         gb.expand_dims(gb.squeeze(ph((3, None)), 1), 1),  # size of axis 1 unknown
         gb.reshape(ph((None, 2)), (-1, 2)),  # same static shape only when fully static
         gb.add(x, gb.const(np.array([0, 1, 0], np.float32))),  # not all zeros
+        gb.reshape(gb.sum(ph((2, 6)), [0], keepdims=True), (2, 3)),  # not just dropping axis 0
     ]
     assert rewrite(cases, canonicalize.rules) == cases
     xs = np.array([1.7, -2.5, 70000.0], np.float32)
