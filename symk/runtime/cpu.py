@@ -31,7 +31,7 @@ from symk.errors import SymkError
 from symk.graph.node import Node
 from symk.passes.schedule import Kernel, Schedule
 from symk.runtime import cache
-from symk.runtime.externs import CPU_EXTERNS, CPU_GROUP_EXTERNS, matmul_plan
+from symk.runtime.externs import CPU_EXTERNS, CPU_GROUP_EXTERNS, matmul2d_plan, matmul_plan
 from symk.runtime.interp import InterpPlan
 
 KFUNC = ctypes.CFUNCTYPE(None, ctypes.c_void_p, ctypes.c_int64, ctypes.c_int64)
@@ -219,7 +219,10 @@ class CpuPlan(InterpPlan):
     def node_step(self, n: Node) -> Callable[[list[Any]], None]:
         if n.op.name == "einsum":  # matrix products write into the step's own buffers
             ring = Ring(self.known, np.dtype(n.dtype))
-            fast = matmul_plan(n, alloc=lambda shape: ring.get(shape)[0])
+
+            def alloc(shape: tuple[int, ...]) -> np.ndarray:
+                return ring.get(shape)[0]
+            fast = matmul2d_plan(n, alloc) or matmul_plan(n, alloc=alloc)
         else:
             factory = CPU_EXTERNS.get(n.op.name)
             fast = factory(n) if factory is not None else None

@@ -45,6 +45,38 @@ def register_cpu_extern(op_name: str):
     return deco
 
 
+def matmul2d_plan(node: Node, alloc: Callable[[tuple[int, ...]], np.ndarray],
+                  ) -> Callable[[np.ndarray, np.ndarray], np.ndarray] | None:
+    """For a 2-D matrix-product einsum whose operands have its dtype: ``(a, b) -> a @ b``
+    written into ``alloc(shape)`` on (transposed) views, with less Python per call than
+    :func:`matmul_plan` (no casts, reshapes or shape arithmetic); else None."""
+    (la, lb), out = parse_spec(node.attrs["spec"])
+    if not (len(la) == len(lb) == len(out) == 2) or len(set(la + lb)) != 3:
+        return None
+    if len(node.inputs) != 2 or any(x.dtype != node.dtype for x in node.inputs):
+        return None
+    common = set(la) & set(lb)
+    if len(common) != 1:
+        return None
+    k = common.pop()
+    i, j = la.replace(k, ""), lb.replace(k, "")
+    ta, tb = la[0] == k, lb[1] == k
+    if out not in (i + j, j + i):
+        return None
+    swap = out == j + i  # (A B)^T = B^T A^T
+    matmul = np.matmul
+
+    def mm(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+        if ta:
+            a = a.T
+        if tb:
+            b = b.T
+        if swap:
+            a, b = b.T, a.T
+        return matmul(a, b, out=alloc((a.shape[0], b.shape[1])))
+    return mm
+
+
 @register_cpu_extern("einsum")
 def matmul_plan(node: Node, matmul: Callable = np.matmul,
                 alloc: Callable[[tuple[int, ...]], np.ndarray] | None = None,

@@ -23,7 +23,7 @@ from symk.debug import log
 from symk.errors import SymkError
 from symk.graph.node import Node
 from symk.graph.ops.scan import CARRIES, LAST, SEQ, ScanBody, time_steps
-from symk.runtime.cpu import CpuPlan, Ring
+from symk.runtime.cpu import CpuPlan
 from symk.runtime.externs import CPU_EXTERNS, register_cpu_group_extern
 
 _compiled: weakref.WeakKeyDictionary[ScanBody, BodyPlan] = weakref.WeakKeyDictionary()
@@ -91,64 +91,20 @@ class BodyPlan:
         return vals
 
 
-def _matmul2d(node: Node):
-    """``(a, b, ring) -> a @ b`` written into a ring buffer, on (transposed) views, for a
-    2-D matrix-product einsum; or None."""
-    from symk.graph.ops.linalg import parse_spec
-
-    (la, lb), out = parse_spec(node.attrs["spec"])
-    if not (len(la) == len(lb) == len(out) == 2) or len(set(la + lb)) != 3:
-        return None
-    if any(x.dtype != node.dtype for x in node.inputs):
-        return None
-    common = set(la) & set(lb)
-    if len(common) != 1:
-        return None
-    k = common.pop()
-    i, j = la.replace(k, ""), lb.replace(k, "")
-    ta, tb = la[0] == k, lb[1] == k
-    if out not in (i + j, j + i):
-        return None
-    swap = out == j + i  # (A B)^T = B^T A^T
-    matmul = np.matmul
-
-    def mm(a: np.ndarray, b: np.ndarray, ring: Ring) -> np.ndarray:
-        if ta:
-            a = a.T
-        if tb:
-            b = b.T
-        if swap:
-            a, b = b.T, a.T
-        o = ring.get((a.shape[0], b.shape[1]))[0]
-        return matmul(a, b, out=o)
-    return mm
-
-
 class BodyCpuPlan(CpuPlan):
     """A CpuPlan for a scan body, run many times per call with the same shapes.
 
     Its kernel and matrix-product steps write into small rings of buffers it owns and knows
     the addresses of (``known``: id -> (array, address), also holding the run's constants
     and the current step's sequence slices), so a step call costs a few list and dict look-ups
-    rather than ``ndarray.ctypes`` objects, argument arrays and fresh outputs.  2-D matrix
-    products call ``np.matmul(..., out=)`` directly on (transposed) views.
+    rather than ``ndarray.ctypes`` objects, argument arrays and fresh outputs (the kernel and
+    matrix-product steps are CpuPlan's own).
     """
 
     def node_step(self, n: Node):
-        mm = _matmul2d(n) if n.op.name == "einsum" and len(n.inputs) == 2 else None
-        if mm is None:
-            if n.op.is_random or n.op.name in CPU_EXTERNS:
-                return super().node_step(n)
-            return self._ref_step(n)
-        i = self.slot[id(n)]
-        a, b = (self.slot[id(x)] for x in n.inputs)
-        self.n_ops += 1
-        ring = Ring(self.known, np.dtype(n.dtype))
-
-        def run(vals: list[Any]) -> None:
-            x, y = vals[a], vals[b]
-            vals[i] = mm(x, y, ring)
-        return run
+        if n.op.is_random or n.op.name in CPU_EXTERNS:
+            return super().node_step(n)
+        return self._ref_step(n)
 
     def _ref_step(self, n: Node):
         """The op's numpy reference without the executor's per-value type checks (the body
