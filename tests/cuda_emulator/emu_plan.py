@@ -1,9 +1,9 @@
 """Running symk schedules with their fused kernels rendered as CUDA C and executed by the CPU
 emulator: ``EmuSession`` collects the kernels of many functions, compiles them with one g++ run
-(``compile``), then ``run`` executes a function's plan (externs and
-views by the reference executor, kernels by the emulator) under a thread schedule ("forward" or
-"reverse").  Kernels the renderer rejects (float16) run on the reference executor, as the cuda
-runtime runs them on the host.  With ``localize`` set, every emulated kernel is also run on the
+(``compile``), then ``run`` executes a function's plan (externs and views by the reference
+executor, kernels by the emulator) under a thread schedule ("forward" or "reverse").  Kernels
+the renderer rejects (float16) run on the reference executor, as the cuda runtime runs them on
+the host.  With ``localize`` set, every emulated kernel is also run on the
 reference executor and the kernels whose outputs disagree are appended to ``suspects`` (to name
 the kernel behind a wrong result).
 
