@@ -317,39 +317,43 @@ class _Lowerer:
         return self.p.emit("acc_read", acc_dtype, (acc,))
 
     def _column_mode(self) -> bool:
-        """A plain reduction that keeps the innermost axis and feeds nothing but its own
-        output: accumulate straight into the output, walking memory contiguously."""
+        """A plain reduction that keeps the innermost axis, whose outputs are the reduction or
+        its elementwise epilogue: accumulate into an output-shaped buffer walking memory
+        contiguously, then run the epilogue in one pass over the kept axes."""
         R = self.R
-        return (R.op.name in _COLUMN_KINDS and self.rank >= 2 and self.rank - 1 in self.kept
-                and list(self.k.outputs) == [R])
+        if not (R.op.name in _COLUMN_KINDS and self.rank >= 2 and self.rank - 1 in self.kept):
+            return False
+        after = {id(R)}
+        for n in self.k.nodes[self.pos[id(R)] + 1:]:
+            if any(id(i) in after for i in n.inputs):
+                after.add(id(n))
+        return all(id(o) in after for o in self.k.outputs)
 
     def _column_reduction(self) -> tuple[str, int]:
         R, p, b = self.R, self.p, self.b
         kind = _COLUMN_KINDS[R.op.name]
-        out = self.out_ids[id(R)]
         acc_dt = R.dtype
         if kind == "sum" and R.dtype in ("float32", "float16"):
-            # accumulate in a float64 scratch buffer shaped like the output (then cast)
-            acc_dt = "float64"
-            o_axes = self._level_axes(R)
+            acc_dt = "float64"  # float32 sums accumulate in float64, then cast
+        o_axes = self._level_axes(R)
+        if acc_dt == R.dtype and id(R) in self.out_ids:
+            acc_buf = self.out_ids[id(R)]
+        else:  # a scratch buffer shaped like the reduction's output
             off = len(o_axes) - R.ndim
-            self.scratch.append(("float64", [(d, -1 if d is not None else
-                                              self.size_index[o_axes[off + j]])
-                                             for j, d in enumerate(R.shape)]))
-            acc_buf = p.param(f"scratch{len(self.scratch) - 1}", "scratch", "float64")
+            self.scratch.append((acc_dt, [(d, -1 if d is not None else
+                                           self.size_index[o_axes[off + j]])
+                                          for j, d in enumerate(R.shape)]))
+            acc_buf = p.param(f"scratch{len(self.scratch) - 1}", "scratch", acc_dt)
             # scratch params must follow the outputs: move it before the size params
             p.params.remove(acc_buf)
             p.params.insert(len(self.inputs) + len(self.k.outputs) + len(self.scratch) - 1,
                             acc_buf)
-        else:
-            acc_buf = out
         first = self.kept[0]
         par = first if first != self.rank - 1 else -1
         if par == -1:
             self.dimval[-1] = p.const(1, "int64")
         opened = self.open_loops([par], True)
         rest = [a for a in self.kept if a != par]
-        o_axes = self._level_axes(R)
         inner = self.open_loops(rest, False)  # 1: identity everywhere
         p.emit("store", None, (acc_buf, self.index(R.shape, o_axes),
                                b.const(_identity_value(kind, acc_dt), acc_dt)))
@@ -359,17 +363,18 @@ class _Lowerer:
         x = b.cast(x, "bool") if kind in ("any", "all") else b.cast(x, acc_dt)
         p.emit("store_reduce", None, (acc_buf, self.index(R.shape, o_axes), x), kind)
         self.close_loops(inner)
-        if R.op.name == "mean" or acc_buf != out:  # 3: scale by 1/count, cast, store
+        if R.op.name == "mean" or self.k.outputs != [R] or acc_buf != self.out_ids[id(R)]:
+            # 3: scale by 1/count, cast, then the epilogue and the stores
             inner = self.open_loops(rest, False)
-            idx = self.index(R.shape, o_axes)
-            v = p.emit("load", acc_dt, (acc_buf, idx))
+            v = p.emit("load", acc_dt, (acc_buf, self.index(R.shape, o_axes)))
             if R.op.name == "mean":
                 count = None
                 for a in self.red:
                     count = self.dimval[a] if count is None else p.emit(
                         "alu", "int64", (count, self.dimval[a]), "mul")
                 v = b.div(v, b.cast(count, acc_dt))
-            p.emit("store", None, (out, idx, b.cast(v, R.dtype)))
+            self.scopes[-1][id(R)] = b.cast(v, R.dtype)
+            self.store_outputs(self.k.outputs)
             self.close_loops(inner)
         self.close_loops(opened)
         return self._outer(par)

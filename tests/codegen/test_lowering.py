@@ -253,3 +253,41 @@ def test_reduction_of_booleans_and_counts():
     want = [(v > 2).any(1), (v > -1).all(0), v.sum(1, dtype=np.int32), v.prod(0, dtype=np.int32)]
     for g, e in zip(got, want):
         assert_match(g, e)
+
+
+@pytest.mark.parametrize("kind", ["sum", "mean", "max", "prod"])
+def test_column_reduction_with_an_epilogue_walks_memory_by_rows(kind):
+    # sum(x, 0) feeding an elementwise epilogue (an SGD-style update of a bias): the
+    # accumulation is one pass over the rows into an output-shaped buffer, then the epilogue
+    x = K.placeholder((None, 6))
+    b = K.placeholder((6,))
+    red = getattr(K, kind)(K.relu(x), axis=0)
+    out = b - 0.5 * red
+    k = _one_kernel([out])
+    assert k.reduction is not None and k.reduction.op.name == kind
+    lk = lower_kernel(k)
+    prog = lk.program
+    assert not [ins for ins in prog.ins if ins.op == "acc"]  # no per-column accumulator
+    assert [ins.arg for ins in prog.ins if ins.op == "store_reduce"] == [
+        "sum" if kind == "mean" else kind]
+    rng = np.random.default_rng(3)
+    xv = rng.standard_normal((9, 6)).astype(np.float32)
+    bv = rng.standard_normal(6).astype(np.float32)
+    ref = getattr(np, kind)(np.maximum(xv, 0), axis=0)
+    assert_match(_run_kir([x, b], [out], [xv, bv])[0], bv - 0.5 * ref, rtol=2e-6, atol=1e-6)
+    fn = K.function([x, b], [out, red])
+    got_out, got_red = fn([xv, bv])
+    assert_match(got_red, ref, rtol=2e-6, atol=1e-6)
+    assert_match(got_out, bv - 0.5 * ref, rtol=2e-6, atol=1e-6)
+
+
+def test_column_reduction_keepdims_epilogue_and_integer_sum():
+    x = K.placeholder((None, 3, 4), dtype="int32")
+    s = K.sum(x, axis=(0, 1), keepdims=True)
+    out = s * 2 + 1
+    lk = lower_kernel(_one_kernel([out]))
+    assert not [ins for ins in lk.program.ins if ins.op == "acc"]
+    v = np.arange(24, dtype=np.int32).reshape(2, 3, 4)
+    want = v.sum((0, 1), keepdims=True, dtype=np.int32) * 2 + 1
+    assert_match(_run_kir([x], [out], [v])[0], want)
+    assert_match(K.function([x], [out])([v])[0], want)
