@@ -213,5 +213,4 @@ def count(x: Node, axes: Sequence[int], dtype: str) -> Node:
         for d in dims:
             n *= d
         return const(n, dtype)
-    sel = apply("gather", [shape_of(x), const(np.asarray(list(axes), np.int32))])
-    return cast(apply("prod", [sel], axes=(0,), keepdims=False), dtype)
+    return apply("count", [x], axes=tuple(axes), dtype=dtype)

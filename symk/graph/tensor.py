@@ -110,7 +110,8 @@ class Tensor:
 
 
 class Variable(Tensor):
-    """A tensor with storage: a numpy array replaced (never mutated) on update."""
+    """A tensor with storage: a numpy array replaced on update (or, for a ``gemm`` update that
+    nothing else reads, accumulated into in place; ``get_value`` always returns a copy)."""
 
     def __init__(self, value: np.ndarray, name: str, constraint: Any = None) -> None:
         from symk.graph.node import apply, fresh_uid

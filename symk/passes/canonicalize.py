@@ -10,6 +10,8 @@ and 1/x would then flip from +inf to -inf.  Hence for floats ``x + (-0.0) -> x``
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 
 from symk.graph import build as gb
@@ -134,6 +136,32 @@ rules.rule("reshape_keepdims", Pat("reshape", X),
            "R(red(x, a, keepdims), shape without a) -> red(x, a)")(_reshape_drops_kept_dims)
 
 
+def _leading_ones_source(x: Node) -> Node | None:
+    """y when ``x`` is reshape/expand_dims of a static-shaped y that only prepends 1s."""
+    if x.op.name not in ("reshape", "expand_dims") or not x.inputs:
+        return None
+    y = x.inputs[0]
+    k = x.ndim - y.ndim
+    if k < 1 or None in y.shape or x.shape != (1,) * k + y.shape:
+        return None
+    return y
+
+
+# f(.., reshape(b, (1,..,1) + b.shape), ..) -> f(.., b, ..), f elementwise: broadcasting
+# prepends the 1s anyway (a bias added to a batch then needs no view step)
+@rules.rule("elementwise_leading_ones", Pat("*"),
+            "f(.., reshape(b, (1,)*k + b.shape), ..) -> f(.., b, ..), result shape unchanged")
+def _elo(b, n):
+    if not n.op.elementwise or n.op.name == "broadcast_to" or not any(
+            x.op.name in ("reshape", "expand_dims") for x in n.inputs):
+        return None
+    ins = [_leading_ones_source(x) or x for x in n.inputs]
+    if all(a is x for a, x in zip(ins, n.inputs)):
+        return None
+    new = gb.apply_op(n.op, ins, **n.attrs)
+    return new if new.type == n.type else None
+
+
 @rules.rule("squeeze_expand", Pat("squeeze", Pat("expand_dims", X, attrs={"axis": AttrVar("a")}),
             attrs={"axis": AttrVar("a")}), "squeeze(expand_dims(x, a), a) -> x")
 def _se(b, n):
@@ -190,6 +218,11 @@ def _fold(b, n):
     if op.name == "shape_of":
         x = n.inputs[0]
         return gb.const(np.asarray(x.shape, np.int32)) if None not in x.shape else None
+    if op.name == "count":  # count(x, axes) -> prod(x.shape[axes]) when those dims are static
+        x = n.inputs[0]
+        dims = [x.shape[a] for a in n.attrs["axes"]]
+        return None if None in dims else gb.const(
+            np.asarray(math.prod(dims), dtype=n.attrs["dtype"]))
     if not n.inputs:
         return None
     vals = [const_array(i) for i in n.inputs]

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 
 from symk.debug import log
 from symk.graph.node import Node
-from symk.passes import canonicalize, lower, specialize, stabilize
+from symk.passes import blas, canonicalize, lower, specialize, stabilize
 from symk.passes.fusion import fuse
 from symk.passes.memory import plan_memory
 from symk.passes.registry import PassContext, fusion_enabled, register_pass, select
@@ -49,6 +49,11 @@ def _stabilize(roots: list[Node], ctx: PassContext) -> list[Node]:
 @register_pass("specialize", 30, ("O2", "specialize"))
 def _specialize(roots: list[Node], ctx: PassContext) -> list[Node]:
     return rewrite(roots, _SPEC, ctx.stats)
+
+
+@register_pass("blas", 35, ("O2", "blas"))
+def _blas(roots: list[Node], ctx: PassContext) -> list[Node]:
+    return blas.fuse_gemm(roots)
 
 
 @register_pass("lower", 40, ("required", "lower"))

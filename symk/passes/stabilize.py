@@ -172,13 +172,26 @@ def _bli(b, n):
     return g if g.type == n.type else None
 
 
-@rules.rule("shape_of_elementwise", Pat("shape_of", ELEMENTWISE),
-            "shape_of(f(a, scalars)) -> shape_of(a), f elementwise")
-def _soe(b, n):
-    x = b["x"]
+def _shape_carrier(x: Node) -> Node:
+    """The value below ``x`` through elementwise ops with one shaped input of x's rank (the
+    others scalars): it has x's shape."""
     while _elementwise(x):
         shaped = [a for a in x.inputs if a.ndim]
         if len(shaped) != 1 or shaped[0].ndim != x.ndim:
             break
         x = shaped[0]
+    return x
+
+
+@rules.rule("shape_of_elementwise", Pat("shape_of", ELEMENTWISE),
+            "shape_of(f(a, scalars)) -> shape_of(a), f elementwise")
+def _soe(b, n):
+    x = _shape_carrier(b["x"])
     return None if x is b["x"] else gb.shape_of(x)
+
+
+@rules.rule("count_elementwise", Pat("count", ELEMENTWISE),
+            "count(f(a, scalars), axes) -> count(a, axes), f elementwise")
+def _coe(b, n):
+    x = _shape_carrier(b["x"])
+    return None if x is b["x"] else apply("count", [x], **n.attrs)

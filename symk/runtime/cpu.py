@@ -31,7 +31,13 @@ from symk.errors import SymkError
 from symk.graph.node import Node
 from symk.passes.schedule import Kernel, Schedule
 from symk.runtime import cache
-from symk.runtime.externs import CPU_EXTERNS, CPU_GROUP_EXTERNS, matmul2d_plan, matmul_plan
+from symk.runtime.externs import (
+    CPU_EXTERNS,
+    CPU_GROUP_EXTERNS,
+    gemm_plan,
+    matmul2d_plan,
+    matmul_plan,
+)
 from symk.runtime.interp import InterpPlan
 
 KFUNC = ctypes.CFUNCTYPE(None, ctypes.c_void_p, ctypes.c_int64, ctypes.c_int64)
@@ -155,8 +161,10 @@ class CpuPlan(InterpPlan):
     skips lowering and rendering; without it every kernel is lowered, rendered and compiled."""
 
     def __init__(self, schedule: Schedule, fed: Sequence[Node], label: str = "function",
-                 prep: NativePrep | None = None) -> None:
+                 prep: NativePrep | None = None, inplace: frozenset[int] = frozenset()) -> None:
         self.ir = ""
+        #: ids of the gemm nodes that may write into their accumulator input (a variable)
+        self.inplace = last_readers_ok(schedule, inplace)
         self.native: NativeModule | None = None
         #: id -> (array, address) of the arrays whose addresses are known without numpy
         #: (pooled kernel outputs; a scan loop adds its constants and sequence slices)
@@ -217,12 +225,15 @@ class CpuPlan(InterpPlan):
         return {"kir": lower_kernel(step).program.text(), "llvm_ir": self.ir}
 
     def node_step(self, n: Node) -> Callable[[list[Any]], None]:
-        if n.op.name == "einsum":  # matrix products write into the step's own buffers
+        if n.op.name in ("einsum", "gemm"):  # matrix products write into the step's buffers
             ring = Ring(self.known, np.dtype(n.dtype))
 
             def alloc(shape: tuple[int, ...]) -> np.ndarray:
                 return ring.get(shape)[0]
-            fast = matmul2d_plan(n, alloc) or matmul_plan(n, alloc=alloc)
+            if n.op.name == "gemm":
+                fast = gemm_plan(n, alloc, inplace=id(n) in self.inplace)
+            else:
+                fast = matmul2d_plan(n, alloc) or matmul_plan(n, alloc=alloc)
         else:
             factory = CPU_EXTERNS.get(n.op.name)
             fast = factory(n) if factory is not None else None
@@ -252,6 +263,30 @@ class CpuPlan(InterpPlan):
         if call is None or self.native is None:
             return super().kernel_step(k)
         return _native_step(self, call, self.native.fns[call.name])
+
+
+def last_readers_ok(schedule: Schedule, candidates: frozenset[int]) -> frozenset[int]:
+    """The ``candidates`` (gemm node ids) whose accumulator input, and every view of it, is
+    read by no step after the gemm's own: those may overwrite the accumulator in place."""
+    if not candidates:
+        return frozenset()
+    from symk.runtime.function import VIEWISH
+
+    steps = schedule.steps
+    reads = [[id(x) for x in (s.inputs if isinstance(s, Kernel) else s.node.inputs)]
+             for s in steps]
+    ok = set()
+    for k, step in enumerate(steps):
+        if isinstance(step, Kernel) or id(step.node) not in candidates:
+            continue
+        alias = {id(step.node.inputs[0])}
+        for s in steps:
+            if not isinstance(s, Kernel) and s.node.op.name in VIEWISH and \
+                    id(s.node.inputs[0]) in alias:
+                alias.add(id(s.node))
+        if not any(x in alias for r in reads[k + 1:] for x in r):
+            ok.add(id(step.node))
+    return frozenset(ok)
 
 
 def _debug_dump(label: str, progs: list, ir: str) -> None:

@@ -101,8 +101,31 @@ def _cupy_matmul(node: Node) -> Callable | None:
     return run
 
 
+def _cupy_gemm(node: Node) -> Callable | None:
+    """gemm nodes: ``beta * c + alpha * (a @ b)`` with ``cupy.matmul`` (cuBLAS)."""
+    from symk.runtime.externs import gemm_plan
+
+    cupy, _ = require_cuda()
+    plan = gemm_plan(node, matmul=cupy.matmul)
+    if plan is None:
+        return None
+
+    def run(c: Any, a: Any, b: Any) -> Any:
+        return plan(cupy.asarray(c), cupy.asarray(a), cupy.asarray(b))
+    return run
+
+
+def _cupy_shape_read(node: Node) -> Callable | None:
+    """shape_of / count: read the device array's shape, never copy its data to the host."""
+    cupy, _ = require_cuda()
+    ref, attrs = node.op.ref, dict(node.attrs)
+    return lambda x: cupy.asarray(ref(x, **attrs))
+
+
 #: op name -> factory (node) -> callable on CuPy arrays, or None for the host round trip
-CUDA_EXTERNS: dict[str, Callable[[Node], Callable | None]] = {"einsum": _cupy_matmul}
+CUDA_EXTERNS: dict[str, Callable[[Node], Callable | None]] = {
+    "einsum": _cupy_matmul, "gemm": _cupy_gemm, "shape_of": _cupy_shape_read,
+    "count": _cupy_shape_read}
 
 
 class CudaPlan(InterpPlan):

@@ -18,7 +18,8 @@ from collections.abc import Callable
 import numpy as np
 
 from symk.graph.node import Node
-from symk.graph.ops.linalg import parse_spec
+from symk.graph.ops.linalg import matmul2d_layout, parse_spec
+from symk.runtime.blas import ROW_MAJOR, gemm_fn, operand
 
 CpuExtern = Callable[..., np.ndarray]
 CPU_EXTERNS: dict[str, Callable[[Node], CpuExtern | None]] = {}
@@ -50,20 +51,11 @@ def matmul2d_plan(node: Node, alloc: Callable[[tuple[int, ...]], np.ndarray],
     """For a 2-D matrix-product einsum whose operands have its dtype: ``(a, b) -> a @ b``
     written into ``alloc(shape)`` on (transposed) views, with less Python per call than
     :func:`matmul_plan` (no casts, reshapes or shape arithmetic); else None."""
-    (la, lb), out = parse_spec(node.attrs["spec"])
-    if not (len(la) == len(lb) == len(out) == 2) or len(set(la + lb)) != 3:
+    layout = matmul2d_layout(node.attrs["spec"])
+    if layout is None or len(node.inputs) != 2 or any(x.dtype != node.dtype
+                                                      for x in node.inputs):
         return None
-    if len(node.inputs) != 2 or any(x.dtype != node.dtype for x in node.inputs):
-        return None
-    common = set(la) & set(lb)
-    if len(common) != 1:
-        return None
-    k = common.pop()
-    i, j = la.replace(k, ""), lb.replace(k, "")
-    ta, tb = la[0] == k, lb[1] == k
-    if out not in (i + j, j + i):
-        return None
-    swap = out == j + i  # (A B)^T = B^T A^T
+    ta, tb, swap = layout
     matmul = np.matmul
 
     def mm(a: np.ndarray, b: np.ndarray) -> np.ndarray:
@@ -139,3 +131,64 @@ def matmul_plan(node: Node, matmul: Callable = np.matmul,
         return r if ident_out else r.transpose(perm_out)
 
     return run
+
+
+def gemm_plan(node: Node, alloc: Callable[[tuple[int, ...]], np.ndarray] | None = None,
+              inplace: bool = False, matmul: Callable = np.matmul,
+              ) -> Callable[[np.ndarray, np.ndarray, np.ndarray], np.ndarray] | None:
+    """``(c, a, b) -> beta * c + alpha * (a @ b)`` for a ``gemm`` node: one CBLAS call adding
+    the product into a copy of ``c`` in an ``alloc``ed buffer, or into ``c`` itself with
+    ``inplace`` (the caller guarantees nothing reads ``c`` afterwards).  Without CBLAS (or with
+    another ``matmul``, such as CuPy's) the product is scaled and added with array methods."""
+    layout = matmul2d_layout(node.attrs["spec"])
+    if layout is None:
+        return None
+    ta, tb, swap = layout
+    alpha, beta = float(node.attrs["alpha"]), float(node.attrs["beta"])
+    dtype = np.dtype(node.dtype)
+    cblas = gemm_fn(dtype) if matmul is np.matmul else None
+
+    def run(c: np.ndarray, a: np.ndarray, b: np.ndarray) -> np.ndarray:
+        if a.dtype != dtype or b.dtype != dtype:
+            a, b = a.astype(dtype), b.astype(dtype)
+        if ta:
+            a = a.T
+        if tb:
+            b = b.T
+        if swap:
+            a, b = b.T, a.T
+        m, k = a.shape
+        n = b.shape[1]
+        if cblas is not None and m and n and k:
+            if inplace and c.dtype == dtype and c.flags.c_contiguous and c.flags.writeable \
+                    and not np.may_share_memory(c, a) and not np.may_share_memory(c, b):
+                out = c
+            else:
+                out = np.empty((m, n), dtype) if alloc is None else alloc((m, n))
+                np.copyto(out, c)
+            try:
+                fa, lda, pa = operand(a)
+            except ValueError:
+                a = np.ascontiguousarray(a)
+                fa, lda, pa = operand(a)
+            try:
+                fb, ldb, pb = operand(b)
+            except ValueError:
+                b = np.ascontiguousarray(b)
+                fb, ldb, pb = operand(b)
+            cblas(ROW_MAJOR, fa, fb, m, n, k, alpha, pa, lda, pb, ldb, beta, out.ctypes.data, n)
+            return out
+        r = matmul(a, b) if alloc is None else matmul(a, b, out=alloc((m, n)))
+        if alpha != 1.0:
+            r *= alpha
+        if beta == 1.0:
+            r += c
+        elif beta != 0.0:
+            r += beta * c
+        return r
+    return run
+
+
+@register_cpu_extern("gemm")
+def _gemm(node: Node) -> Callable | None:
+    return gemm_plan(node)

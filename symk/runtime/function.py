@@ -130,7 +130,8 @@ class CompiledFunction:
                     if cpu:
                         from symk.runtime.cpu import CpuPlan
 
-                        interp = CpuPlan(schedule, self._feeds, label, prep=prep)
+                        interp = CpuPlan(schedule, self._feeds, label, prep=prep,
+                                         inplace=self._inplace_gemms(opt_roots))
                     else:
                         interp = InterpPlan(schedule, self._feeds)
                     return opt_roots, schedule, interp, "plan cache hit"
@@ -142,7 +143,8 @@ class CompiledFunction:
         if cpu:
             from symk.runtime.cpu import CpuPlan
 
-            interp = CpuPlan(opt.schedule, self._feeds, label)
+            interp = CpuPlan(opt.schedule, self._feeds, label,
+                             inplace=self._inplace_gemms(opt.roots))
         elif self.device == "cuda":
             from symk.runtime.cuda import CudaPlan
 
@@ -155,6 +157,24 @@ class CompiledFunction:
             if t is not None:
                 plan_cache.store(pk[0], t)
         return opt.roots, opt.schedule, interp, "compiled"
+
+    def _inplace_gemms(self, roots: list[Node]) -> frozenset[int]:
+        """Ids of the update roots that are ``gemm``s into their own variable, which no output
+        or other update returns (or views): the device may accumulate into the variable."""
+        n_out = len(self.outputs)
+        out: set[int] = set()
+        for (var, _), r in zip(self.updates, roots[n_out:]):
+            if r.op.name != "gemm" or sum(x is r for x in roots) != 1:
+                continue
+            c = r.inputs[0]
+            if c.op.name != "variable" or c.attrs["storage"] is not var.storage:
+                continue
+            if sum(v.storage is var.storage for v, _ in self.updates) != 1:
+                continue
+            if any(view_base(x) is c for x in roots):
+                continue
+            out.add(id(r))
+        return frozenset(out)
 
     def _default_key(self) -> tuple:
         return () if not self._spec else tuple(
@@ -261,11 +281,14 @@ class CompiledFunction:
             v = vals[s]
             outs.append(np.array(v, copy=True) if leaf else v)
         new = [vals[s] for s in plan.upd_slots]  # all computed before any write
-        # an update value the caller also received (or a view of) is stored as a copy
+        # an update value the caller also received (or a view of), or that another variable
+        # already took, is stored as a copy: no two variables share an array (gemm updates
+        # write into a variable's array in place)
         returned = {id(o) for o in outs} | {id(o.base) for o in outs if o.base is not None}
         for (var, _), v, leaf in zip(self.updates, new, plan.upd_leaf):
             if leaf or id(v) in returned or v.dtype != var.value.dtype:
                 v = np.array(v, dtype=var.value.dtype, copy=True)
+            returned.add(id(v))
             var.value = v
         return outs
 
@@ -283,17 +306,22 @@ class CompiledFunction:
 
 
 #: ops whose numpy implementation may return (a view of) its first input
-_VIEWISH = frozenset({"reshape", "transpose", "expand_dims", "squeeze", "getitem", "reverse",
+VIEWISH = frozenset({"reshape", "transpose", "expand_dims", "squeeze", "getitem", "reverse",
                       "concat_part", "stop_gradient", "print"})
+
+
+def view_base(node: Node) -> Node:
+    """The node whose memory ``node``'s value may be a view of."""
+    while node.op.name in VIEWISH:
+        node = node.inputs[0]
+    return node
 
 
 def aliases_leaf(node: Node) -> bool:
     """Whether a value may share memory with a placeholder, variable or constant: such an
     output is copied before it is returned, so the caller can never modify a variable or a
     fed array through it (every other value is memory of its own)."""
-    while node.op.name in _VIEWISH:
-        node = node.inputs[0]
-    return node.op.is_leaf
+    return view_base(node).op.is_leaf
 
 
 class _Plan:

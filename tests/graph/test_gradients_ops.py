@@ -67,6 +67,8 @@ OP_CASES: dict[str, list[tuple]] = {
                 (op("cumprod", axis=0, reverse=True), [S], {"low": 0.5, "high": 1.5})],
     "einsum": [(op("einsum", spec="ab,bc->ac"), [(2, 3), (3, 2)], {}),
                (op("einsum", spec="abc,ad->bd"), [(2, 3, 2), (2, 2)], {})],
+    "gemm": [(op("gemm", spec="ij,jk->ik", alpha=-0.75, beta=0.5), [(3, 5), (3, 4), (4, 5)], {}),
+             (op("gemm", spec="ji,kj->ki", alpha=2.0, beta=1.0), [(5, 3), (4, 3), (5, 4)], {})],
     "softmax": [(op("softmax", axis=0), [S], {})],
     "log_softmax": [(op("log_softmax", axis=1), [S], {})],
     "print": [(op("print", message=""), [(2,)], {})],

@@ -89,6 +89,12 @@ CASES = [
     Case("reshape_keepdims", [((2, 3, 4), "float32")],
          lambda x: gb.reshape(gb.reduce("max", x, [0, 2], keepdims=True), (3,)),
          lambda x: gb.reduce("max", x, [0, 2]), lambda a: a.max((0, 2), keepdims=True).ravel()),
+    Case("elementwise_leading_ones", [((None, 3), "float32"), ((3,), "float32")],
+         lambda x, b: gb.add(x, gb.reshape(b, (1, 3))), lambda x, b: gb.add(x, b),
+         lambda a, c: a + c.reshape(1, 3), [(4, 3), (3,)]),
+    Case("elementwise_leading_ones", [((2, 4, 3), "float32"), ((4, 3), "float32")],
+         lambda x, b: gb.mul(gb.expand_dims(b, 0), x), lambda x, b: gb.mul(b, x),
+         lambda a, c: c[None] * a),
     Case("squeeze_expand", [((None, 3), "float32")],
          lambda x: gb.squeeze(gb.expand_dims(x, 1), 1), lambda x: x,
          lambda a: np.squeeze(np.expand_dims(a, 1), 1), [(2, 3)]),
@@ -192,6 +198,8 @@ def test_rules_that_would_change_shape_or_precision_decline():
         gb.reshape(ph((None, 2)), (-1, 2)),  # same static shape only when fully static
         gb.add(x, gb.const(np.array([0, 1, 0], np.float32))),  # not all zeros
         gb.reshape(gb.sum(ph((2, 6)), [0], keepdims=True), (2, 3)),  # not just dropping axis 0
+        gb.add(gb.reshape(x, (1, 3)), 2.0),  # the 1s shape the result: the view stays
+        gb.add(gb.reshape(ph((None,)), (1, -1)), ph((2, 1))),  # b's size is not static
     ]
     assert rewrite(cases, canonicalize.rules) == cases
     xs = np.array([1.7, -2.5, 70000.0], np.float32)

@@ -24,7 +24,8 @@ def _names(level=None, exclude=None) -> list[str]:
 def test_levels_select_the_documented_passes():
     assert _names(0, set()) == ["lower", "dce"]
     assert _names(1, set()) == ["canonicalize", "stabilize", "lower", "dce"]
-    assert _names(2, set()) == ["canonicalize", "stabilize", "specialize", "lower", "dce"]
+    assert _names(2, set()) == ["canonicalize", "stabilize", "specialize", "blas", "lower",
+                                "dce"]
     positions = [p.position for p in registry.select(2, set())]
     assert positions == sorted(positions)
     assert not registry.fusion_enabled(0, set())
@@ -90,8 +91,8 @@ def test_timings_and_rule_statistics():
     x = ph((4, 5))
     y = gb.log(apply_softmax(gb.add(x, -0.0)))
     opt = optimize([y], name="stats", level=2, exclude=set())
-    assert set(opt.ctx.timings) == {"canonicalize", "stabilize", "specialize", "lower", "dce",
-                                    "fusion"}
+    assert set(opt.ctx.timings) == {"canonicalize", "stabilize", "specialize", "blas", "lower",
+                                    "dce", "fusion"}
     assert all(t >= 0 for t in opt.ctx.timings.values())
     assert opt.ctx.stats["add_zero"] == 1 and opt.ctx.stats["log_softmax"] == 1
 
@@ -111,8 +112,8 @@ def test_custom_pass_runs_in_position_order(monkeypatch):
         seen.append([n.op.name for n in roots][0])
         return roots
 
-    assert _names(2, set()) == ["canonicalize", "stabilize", "probe", "specialize", "lower",
-                                "dce"]
+    assert _names(2, set()) == ["canonicalize", "stabilize", "probe", "specialize", "blas",
+                                "lower", "dce"]
     assert "probe" not in _names(1, set()) and "probe" not in _names(2, {"probe"})
     x = ph((2, 3))
     opt = optimize([gb.log(apply_softmax(x))], level=2, exclude=set())
@@ -125,8 +126,8 @@ def test_debug_3_prints_each_pass_and_the_schedule(monkeypatch, capsys):
     x, y = _chain_function()
     K.function([x], [y], name="dbg3")
     err = capsys.readouterr().err
-    for tag in ("00_input", "01_canonicalize", "02_stabilize", "03_specialize", "04_lower",
-                "05_dce"):
+    for tag in ("00_input", "01_canonicalize", "02_stabilize", "03_specialize", "04_blas",
+                "05_lower", "06_dce"):
         assert f"'dbg3' after {tag}" in err, tag
     assert "'dbg3' schedule" in err and "kernel E_4_3_" in err
     assert "passes for 'dbg3'" in err  # the per-pass timings (level 2 and up)
@@ -143,7 +144,7 @@ def test_dump_dir_writes_one_file_per_pass(monkeypatch, tmp_path):
     files = sorted(os.listdir(d))  # (a compiling device adds its kernel IR and code)
     assert [f for f in files if f[:2].isdigit()] == [
         "00_input.txt", "01_canonicalize.txt", "02_stabilize.txt", "03_specialize.txt",
-        "04_lower.txt", "05_dce.txt"]
+        "04_blas.txt", "05_lower.txt", "06_dce.txt"]
     assert {"graph.dot", "schedule.txt"} <= set(files)
     assert "add" in (d / "00_input.txt").read_text()
     assert "kernel E_4_3_" in (d / "schedule.txt").read_text()
@@ -151,4 +152,4 @@ def test_dump_dir_writes_one_file_per_pass(monkeypatch, tmp_path):
     assert dot.lstrip().startswith("digraph") and "tanh" in dot
     monkeypatch.setenv("SYMK_EXCLUDE", "stabilize")
     K.function([x], [y], name="second")
-    assert (tmp_path / "second" / "04_dce.txt").exists()
+    assert (tmp_path / "second" / "05_dce.txt").exists()

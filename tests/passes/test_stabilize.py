@@ -111,6 +111,10 @@ CASES = [
          lambda x: gb.cast(apply("shape_of", [gb.neg(gb.mul(gb.exp(x), 2.0))]), "float32"),
          lambda x: gb.cast(apply("shape_of", [x]), "float32"),
          lambda a: np.asarray(a.shape, np.float64)),
+    Case("count_elementwise", [(3, 4)],
+         lambda x: apply("count", [gb.neg(gb.mul(gb.exp(x), 2.0))], axes=(0,), dtype="float32"),
+         lambda x: apply("count", [x], axes=(0,), dtype="float32"),
+         lambda a: np.asarray(a.shape[0], np.float64)),
 ]
 
 

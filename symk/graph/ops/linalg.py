@@ -19,6 +19,26 @@ def parse_spec(spec: str) -> tuple[list[str], str]:
     return ins.split(","), out
 
 
+def matmul2d_layout(spec: str) -> tuple[bool, bool, bool] | None:
+    """For a plain 2-D matrix product (two rank-2 operands sharing one contracted letter, a
+    rank-2 result of the two free letters): whether A is stored transposed (K, M), B is
+    stored transposed (N, K), and the result is the transposed product (N, M); else None."""
+    ins, out = parse_spec(spec)
+    if len(ins) != 2:
+        return None
+    la, lb = ins
+    if not (len(la) == len(lb) == len(out) == 2) or len(set(la + lb)) != 3:
+        return None
+    common = set(la) & set(lb)
+    if len(common) != 1:
+        return None
+    k = common.pop()
+    i, j = la.replace(k, ""), lb.replace(k, "")
+    if out not in (i + j, j + i):
+        return None
+    return la[0] == k, lb[1] == k, out == j + i
+
+
 @register
 class Einsum(Op):
     name = "einsum"
@@ -77,3 +97,34 @@ class Einsum(Op):
             else:
                 grads.append(gb.einsum(f"{spec}->{ins[i]}", [g] + [n for _, n in others]))
         return grads
+
+
+@register
+class Gemm(Op):
+    """``gemm(c, a, b) = beta * c + alpha * einsum(spec, a, b)``: a matrix product accumulated
+    into ``c`` (BLAS ?gemm with beta).  The ``blas`` pass builds it from updates such as
+    ``w - lr * dot(x, g)``, so the product can be written straight into ``w``."""
+
+    name = "gemm"
+    arity = 3
+    attr_names = ("spec", "alpha", "beta")
+    extern = True
+
+    def infer(self, inputs, spec, alpha, beta):
+        c = inputs[0]
+        t = Einsum.infer(self, inputs[1:], spec=spec)
+        if c.dtype != t.dtype or c.ndim != t.ndim or any(
+                x is not None and y is not None and x != y for x, y in zip(c.shape, t.shape)):
+            raise ShapeError(f"gemm: accumulator {c} does not match the product {t}")
+        return Type(t.dtype, tuple(x if x is not None else y for x, y in zip(c.shape, t.shape)))
+
+    def ref(self, c, a, b, spec, alpha, beta):
+        r = Einsum.ref(self, a, b, spec=spec)
+        return np.asarray(beta * c + alpha * r, dtype=r.dtype)
+
+    def vjp(self, node, g):
+        c, a, b = node.inputs
+        prod = gb.einsum(node.attrs["spec"], [a, b])
+        ga, gb_ = prod.op.vjp(prod, gb.mul(g, gb.lift(float(node.attrs["alpha"]), g)))
+        return [gb.mul(g, gb.lift(float(node.attrs["beta"]), g)), ga, gb_]
+

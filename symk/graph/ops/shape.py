@@ -467,6 +467,29 @@ class ShapeOf(Op):
 
 
 @register
+class Count(Op):
+    """count(x): the number of elements of ``x`` over ``axes`` (the product of those run-time
+    dims) as a scalar of ``dtype``; ``x`` is read for its shape only (a mean's divisor)."""
+
+    name = "count"
+    arity = 1
+    nondifferentiable = True
+    attr_names = ("axes", "dtype")
+
+    def infer(self, inputs, axes, dtype):
+        (x,) = inputs
+        if any(not -x.ndim <= a < x.ndim for a in axes):
+            raise ShapeError(f"count: axes {tuple(axes)} out of range for {x}")
+        return Type(as_dtype(dtype), ())
+
+    def ref(self, x, axes, dtype):
+        n = 1
+        for a in axes:
+            n *= x.shape[a]
+        return np.asarray(n, dtype=dtype)
+
+
+@register
 class Fill(Op):
     """fill(shape_vec): a tensor of the runtime shape ``shape_vec`` filled with ``value``."""
 
