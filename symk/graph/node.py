@@ -12,7 +12,7 @@ import contextvars
 import itertools
 import threading
 import weakref
-from collections.abc import Container, Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Container, Iterable, Iterator, Mapping, Sequence
 from types import MappingProxyType
 from typing import Any
 
@@ -165,6 +165,16 @@ def line_scope(line: str) -> Iterator[None]:
     token = _scope_line.set(line)
     try:
         yield
+    finally:
+        _scope_line.reset(token)
+
+
+def call_in_line_scope(line: str, fn: Callable[..., Any], *args: Any) -> Any:
+    """``fn(*args)`` inside ``line_scope(line)``, without a generator's overhead (the rewrite
+    engine calls rule builders thousands of times per graph)."""
+    token = _scope_line.set(line)
+    try:
+        return fn(*args)
     finally:
         _scope_line.reset(token)
 

@@ -18,8 +18,8 @@ from symk.errors import SymkError
 from symk.graph.node import (
     Node,
     apply,
+    call_in_line_scope,
     creation_line,
-    line_scope,
     set_creation_line,
     toposort,
 )
@@ -42,6 +42,7 @@ class RuleSet:
         #: per root op: (rule, the op each direct input must have or None) for a pre-check
         self.checked: dict[str, list[tuple[Rule, tuple[str | None, ...] | None]]] = {}
         self.rules: list[Rule] = []
+        self._for_op = {}
         for r in rules:
             self.add(r)
 
@@ -49,7 +50,15 @@ class RuleSet:
         self.rules.append(rule)
         self.by_op.setdefault(rule.pattern.op, []).append(rule)
         self.checked.setdefault(rule.pattern.op, []).append((rule, _needs(rule.pattern)))
+        self._for_op: dict[str, tuple] = {}
         return rule
+
+    def for_op(self, name: str) -> tuple[tuple[Rule, tuple[str | None, ...] | None], ...]:
+        """The checked rules to try on a node of op ``name``: its own, then the "*" rules."""
+        got = self._for_op.get(name)
+        if got is None:
+            got = self._for_op[name] = (*self.checked.get(name, ()), *self.checked.get("*", ()))
+        return got
 
     def rule(self, name: str, pattern: Pat, doc: str = ""):
         """Decorator form: ``@rs.rule("add_zero", Pat("add", X, Zero), "x + 0 -> x")``."""
@@ -155,14 +164,13 @@ def _may_match(need: tuple[str | None, ...], n: Node) -> bool:
 
 def _apply_rules(n: Node, rules: RuleSet, recent: deque[str],
                  stats: dict[str, int] | None) -> Node | None:
-    for rule, need in (*rules.checked.get(n.op.name, ()), *rules.checked.get("*", ())):
+    for rule, need in rules.for_op(n.op.name):
         if need is not None and not _may_match(need, n):
             continue
         b = match(rule.pattern, n)
         if b is None:
             continue
-        with line_scope(creation_line(n)):  # nodes the rule creates get n's line
-            out = rule.build(b, n)
+        out = call_in_line_scope(creation_line(n), rule.build, b, n)  # new nodes get n's line
         if out is None or out is n:
             continue
         if out.type != n.type:

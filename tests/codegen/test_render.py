@@ -320,3 +320,25 @@ def test_kernels_with_many_transcendentals_call_vector_variants():
     opt = optimized_ir_text(k["llvm_ir"])
     assert re.search(r"call <\d+ x float> @symk_tanh_f32_v\d+\(", opt)
     assert re.search(r"call <\d+ x float> @symk_sin_f32_v\d+\(", opt)
+
+
+def test_big_modules_skip_the_vector_epilogue_small_ones_keep_it():
+    """A module past BIG_MODULE_LINES gets one vector loop and the scalar remainder (LLVM's
+    vector epilogue would be a third copy of the body); a small one still gets the epilogue,
+    so the process-wide option is restored after each compile."""
+    from symk.codegen.llvm_compile import BIG_MODULE_LINES
+
+    def widths(text: str) -> set[str]:
+        return set(re.findall(r"call <(\d+) x float> @symk_tanh_f32_v\d+\(", text))
+
+    x = K.placeholder((None,))
+    y = x
+    for i in range(400):
+        y = K.tanh(y) if i % 4 == 0 else y * 1.0001 + 0.001
+    big = _module([y])
+    assert big.count("\n") > BIG_MODULE_LINES
+    assert len(widths(optimized_ir_text(big))) == 1
+    small = _module([K.tanh(x) * 2.0])
+    assert small.count("\n") <= BIG_MODULE_LINES
+    assert len(re.findall(r"<(\d+) x float>", optimized_ir_text(small))) > 0
+    assert len(set(re.findall(r"<(\d+) x float>", optimized_ir_text(small)))) >= 2
