@@ -630,13 +630,15 @@ def _wrapper(prog: Program) -> str:
     return "\n".join(lines)
 
 
-def render_module(progs: list[Program]) -> str:
-    """One LLVM module holding every kernel of a function plus the math it uses."""
+def render_module(progs: list[Program], rendered: dict[str, tuple] | None = None) -> str:
+    """One LLVM module holding every kernel of a function plus the math it uses
+    (``rendered``: program name -> a ``render_kernel`` result already at hand)."""
     parts: list[str] = []
     decls: set[str] = set()
     math: set[tuple[str, str]] = set()
     for p in progs:
-        text, d, m = render_kernel(p)
+        got = rendered.get(p.name) if rendered else None
+        text, d, m = got if got is not None else render_kernel(p)
         parts.append(text)
         decls |= d
         math |= m

@@ -38,17 +38,17 @@ _SPEC = _ruleset(specialize.rules, canonicalize.rules, canonicalize.fold_rules)
 
 @register_pass("canonicalize", 10, ("O1", "canonicalize"))
 def _canonicalize(roots: list[Node], ctx: PassContext) -> list[Node]:
-    return rewrite(roots, _CANON, ctx.stats)
+    return rewrite(roots, _CANON, ctx.stats, base=_CANON)
 
 
 @register_pass("stabilize", 20, ("O1", "stabilize"))
 def _stabilize(roots: list[Node], ctx: PassContext) -> list[Node]:
-    return rewrite(roots, _STAB, ctx.stats)
+    return rewrite(roots, _STAB, ctx.stats, base=_CANON)
 
 
 @register_pass("specialize", 30, ("O2", "specialize"))
 def _specialize(roots: list[Node], ctx: PassContext) -> list[Node]:
-    return rewrite(roots, _SPEC, ctx.stats)
+    return rewrite(roots, _SPEC, ctx.stats, base=_CANON)
 
 
 @register_pass("blas", 35, ("O2", "blas"))

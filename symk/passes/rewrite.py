@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 import sys
+import weakref
 from collections import deque
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
@@ -43,6 +44,8 @@ class RuleSet:
         self.checked: dict[str, list[tuple[Rule, tuple[str | None, ...] | None]]] = {}
         self.rules: list[Rule] = []
         self._for_op = {}
+        self._without: dict[int, RuleSet] = {}
+        self._fixed: weakref.WeakSet[Node] = weakref.WeakSet()
         for r in rules:
             self.add(r)
 
@@ -70,6 +73,20 @@ class RuleSet:
     def __len__(self) -> int:
         return len(self.rules)
 
+    def without(self, base: RuleSet) -> RuleSet:
+        """The rules of this set that are not in ``base`` (cached)."""
+        got = self._without.get(id(base))
+        if got is None:
+            theirs = {id(r) for r in base.rules}
+            got = self._without[id(base)] = RuleSet(r for r in self.rules
+                                                    if id(r) not in theirs)
+        return got
+
+    def fixed_nodes(self) -> weakref.WeakSet[Node]:
+        """Nodes known to be fixed points of this set (a fact about the node alone: its
+        inputs never change), so a later rewrite with a superset skips these rules there."""
+        return self._fixed
+
 
 class RewriteLoopError(SymkError):
     """Rules kept firing without reaching a fixed point."""
@@ -84,12 +101,19 @@ MAX_DEPTH = 200
 
 
 def rewrite(roots: Sequence[Node], rules: RuleSet,
-            stats: dict[str, int] | None = None) -> list[Node]:
+            stats: dict[str, int] | None = None, base: RuleSet | None = None) -> list[Node]:
     """Apply ``rules`` everywhere below ``roots`` until a fixed point; returns the new roots.
 
     One bottom-up sweep suffices: a node is visited after its inputs reached their fixed point,
     and the new nodes a replacement introduces are rewritten before rules are tried on it.
+    With ``base`` (a subset of ``rules``), nodes an earlier rewrite left as fixed points of
+    ``base`` are only tried with the other rules, and every fixed point found is recorded as
+    one of ``base``: passes sharing the canonical rules do not retry them on settled nodes.
     """
+    rest = known = None
+    if base is not None:
+        assert {id(r) for r in base.rules} <= {id(r) for r in rules.rules}, "base not a subset"
+        rest, known = rules.without(base), base.fixed_nodes()
     recent: deque[str] = deque(maxlen=8)
     memo: dict[int, Node] = {}  # any node seen -> its fixed point
     fixed: set[int] = set()  # nodes known to be fixed points
@@ -112,7 +136,8 @@ def rewrite(roots: Sequence[Node], rules: RuleSet,
                 n = m
             fires = 0
             while id(n) not in fixed:
-                out = _apply_rules(n, rules, recent, stats)
+                out = _apply_rules(n, rest if known is not None and n in known else rules,
+                                   recent, stats)
                 if out is None:
                     break
                 fires += 1
@@ -127,6 +152,8 @@ def rewrite(roots: Sequence[Node], rules: RuleSet,
                     set_creation_line(out, line)
                 n = out
             fixed.add(id(n))
+            if known is not None:
+                known.add(n)
             memo[id(m)] = n
             memo[id(n)] = n
             alive.append(m)

@@ -98,11 +98,13 @@ class NativeModule:
             self.fns[name] = KFUNC(addr)
 
 
-def build_native(progs: list, label: str) -> tuple[NativeModule | None, str, str]:
-    """Compile (or fetch from the caches) one module holding ``progs``: (module, LLVM IR, key)."""
+def build_native(progs: list, label: str, rendered: dict[str, tuple] | None = None,
+                 ) -> tuple[NativeModule | None, str, str]:
+    """Compile (or fetch from the caches) one module holding ``progs``: (module, LLVM IR, key).
+    ``rendered`` holds kernels already rendered (name -> ``render_kernel`` result)."""
     if not progs:
         return None, "", ""
-    ir = render_module(progs)
+    ir = render_module(progs, rendered)
     key = cache.key_of(ir, target_key())
     mod = load_native(key, [p.name for p in progs])
     if mod is None:
@@ -185,13 +187,14 @@ class CpuPlan(InterpPlan):
     def _prepare(self, schedule: Schedule, label: str) -> NativePrep:
         calls: dict[int, KernelCall] = {}
         progs: dict[str, Any] = {}
+        rendered: dict[str, tuple] = {}
         for i, step in enumerate(schedule.steps):
             if not isinstance(step, Kernel):
                 continue
             try:
                 lk = lower_kernel(step)
-                if lk.program.name not in progs:
-                    render_kernel(lk.program)
+                if lk.program.name not in progs:  # (a kernel that cannot render stays out)
+                    rendered[lk.program.name] = render_kernel(lk.program)
             except SymkError as e:  # pragma: no cover - reported, kernel stays interpreted
                 log(1, f"kernel {step.name} runs on the reference executor: {e}")
                 continue
@@ -200,7 +203,7 @@ class CpuPlan(InterpPlan):
         self.programs = list(progs.values())
         key = ""
         try:
-            self.native, self.ir, key = build_native(self.programs, label)
+            self.native, self.ir, key = build_native(self.programs, label, rendered)
         except SymkError as e:  # an LLVM rejection must not cost the user a result
             warnings.warn(f"symk: native code for '{label}' failed ({e}); its kernels run on "
                           "the reference executor (set SYMK_DEBUG=4 to see the LLVM IR)",

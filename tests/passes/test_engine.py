@@ -248,3 +248,30 @@ def test_rewriting_merges_expressions_that_become_equal():
     assert out[0] is out[1] is gb.exp(x)
     opt = optimize([gb.sin(a), gb.cos(b)], level=1, exclude=set())
     assert [n.op.name for k in opt.schedule.kernels for n in k.nodes].count("exp") == 1
+
+
+def test_base_rules_are_not_retried_on_nodes_known_fixed():
+    seen: list[str] = []
+
+    def counting(tag):
+        def build(b, n):
+            seen.append(f"{tag}:{n.op.name}")
+            return None
+        return build
+
+    base = RuleSet([Rule("base_probe", Pat("*"), counting("base"))])
+    more = RuleSet([*base.rules, Rule("more_probe", Pat("*"), counting("more"))])
+    x = ph((3,))
+    roots = [gb.exp(gb.add(x, 1.0))]
+    assert rewrite(roots, base, base=base) == roots
+    assert sorted(seen) == ["base:add", "base:constant", "base:exp", "base:placeholder"]
+    seen.clear()
+    assert rewrite(roots, more, base=base) == roots  # settled nodes: only the other rule
+    assert sorted(seen) == ["more:add", "more:constant", "more:exp", "more:placeholder"]
+    seen.clear()
+    new = [gb.log(roots[0])]  # a new node gets every rule, the old ones only the other
+    rewrite(new, more, base=base)
+    assert sorted(seen) == ["base:log", "more:add", "more:constant", "more:exp", "more:log",
+                            "more:placeholder"]
+    with pytest.raises(AssertionError):
+        rewrite(roots, base, base=more)
