@@ -1,15 +1,19 @@
 """The ``blas`` pass: a matrix product added into a variable becomes one ``gemm`` node.
 
-``w - s * dot(a, b)`` (an SGD update of a weight by its gradient), ``w + s * dot(a, b)`` and
-``w -/+ dot(a, b)``, where ``w`` is a variable shaped like the product and the product feeds
-nothing else, become ``gemm(w, a, b, alpha=-/+s, beta=1)``.  BLAS then accumulates the product
-into its output in one pass, and when the result is ``w``'s own update the cpu device writes it
-straight into ``w`` (no gradient array, no update kernel).  It needs the consumer counts of
-the whole graph, so it is a pass of its own rather than a local rule.
+``w - s * dot(a, b)`` (an SGD update of a weight by its gradient), ``m * r - s * dot(a, b)``
+(Keras's momentum update), ``w + s * dot(a, b)`` and ``w -/+ dot(a, b)``, where ``w``/``m`` is
+a variable shaped like the product, ``s``/``r`` are 0-d (constants or variables) and the
+product feeds nothing else, become ``gemm(w, a, b, alpha=-/+s, beta=r or 1)``.  BLAS then
+accumulates the product into its output in one pass, and when the result is ``w``'s own update
+the cpu device writes it straight into ``w`` (no gradient array, no update kernel).  It needs
+the consumer counts of the whole graph, so it is a pass of its own rather than a local rule.
 """
 
 from __future__ import annotations
 
+import numpy as np
+
+from symk.graph import build as gb
 from symk.graph.node import Node, apply, creation_line, substitute, toposort
 from symk.graph.ops.leaves import const_array
 from symk.graph.ops.linalg import matmul2d_layout
@@ -17,43 +21,56 @@ from symk.graph.ops.linalg import matmul2d_layout
 _FLOATS = ("float32", "float64")
 
 
-def _product(n: Node, clients: dict[int, int]) -> tuple[Node, float] | None:
-    """(the einsum, its scale) when ``n`` is a 2-D matrix product or a scalar constant times
-    one, used by nothing else."""
-    scale = 1.0
-    if n.op.name == "mul" and clients[id(n)] == 1:
-        for e, s in (n.inputs, n.inputs[::-1]):
-            c = const_array(s)
-            if e.op.name == "einsum" and c is not None and c.size == 1 and s.ndim == 0:
-                n, scale = e, float(c.reshape(()))
-                break
-        else:
-            return None
-    if n.op.name != "einsum" or clients[id(n)] != 1 or len(n.inputs) != 2:
+def _scaled(n: Node, dtype: str) -> tuple[Node, Node | None]:
+    """(x, s) for ``n = s * x`` or ``x * s`` with ``s`` a 0-d tensor of ``dtype`` (a constant
+    or a variable such as a learning rate), else (n, None)."""
+    if n.op.name == "mul":
+        for x, s in (n.inputs, n.inputs[::-1]):
+            if s.ndim == 0 and s.dtype == dtype and x.ndim:
+                return x, s
+    return n, None
+
+
+def _product(n: Node, clients: dict[int, int], dtype: str) -> tuple[Node, Node | None] | None:
+    """(the einsum, its scale or None) when ``n`` is a 2-D matrix product, possibly times a
+    scalar, used by nothing else."""
+    e, s = _scaled(n, dtype)
+    if s is not None and clients[id(n)] != 1:
         return None
-    if matmul2d_layout(n.attrs["spec"]) is None or any(x.dtype != n.dtype for x in n.inputs):
+    if e.op.name != "einsum" or clients[id(e)] != 1 or len(e.inputs) != 2:
         return None
-    return n, scale
+    if matmul2d_layout(e.attrs["spec"]) is None or any(x.dtype != e.dtype for x in e.inputs):
+        return None
+    return e, s
+
+
+def _scalar(s: Node | None, negate: bool, dtype: str) -> Node:
+    if s is None:
+        return gb.const(np.asarray(-1.0 if negate else 1.0, dtype=dtype))
+    c = const_array(s)
+    if c is not None:
+        return gb.const(np.asarray(-c if negate else c, dtype=dtype).reshape(()))
+    return gb.neg(s) if negate else s
 
 
 def _gemm(n: Node, clients: dict[int, int]) -> Node | None:
     if n.op.name not in ("add", "sub") or n.dtype not in _FLOATS:
         return None
     left, right = n.inputs
-    # w + p and p + w (sign +1); w - p (sign -1)
-    pairs = [(left, right, 1.0)] + ([(right, left, 1.0)] if n.op.name == "add" else [])
-    if n.op.name == "sub":
-        pairs = [(left, right, -1.0)]
-    for acc, other, sign in pairs:
+    # acc + p and p + acc; acc - p
+    pairs = [(left, right)] + ([(right, left)] if n.op.name == "add" else [])
+    for acc_term, other in pairs:
+        acc, beta = _scaled(acc_term, n.dtype)
         if acc.op.name != "variable" or acc.dtype != n.dtype or acc.shape != n.shape:
             continue
-        found = _product(other, clients)
+        found = _product(other, clients, n.dtype)
         if found is None or found[0].dtype != n.dtype or found[0].shape != n.shape:
             continue
-        e, scale = found
-        # w +/- s * (a @ b) = gemm(w, a, b, alpha=+/-s, beta=1)
-        return apply("gemm", [acc, *e.inputs], line=creation_line(n), spec=e.attrs["spec"],
-                     alpha=sign * scale, beta=1.0)
+        e, alpha = found
+        # b * w +/- s * (x @ y) = gemm(w, x, y, alpha=+/-s, beta=b)
+        return apply("gemm", [acc, *e.inputs, _scalar(alpha, n.op.name == "sub", n.dtype),
+                              _scalar(beta, False, n.dtype)],
+                     line=creation_line(n), spec=e.attrs["spec"])
     return None
 
 

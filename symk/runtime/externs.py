@@ -59,14 +59,30 @@ def matmul2d_plan(node: Node, alloc: Callable[[tuple[int, ...]], np.ndarray],
     matmul = np.matmul
 
     def mm(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-        if ta:
-            a = a.T
-        if tb:
-            b = b.T
-        if swap:
-            a, b = b.T, a.T
+        a, b = _oriented(a, b, ta, tb, swap)
         return matmul(a, b, out=alloc((a.shape[0], b.shape[1])))
     return mm
+
+
+def _oriented(a: np.ndarray, b: np.ndarray, ta: bool, tb: bool, swap: bool,
+              ) -> tuple[np.ndarray, np.ndarray]:
+    """The stored operands of a ``matmul2d_layout`` product as (M, K) and (K, N) views whose
+    product is the result."""
+    if ta:
+        a = a.T
+    if tb:
+        b = b.T
+    return (b.T, a.T) if swap else (a, b)
+
+
+def _blas_operand(x: np.ndarray) -> tuple[np.ndarray, int, int, int]:
+    """(array, transpose flag, leading dimension, address) of a BLAS operand, copied to C
+    order when it is not a strided matrix BLAS can read."""
+    try:
+        return (x, *operand(x))
+    except ValueError:
+        x = np.ascontiguousarray(x)
+        return (x, *operand(x))
 
 
 @register_cpu_extern("einsum")
@@ -135,56 +151,45 @@ def matmul_plan(node: Node, matmul: Callable = np.matmul,
 
 def gemm_plan(node: Node, alloc: Callable[[tuple[int, ...]], np.ndarray] | None = None,
               inplace: bool = False, matmul: Callable = np.matmul,
-              ) -> Callable[[np.ndarray, np.ndarray, np.ndarray], np.ndarray] | None:
-    """``(c, a, b) -> beta * c + alpha * (a @ b)`` for a ``gemm`` node: one CBLAS call adding
-    the product into a copy of ``c`` in an ``alloc``ed buffer, or into ``c`` itself with
-    ``inplace`` (the caller guarantees nothing reads ``c`` afterwards).  Without CBLAS (or with
-    another ``matmul``, such as CuPy's) the product is scaled and added with array methods."""
+              ) -> Callable[..., np.ndarray] | None:
+    """``(c, a, b, alpha, beta) -> beta * c + alpha * (a @ b)`` for a ``gemm`` node: one CBLAS
+    call adding the product into a copy of ``c`` in an ``alloc``ed buffer, or into ``c`` itself
+    with ``inplace`` (the caller guarantees nothing reads ``c`` afterwards).  Without CBLAS (or
+    with another ``matmul``, such as CuPy's) the product is scaled and added with array
+    methods; so is a ``beta`` of 0 when ``c`` holds inf or nan (BLAS would not read ``c``)."""
     layout = matmul2d_layout(node.attrs["spec"])
     if layout is None:
         return None
     ta, tb, swap = layout
-    alpha, beta = float(node.attrs["alpha"]), float(node.attrs["beta"])
     dtype = np.dtype(node.dtype)
     cblas = gemm_fn(dtype) if matmul is np.matmul else None
 
-    def run(c: np.ndarray, a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    def run(c: np.ndarray, a: np.ndarray, b: np.ndarray, alpha: np.ndarray,
+            beta: np.ndarray) -> np.ndarray:
+        al, be = float(alpha), float(beta)
         if a.dtype != dtype or b.dtype != dtype:
             a, b = a.astype(dtype), b.astype(dtype)
-        if ta:
-            a = a.T
-        if tb:
-            b = b.T
-        if swap:
-            a, b = b.T, a.T
+        a, b = _oriented(a, b, ta, tb, swap)
         m, k = a.shape
         n = b.shape[1]
-        if cblas is not None and m and n and k:
+        if cblas is not None and m and n and k and (be != 0.0 or math.isfinite(c.sum())):
             if inplace and c.dtype == dtype and c.flags.c_contiguous and c.flags.writeable \
                     and not np.may_share_memory(c, a) and not np.may_share_memory(c, b):
                 out = c
             else:
                 out = np.empty((m, n), dtype) if alloc is None else alloc((m, n))
                 np.copyto(out, c)
-            try:
-                fa, lda, pa = operand(a)
-            except ValueError:
-                a = np.ascontiguousarray(a)
-                fa, lda, pa = operand(a)
-            try:
-                fb, ldb, pb = operand(b)
-            except ValueError:
-                b = np.ascontiguousarray(b)
-                fb, ldb, pb = operand(b)
-            cblas(ROW_MAJOR, fa, fb, m, n, k, alpha, pa, lda, pb, ldb, beta, out.ctypes.data, n)
+            a, fa, lda, pa = _blas_operand(a)  # (a and b stay referenced during the call)
+            b, fb, ldb, pb = _blas_operand(b)
+            cblas(ROW_MAJOR, fa, fb, m, n, k, al, pa, lda, pb, ldb, be, out.ctypes.data, n)
             return out
         r = matmul(a, b) if alloc is None else matmul(a, b, out=alloc((m, n)))
-        if alpha != 1.0:
-            r *= alpha
-        if beta == 1.0:
+        if al != 1.0:
+            r *= al
+        if be == 1.0:
             r += c
-        elif beta != 0.0:
-            r += beta * c
+        else:  # (0 * inf and 0 * nan stay nan)
+            r += be * c
         return r
     return run
 

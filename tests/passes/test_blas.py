@@ -40,6 +40,11 @@ FORMS = {
     "p+w": (lambda w, p: p + w, lambda w, p: p + w),
     "w-p": (lambda w, p: w - p, lambda w, p: w - p),
     "w+s*p": (lambda w, p: w + 3.0 * p, lambda w, p: w + 3.0 * p),
+    # Keras 2.3.1 SGD's velocity, learning rate and momentum being 0-d variables
+    "r*w-s*p": (lambda w, p: K.variable(0.9) * w - K.variable(0.25) * p,
+                lambda w, p: np.float32(0.9) * w - np.float32(0.25) * p),
+    "w*r+p*s": (lambda w, p: w * K.variable(0.5) + p * K.variable(2.0),
+                lambda w, p: w * 0.5 + p * 2.0),
 }
 
 
@@ -98,3 +103,26 @@ def test_blas_pass_can_be_excluded():
     opt = optimize([(w - K.dot(a, b)).node], exclude={"blas"})
     assert "gemm" not in ops(opt.roots)
 
+
+
+def test_zero_beta_still_propagates_inf_and_nan_of_the_accumulator():
+    # Keras SGD with momentum 0: 0 * m - lr * g; BLAS with beta = 0 would not read m
+    a, b = K.placeholder((5, 4)), K.placeholder((4, 3))
+    mv = _arr(5, 3)
+    mv[0, 0], mv[2, 1], mv[4, 2] = np.nan, np.inf, -np.inf
+    m, mom, lr = K.variable(mv), K.variable(0.0), K.variable(0.1)
+    new = mom * m - lr * K.dot(a, b)
+    assert "gemm" in ops(optimize([new.node]).roots)
+    av, bv = _arr(5, 4), _arr(4, 3)
+    with np.errstate(invalid="ignore"):
+        want = np.float32(0.0) * mv - np.float32(0.1) * (av @ bv)
+    for dev in available_devices():
+        K.set_value(m, mv)
+        K.function([a, b], [], updates=[(m, new)], device=dev)([av, bv])
+        assert_match(K.get_value(m), want, rtol=1e-5, atol=1e-6, what=dev)
+    mv2 = _arr(5, 3)  # all finite: BLAS's own beta = 0 path
+    for dev in available_devices():
+        K.set_value(m, mv2)
+        K.function([a, b], [], updates=[(m, new)], device=dev)([av, bv])
+        assert_match(K.get_value(m), -np.float32(0.1) * (av @ bv), rtol=1e-5, atol=1e-6,
+                     what=dev)

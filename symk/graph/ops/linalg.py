@@ -101,30 +101,34 @@ class Einsum(Op):
 
 @register
 class Gemm(Op):
-    """``gemm(c, a, b) = beta * c + alpha * einsum(spec, a, b)``: a matrix product accumulated
-    into ``c`` (BLAS ?gemm with beta).  The ``blas`` pass builds it from updates such as
-    ``w - lr * dot(x, g)``, so the product can be written straight into ``w``."""
+    """``gemm(c, a, b, alpha, beta) = beta * c + alpha * einsum(spec, a, b)``: a matrix product
+    accumulated into ``c`` (BLAS ?gemm), with 0-d ``alpha``/``beta`` (constants, or variables
+    such as Keras's learning rate and momentum).  The ``blas`` pass builds it from updates
+    such as ``w - lr * dot(x, g)`` or ``momentum * m - lr * g``, so the product can be
+    written straight into the variable.  A ``beta`` of 0 still turns inf/nan in ``c`` into
+    nan (0 * inf), as the expression it replaces does."""
 
     name = "gemm"
-    arity = 3
-    attr_names = ("spec", "alpha", "beta")
+    arity = 5
+    attr_names = ("spec",)
     extern = True
 
-    def infer(self, inputs, spec, alpha, beta):
-        c = inputs[0]
-        t = Einsum.infer(self, inputs[1:], spec=spec)
+    def infer(self, inputs, spec):
+        c, a, b, alpha, beta = inputs
+        t = Einsum.infer(self, [a, b], spec=spec)
+        if alpha.ndim or beta.ndim:
+            raise ShapeError(f"gemm: alpha {alpha} and beta {beta} must be scalars")
         if c.dtype != t.dtype or c.ndim != t.ndim or any(
                 x is not None and y is not None and x != y for x, y in zip(c.shape, t.shape)):
             raise ShapeError(f"gemm: accumulator {c} does not match the product {t}")
         return Type(t.dtype, tuple(x if x is not None else y for x, y in zip(c.shape, t.shape)))
 
-    def ref(self, c, a, b, spec, alpha, beta):
+    def ref(self, c, a, b, alpha, beta, spec):
         r = Einsum.ref(self, a, b, spec=spec)
         return np.asarray(beta * c + alpha * r, dtype=r.dtype)
 
     def vjp(self, node, g):
-        c, a, b = node.inputs
+        c, a, b, alpha, beta = node.inputs
         prod = gb.einsum(node.attrs["spec"], [a, b])
-        ga, gb_ = prod.op.vjp(prod, gb.mul(g, gb.lift(float(node.attrs["alpha"]), g)))
-        return [gb.mul(g, gb.lift(float(node.attrs["beta"]), g)), ga, gb_]
-
+        ga, gb_ = prod.op.vjp(prod, gb.mul(g, alpha))
+        return [gb.mul(g, beta), ga, gb_, gb.sum(gb.mul(g, prod)), gb.sum(gb.mul(g, c))]
