@@ -145,11 +145,17 @@ def sparse_categorical_crossentropy(target, output, from_logits=False, axis=-1):
     logp = apply("log_softmax", [o], axis=o.ndim - 1)
     # targets are flattened as in Keras (a (batch, 1) target works with a (batch, C) output)
     flat_t = gb.cast(gb.reshape(t, (-1,)), "int64")
-    flat_p = gb.reshape(logp, (-1, nclass)) if None not in o.shape else \
-        apply("reshape", [logp, gb.const([-1, nclass], "int32")], shape=(-1, nclass))
+    if o.ndim == 2:  # already (rows, classes): no reshapes for the graph to carry around
+        flat_p = logp
+    elif None not in o.shape:
+        flat_p = gb.reshape(logp, (-1, nclass))
+    else:
+        flat_p = apply("reshape", [logp, gb.const([-1, nclass], "int32")], shape=(-1, nclass))
     hot = gb.eq(gb.expand_dims(flat_t, 1), gb.const(list(range(nclass)), "int64"))
     loss = gb.neg(gb.sum(gb.where(hot, flat_p, 0), [1]))
     out_shape = o.shape[:-1]
+    if o.ndim == 2:
+        return w(loss)
     if None not in out_shape:
         return w(gb.reshape(loss, out_shape))
     lead = apply("getitem", [gb.shape_of(o)], spec=(("s", None, -1, None),))
