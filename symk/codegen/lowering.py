@@ -318,16 +318,19 @@ class _Lowerer:
 
     def _column_mode(self) -> bool:
         """A plain reduction that keeps the innermost axis, whose outputs are the reduction or
-        its elementwise epilogue: accumulate into an output-shaped buffer walking memory
-        contiguously, then run the epilogue in one pass over the kept axes."""
+        values on its output side (its epilogue): accumulate into an output-shaped buffer
+        walking memory contiguously, then compute the outputs in one pass over the kept axes."""
         R = self.R
         if not (R.op.name in _COLUMN_KINDS and self.rank >= 2 and self.rank - 1 in self.kept):
             return False
-        after = {id(R)}
-        for n in self.k.nodes[self.pos[id(R)] + 1:]:
-            if any(id(i) in after for i in n.inputs):
-                after.add(id(n))
-        return all(id(o) in after for o in self.k.outputs)
+        prologue: set[int] = set()  # the reduction's input side, computed in its loop
+        stack = [R.inputs[0]]
+        while stack:
+            n = stack.pop()
+            if id(n) in self.members and id(n) not in prologue:
+                prologue.add(id(n))
+                stack.extend(n.inputs)
+        return not any(id(o) in prologue for o in self.k.outputs)
 
     def _column_reduction(self) -> tuple[str, int]:
         R, p, b = self.R, self.p, self.b

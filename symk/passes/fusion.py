@@ -73,6 +73,8 @@ def fuse(roots: Sequence[Node], enabled: bool = True) -> Schedule:
                 g.in_domain = p.inputs[0].shape
             group[id(p)] = g
 
+        _merge_siblings(order, kinds, group, consumers)
+
     # materialize groups as kernels, in topological order of groups
     steps_by_key: dict[int, Kernel | Extern | View] = {}
     first_pos: dict[int, int] = {}
@@ -100,6 +102,98 @@ def fuse(roots: Sequence[Node], enabled: bool = True) -> Schedule:
     steps = _order_steps(steps_by_key, first_pos)
     leaves = [n for n in order if kinds[id(n)] == "leaf"]
     return Schedule(steps, list(roots), leaves)
+
+
+def _merge_siblings(order: list[Node], kinds: dict[int, str], group: dict[int, _Group],
+                    consumers: dict[int, list[Node]]) -> None:
+    """Second round: an elementwise group whose values several groups read joins one of them
+    (its values become outputs of that kernel) when it has that group's output domain, does not
+    feed the group's reduction side, and no other path between the two groups would make the
+    kernels' order cyclic.  A Dense pre-activation read by its relu and by the relu gradient, or
+    a chain of scalars, stops being a kernel of its own."""
+    groups: list[_Group] = []
+    seen: set[int] = set()
+    for n in order:
+        g = group.get(id(n))
+        if g is not None and id(g) not in seen:
+            seen.add(id(g))
+            groups.append(g)
+    rank = {id(g): i for i, g in enumerate(groups)}
+    by_id = {id(g): g for g in groups}
+    succ: dict[int, set[int]] = {id(g): set() for g in groups}
+    for n in order:
+        g = group.get(id(n))
+        if g is None:
+            continue
+        for u in consumers[id(n)]:
+            h = group.get(id(u))
+            if h is not None and h is not g:
+                succ[id(g)].add(id(h))
+    # (paths through extern and view steps matter too: g -> extern -> h orders g before h)
+    via: dict[int, set[int]] = {}
+    for n in order:
+        if kinds[id(n)] in ("elementwise", "reduction", "leaf"):
+            continue
+        via[id(n)] = {id(group[id(i)]) for i in n.inputs if id(i) in group}
+    ext_succ: dict[int, set[int]] = {}
+    for n in order:
+        if id(n) not in via:
+            continue
+        for u in consumers[id(n)]:
+            targets = {id(group[id(u)])} if id(u) in group else {id(u)}
+            ext_succ.setdefault(id(n), set()).update(targets)
+        for gid in via[id(n)]:
+            succ[gid].add(id(n))
+    succ.update({k: v for k, v in ext_succ.items()})
+
+    def reaches(start: set[int], goal: int) -> bool:
+        stack, done = list(start), set()
+        while stack:
+            x = stack.pop()
+            if x == goal:
+                return True
+            if x in done:
+                continue
+            done.add(x)
+            stack.extend(succ.get(x, ()))
+        return False
+
+    for p in groups:
+        if p.reduction is not None or id(p) not in by_id:
+            continue
+        for gid in sorted((t for t in succ[id(p)] if t in by_id), key=rank.__getitem__):
+            g = by_id[gid]
+            if not _can_join(p, g, consumers) or reaches(succ[id(p)] - {gid}, gid):
+                continue
+            g.members.update(p.members)
+            g.ins = {i for i in g.ins | p.ins if i not in g.members}
+            for k in p.members:
+                group[k] = g
+            del by_id[id(p)]
+            for x, out in succ.items():
+                if id(p) in out:
+                    out.discard(id(p))
+                    if x != gid:
+                        out.add(gid)
+            succ[gid] |= succ.pop(id(p)) - {gid}
+            break
+
+
+def _can_join(p: _Group, g: _Group, consumers: dict[int, list[Node]]) -> bool:
+    """Whether the elementwise group ``p`` can be computed inside ``g`` (see _merge_siblings)."""
+    if p.out_domain != g.out_domain:
+        return False
+    if g.reduction is not None:
+        if g.in_domain == g.out_domain:
+            return False
+        # p's values are read in g only on the output side (the epilogue), never by the
+        # reduction or its prologue
+        for n in p.members.values():
+            for u in consumers[id(n)]:
+                if id(u) in g.members and (u is g.reduction or u.shape != g.out_domain):
+                    return False
+    ins = {i for i in g.ins | p.ins if i not in g.members and i not in p.members}
+    return len(ins) <= MAX_INPUTS
 
 
 def _can_merge(p: Node, kind: str, g: _Group, users: list[Node], is_root: bool) -> bool:

@@ -286,3 +286,58 @@ def test_cross_entropy_training_step_kernels(loss, bound):
     _, gw, gb_ = f([xs, ts.astype(np.float32)])
     np.testing.assert_allclose(gw, xs.T.astype(np.float64) @ gz, rtol=2e-4, atol=1e-6)
     np.testing.assert_allclose(gb_, gz.sum(0), rtol=2e-4, atol=1e-6)
+
+
+def test_a_value_read_by_two_kernels_is_computed_in_the_first():
+    # z = x + b feeds relu (an output) and the relu gradient mask (another output): z joins
+    # relu's kernel, and that kernel (now reading what the mask's kernel reads) joins the
+    # mask's: one kernel with both outputs instead of three (z, relu, mask)
+    x, b, g = ph((None, 6)), ph((6,)), ph((None, 6))
+    z = gb.add(x, b)
+    act = apply("relu", [z])
+    mask = apply("where", [gb.gt(z, 0.0), g, gb.const(np.float32(0))])
+    s = fuse([act, gb.mul(mask, 2.0)])
+    check_schedule(s)
+    assert len(s.kernels) == 1
+    assert {n.op.name for n in s.kernels[0].outputs} == {"relu", "mul"}
+    # with relu feeding a column sum (its prologue, which z may not join), z joins the mask
+    red = gb.sum(act, [0])
+    s = fuse([red, gb.mul(mask, 2.0)])
+    check_schedule(s)
+    assert not [k for k in s.kernels if _kernel_ops(k) == ["add"]], s.describe()
+    xs, bs, gs = (RNG.normal(size=sh).astype(np.float32) for sh in [(3, 6), (6,), (3, 6)])
+    got = execute(optimize([act, gb.mul(mask, 2.0)]), {x: xs, b: bs, g: gs})
+    assert_close(got[0], np.maximum(xs + bs, 0).astype(np.float32))
+    assert_close(got[1], (np.where(xs + bs > 0, gs, 0) * 2).astype(np.float32))
+
+
+def test_sibling_join_never_orders_kernels_in_a_cycle():
+    # z feeds a row sum (its prologue: z cannot join it) and z * sum(z): joining that second
+    # kernel would need the sum before z and z before the sum, so z stays on its own
+    x = ph((None, 5))
+    z = gb.exp(x)
+    s_ = gb.sum(z, [1], keepdims=True)
+    out = gb.mul(z, s_)
+    s = fuse([out])
+    check_schedule(s)
+    assert len(s.kernels) == 3
+    xs = RNG.normal(size=(4, 5)).astype(np.float32)
+    e = np.exp(xs.astype(np.float64))
+    assert_close(execute(optimize([out]), {x: xs})[0],
+                 (e * e.sum(1, keepdims=True)).astype(np.float32))
+
+
+def test_sibling_join_keeps_the_reduction_side_apart():
+    # v = x * 2 feeds a column sum's prologue and an elementwise output of the input shape:
+    # it joins the elementwise kernel, never the reduction's input side
+    x = ph((None, 5))
+    v = gb.mul(x, 2.0)
+    out1, out2 = gb.sum(v, [0]), gb.add(v, 1.0)
+    s = fuse([out1, out2])
+    check_schedule(s)
+    red = next(k for k in s.kernels if k.reduction is not None)
+    assert "mul" not in _kernel_ops(red) or red.outputs == [out1]
+    xs = RNG.normal(size=(3, 5)).astype(np.float32)
+    got = execute(optimize([out1, out2]), {x: xs})
+    assert_close(got[0], (xs * 2).sum(0).astype(np.float32))
+    assert_close(got[1], (xs * 2 + 1).astype(np.float32))
