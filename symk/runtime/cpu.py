@@ -54,6 +54,10 @@ BLAS_SPLIT_FACTOR = 4
 BLAS_OPS = frozenset({"einsum", "conv", "conv_input_grad", "conv_kernel_grad"})
 #: pooled output arrays kept per kernel output
 POOL_DEPTH = 3
+#: inputs up to this size have their address remembered by the plan (at most
+#: SMALL_INPUTS_KEPT of them, so at most 16 MB of past inputs are kept alive)
+SMALL_INPUT_BYTES = 1 << 16
+SMALL_INPUTS_KEPT = 256
 
 _pool: ThreadPoolExecutor | None = None
 _pool_lock = threading.Lock()
@@ -171,6 +175,10 @@ class CpuPlan(InterpPlan):
         #: id -> (array, address) of the arrays whose addresses are known without numpy
         #: (pooled kernel outputs; a scan loop adds its constants and sequence slices)
         self.known: dict[int, tuple[np.ndarray, int]] = {}
+        #: id -> (array, address) of small inputs that are not pooled outputs (variables such
+        #: as biases and Keras's optimizer scalars, fed arrays): numpy's ``ctypes`` costs ~1 us
+        #: per array and call, which dominated the steps of small models; bounded, see below
+        self.small: dict[int, tuple[np.ndarray, int]] = {}
         if prep is not None:
             self.native = load_native(prep.key, prep.names) if prep.names else None
             if prep.names and self.native is None:
@@ -351,7 +359,7 @@ def _native_step(plan: CpuPlan, lk: KernelCall, fn: Any) -> Callable[[list[Any]]
     in_slots = [plan.slot[id(x)] for x in lk.inputs]
     in_dt = [np.dtype(x.dtype) for x in lk.inputs]
     out_slots = [plan.slot[id(o)] for o in lk.outputs]
-    known = plan.known
+    known, small = plan.known, plan.small
     rings = [Ring(known, np.dtype(o.dtype)) for o in lk.outputs]
     out_dims = [list(d) for d in lk.out_dims]
     sources = list(lk.size_sources)
@@ -374,13 +382,19 @@ def _native_step(plan: CpuPlan, lk: KernelCall, fn: Any) -> Callable[[list[Any]]
         for j, s in enumerate(in_slots):
             a = vals[s]
             ent = known.get(id(a))
+            if ent is None or ent[0] is not a:
+                ent = small.get(id(a))
             if ent is not None and ent[0] is a:
                 args[j] = ent[1]
             else:
                 dt = in_dt[j]
                 if a.dtype != dt or not a.flags.c_contiguous:
                     a = np.ascontiguousarray(a, dtype=dt)
-                args[j] = a.ctypes.data
+                args[j] = addr = a.ctypes.data
+                if a.nbytes <= SMALL_INPUT_BYTES:  # the entry keeps `a` (and its id) alive
+                    if len(small) >= SMALL_INPUTS_KEPT:
+                        small.clear()
+                    small[id(a)] = (a, addr)
             arrs[j] = a
         sizes = [arrs[i].shape[ax] for i, ax in sources]
         outs = []

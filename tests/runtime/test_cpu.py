@@ -270,3 +270,26 @@ def test_llvm_rejection_falls_back_to_the_reference_executor(monkeypatch):
     xv = np.arange(6, dtype=np.float32).reshape(2, 3)
     (out,) = f([xv])
     np.testing.assert_allclose(out, np.exp(xv) * 2 + xv.sum(1, keepdims=True), rtol=1e-6)
+
+
+def test_small_input_addresses_are_remembered_but_bounded():
+    """Small inputs (variables, fed arrays) keep their address in the plan: values changed in
+    place are seen, ever-new arrays never grow the memo past its bound, large ones skip it."""
+    from symk.runtime import cpu
+
+    x = K.placeholder((None, 4))
+    b = K.variable(np.arange(4, dtype=np.float32))
+    f = K.function([x], [K.exp(x) * 2.0 + b], device="cpu")
+    plan = f.fn.plans[0].interp
+    xv = np.ones((3, 4), np.float32)
+    np.testing.assert_allclose(f([xv])[0], np.exp(xv) * 2 + np.arange(4), rtol=1e-6)
+    assert id(b.value) in plan.small
+    b.value[:] = 10.0  # the same array, changed in place
+    np.testing.assert_allclose(f([xv])[0], np.exp(xv) * 2 + 10.0, rtol=1e-6)
+    for k in range(2 * cpu.SMALL_INPUTS_KEPT):
+        v = np.full((2, 4), k % 7, np.float32)
+        np.testing.assert_allclose(f([v])[0], np.exp(v) * 2 + 10.0, rtol=1e-6)
+    assert len(plan.small) <= cpu.SMALL_INPUTS_KEPT
+    big = np.zeros((cpu.SMALL_INPUT_BYTES // 16 + 1, 4), np.float32)
+    f([big])
+    assert id(big) not in plan.small
