@@ -28,6 +28,10 @@ class _Group:
         self.out_domain = node.shape
         self.in_domain = node.inputs[0].shape if kind == "reduction" else node.shape
 
+    def ins_with_group(self, p: _Group) -> set[int]:
+        """The outside values the group would read with all of ``p`` added."""
+        return {i for i in self.ins | p.ins if i not in self.members and i not in p.members}
+
     def inputs_with(self, p: Node) -> set[int]:
         """The outside values the group would read with ``p`` added."""
         return (self.ins - {id(p)}) | {id(i) for i in p.inputs
@@ -120,31 +124,21 @@ def _merge_siblings(order: list[Node], kinds: dict[int, str], group: dict[int, _
             groups.append(g)
     rank = {id(g): i for i, g in enumerate(groups)}
     by_id = {id(g): g for g in groups}
+
+    def step_of(n: Node) -> int:  # a node's step: its group, or itself (an extern or a view)
+        g = group.get(id(n))
+        return id(g) if g is not None else id(n)
+
+    # step -> the steps reading its values (paths through externs and views order groups too)
     succ: dict[int, set[int]] = {id(g): set() for g in groups}
     for n in order:
-        g = group.get(id(n))
-        if g is None:
+        if kinds[id(n)] == "leaf":
             continue
+        k = step_of(n)
+        out = succ.setdefault(k, set())
         for u in consumers[id(n)]:
-            h = group.get(id(u))
-            if h is not None and h is not g:
-                succ[id(g)].add(id(h))
-    # (paths through extern and view steps matter too: g -> extern -> h orders g before h)
-    via: dict[int, set[int]] = {}
-    for n in order:
-        if kinds[id(n)] in ("elementwise", "reduction", "leaf"):
-            continue
-        via[id(n)] = {id(group[id(i)]) for i in n.inputs if id(i) in group}
-    ext_succ: dict[int, set[int]] = {}
-    for n in order:
-        if id(n) not in via:
-            continue
-        for u in consumers[id(n)]:
-            targets = {id(group[id(u)])} if id(u) in group else {id(u)}
-            ext_succ.setdefault(id(n), set()).update(targets)
-        for gid in via[id(n)]:
-            succ[gid].add(id(n))
-    succ.update({k: v for k, v in ext_succ.items()})
+            if step_of(u) != k:
+                out.add(step_of(u))
 
     def reaches(start: set[int], goal: int) -> bool:
         stack, done = list(start), set()
@@ -165,8 +159,8 @@ def _merge_siblings(order: list[Node], kinds: dict[int, str], group: dict[int, _
             g = by_id[gid]
             if not _can_join(p, g, consumers) or reaches(succ[id(p)] - {gid}, gid):
                 continue
+            g.ins = g.ins_with_group(p)
             g.members.update(p.members)
-            g.ins = {i for i in g.ins | p.ins if i not in g.members}
             for k in p.members:
                 group[k] = g
             del by_id[id(p)]
@@ -192,8 +186,7 @@ def _can_join(p: _Group, g: _Group, consumers: dict[int, list[Node]]) -> bool:
             for u in consumers[id(n)]:
                 if id(u) in g.members and (u is g.reduction or u.shape != g.out_domain):
                     return False
-    ins = {i for i in g.ins | p.ins if i not in g.members and i not in p.members}
-    return len(ins) <= MAX_INPUTS
+    return len(g.ins_with_group(p)) <= MAX_INPUTS
 
 
 def _can_merge(p: Node, kind: str, g: _Group, users: list[Node], is_root: bool) -> bool:

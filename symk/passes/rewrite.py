@@ -43,7 +43,7 @@ class RuleSet:
         #: per root op: (rule, the op each direct input must have or None) for a pre-check
         self.checked: dict[str, list[tuple[Rule, tuple[str | None, ...] | None]]] = {}
         self.rules: list[Rule] = []
-        self._for_op = {}
+        self._for_op: dict[str, tuple] = {}
         self._without: dict[int, RuleSet] = {}
         self._fixed: weakref.WeakSet[Node] = weakref.WeakSet()
         for r in rules:
@@ -53,7 +53,7 @@ class RuleSet:
         self.rules.append(rule)
         self.by_op.setdefault(rule.pattern.op, []).append(rule)
         self.checked.setdefault(rule.pattern.op, []).append((rule, _needs(rule.pattern)))
-        self._for_op: dict[str, tuple] = {}
+        self._for_op = {}
         return rule
 
     def for_op(self, name: str) -> tuple[tuple[Rule, tuple[str | None, ...] | None], ...]:

@@ -110,8 +110,8 @@ def _cupy_gemm(node: Node) -> Callable | None:
     if plan is None:
         return None
 
-    def run(c: Any, a: Any, b: Any) -> Any:
-        return plan(cupy.asarray(c), cupy.asarray(a), cupy.asarray(b))
+    def run(*args: Any) -> Any:  # c, a, b, alpha, beta
+        return plan(*[cupy.asarray(x) for x in args])
     return run
 
 
