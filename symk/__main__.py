@@ -14,10 +14,14 @@ def main(argv: list[str]) -> int:
     if argv[1] == "info":
         i = cache.info()
         print(f"cache dir: {i['dir'] or '(disabled: SYMK_CACHE=0)'}")
+        if i["refused"]:
+            print(f"refused:   {i['refused']} (not used; see README, Cache security)")
         print(f"entries:   {i['entries']} ({i['bytes'] / 1024:.1f} KiB)")
         print(f"plans:     {i['plans']}")
         return 0
-    print(f"removed {cache.clear()} file(s) from {cache.cache_dir()}")
+    from symk import config
+
+    print(f"removed {cache.clear()} file(s) from {config.cache_dir()}")
     return 0
 
 

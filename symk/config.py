@@ -1,10 +1,17 @@
-"""Global settings: floatx, epsilon, image_data_format and the default device.
+"""Global settings: floatx, epsilon, image_data_format and the default device, and every
+environment variable symk reads.
 
 Precedence (lowest to highest): built-in defaults, ``$KERAS_HOME/keras.json`` (or
 ``~/.keras/keras.json``), ``SYMK_FLOATX`` / ``SYMK_EPSILON`` / ``SYMK_IMAGE_DATA_FORMAT`` /
 ``SYMK_DEVICE`` environment variables, then the setters.  When the real Keras is loaded, its
 ``keras.backend.common`` owns these settings (Keras's setters win over ours), so the getters
 read from it and the setters write to it too.
+
+The other variables (``SYMK_DEBUG``, ``SYMK_OPT``, ``SYMK_CACHE_DIR``, ...) are read by the
+getters below *when called* (so a changed variable takes effect at the next compilation), and a
+bad value is an ``ArgumentError`` naming the variable, the value and what is accepted.  Nothing
+else in symk reads ``os.environ``.  An empty variable counts as unset.  Parsed values are
+remembered by raw string, so a getter called on every function call costs a dict lookup.
 """
 
 from __future__ import annotations
@@ -12,7 +19,8 @@ from __future__ import annotations
 import json
 import os
 import sys
-from typing import Any
+from collections.abc import Callable, Iterable
+from typing import Any, TypeVar
 
 from symk.errors import ArgumentError
 
@@ -122,11 +130,139 @@ def set_device(value: str) -> None:
     _state["device"] = _check("device", value, "set_device")
 
 
-def debug_level() -> int:
+def check_device(value: str | None, where: str = "K.function") -> str:
+    """``value`` (None or empty: the default device) if it names a device, else an
+    ArgumentError naming ``where`` and the accepted devices."""
+    if not value:
+        return device()
+    if value not in _DEVICES:
+        hint = " (NVIDIA GPUs are 'cuda')" if str(value).lower() in ("gpu", "cuda:0") else ""
+        raise ArgumentError(f"{where}: unknown device {value!r}; expected one of "
+                            f"{', '.join(map(repr, _DEVICES))}{hint}")
+    return str(value)
+
+
+# ---------------------------------------------------------------- other environment variables
+
+T = TypeVar("T")
+_TRUE = ("1", "true", "yes", "on")
+_FALSE = ("0", "false", "no", "off")
+#: (variable, raw value) -> parsed value; only valid values are remembered
+_parsed: dict[tuple[str, str], Any] = {}
+
+
+def _env(name: str, parse: Callable[[str, str], T], default: T) -> T:
+    raw = os.environ.get(name)
+    if not raw:
+        return default
     try:
-        return int(os.environ.get("SYMK_DEBUG", "0") or 0)
-    except ValueError:
-        return 0
+        return _parsed[(name, raw)]
+    except KeyError:
+        pass
+    value = parse(name, raw)
+    if len(_parsed) > 256:
+        _parsed.clear()
+    _parsed[(name, raw)] = value
+    return value
+
+
+def _parse_bool(name: str, raw: str) -> bool:
+    v = raw.strip().lower()
+    if v in _TRUE:
+        return True
+    if v in _FALSE:
+        return False
+    raise ArgumentError(f"{name} must be one of {'/'.join(_TRUE + _FALSE)} (any case), "
+                        f"got {raw!r}")
+
+
+def _parse_int(lo: int, hi: int | None, accepted: str) -> Callable[[str, str], int]:
+    def parse(name: str, raw: str) -> int:
+        try:
+            n = int(raw.strip())
+        except ValueError:
+            n = None
+        if n is None or n < lo or (hi is not None and n > hi):
+            raise ArgumentError(f"{name} must be {accepted}, got {raw!r}")
+        return n
+    return parse
+
+
+_parse_debug = _parse_int(0, 5, "an integer from 0 (quiet) to 5 (Kernel IR)")
+_parse_opt = _parse_int(0, 2, "0, 1 or 2")
+_parse_threads = _parse_int(1, None, "a positive integer (threads per kernel)")
+_parse_scan_threads = _parse_int(0, None, "an integer >= 0 (0 leaves BLAS as configured)")
+
+
+def debug_level() -> int:
+    """``SYMK_DEBUG``: 0 (default) to 5; called on every log line, so cheap."""
+    return _env("SYMK_DEBUG", _parse_debug, 0)
+
+
+def opt_level() -> int:
+    """``SYMK_OPT``: 0, 1 or 2 (default)."""
+    return _env("SYMK_OPT", _parse_opt, 2)
+
+
+def _split_tags(name: str, raw: str) -> frozenset[str]:
+    return frozenset(t.strip() for t in raw.split(":") if t.strip())
+
+
+def excluded_tags(known: Iterable[str] | None = None) -> frozenset[str]:
+    """``SYMK_EXCLUDE``: colon-separated pass tags.  With ``known`` (the registry's tags), an
+    unknown tag is an ArgumentError listing the known ones (config never imports the passes)."""
+    tags = _env("SYMK_EXCLUDE", _split_tags, frozenset())
+    if known is not None and tags:
+        known = set(known)
+        unknown = sorted(tags - known)
+        if unknown:
+            raise ArgumentError(
+                f"SYMK_EXCLUDE names unknown pass tag{'s' if len(unknown) > 1 else ''} "
+                f"{', '.join(map(repr, unknown))} (got {os.environ.get('SYMK_EXCLUDE')!r}); "
+                f"known tags: {', '.join(sorted(known))}")
+    return tags
+
+
+def num_threads() -> int:
+    """``SYMK_NUM_THREADS``: threads sharing a large kernel's outer loop (default: cores)."""
+    n = _env("SYMK_NUM_THREADS", _parse_threads, 0)
+    return n or os.cpu_count() or 1
+
+
+def scan_blas_threads() -> int:
+    """``SYMK_SCAN_BLAS_THREADS``: BLAS threads inside a loop's steps (default 1, 0: leave
+    BLAS as configured)."""
+    return _env("SYMK_SCAN_BLAS_THREADS", _parse_scan_threads, 1)
+
+
+def cblas_enabled() -> bool:
+    """``SYMK_CBLAS``: call numpy's bundled CBLAS for in-place GEMMs (default on)."""
+    return _env("SYMK_CBLAS", _parse_bool, True)
+
+
+def cache_enabled() -> bool:
+    """``SYMK_CACHE``: the disk cache of object code and plans (default on)."""
+    return _env("SYMK_CACHE", _parse_bool, True)
+
+
+def cache_dir() -> str | None:
+    """``SYMK_CACHE_DIR`` (default ``~/.cache/symk``), or None when ``SYMK_CACHE`` is off.
+    The directory is not checked here; see ``symk.runtime.cache.cache_dir``."""
+    if not cache_enabled():
+        return None
+    return os.environ.get("SYMK_CACHE_DIR") or os.path.join(os.path.expanduser("~"), ".cache",
+                                                            "symk")
+
+
+def dump_dir() -> str | None:
+    """``SYMK_DUMP_DIR``: where compilations write their passes, schedule and IR (unset: no
+    dumps)."""
+    return os.environ.get("SYMK_DUMP_DIR") or None
+
+
+def trace_rewrites() -> bool:
+    """``SYMK_TRACE_REWRITES``: log every rewrite that fires (default off)."""
+    return _env("SYMK_TRACE_REWRITES", _parse_bool, False)
 
 
 load()

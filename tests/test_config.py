@@ -158,3 +158,171 @@ def test_device_from_environment(cfg, monkeypatch):
     monkeypatch.setenv("SYMK_DEVICE", "interp")
     config.load()
     assert config.device() == "interp"
+
+
+# ---------------------------------------------------------------- the other SYMK_* variables
+
+def _registry_tags():
+    from symk.passes import registry
+
+    return registry.excluded_tags()
+
+
+GETTERS = {
+    "SYMK_DEBUG": config.debug_level,
+    "SYMK_OPT": config.opt_level,
+    "SYMK_EXCLUDE": _registry_tags,
+    "SYMK_NUM_THREADS": config.num_threads,
+    "SYMK_SCAN_BLAS_THREADS": config.scan_blas_threads,
+    "SYMK_CACHE": config.cache_enabled,
+    "SYMK_CBLAS": config.cblas_enabled,
+    "SYMK_TRACE_REWRITES": config.trace_rewrites,
+}
+
+
+@pytest.mark.parametrize("var,value,accepted", [
+    ("SYMK_DEBUG", "x", "0 (quiet) to 5"),
+    ("SYMK_DEBUG", "-1", "0 (quiet) to 5"),
+    ("SYMK_DEBUG", "6", "0 (quiet) to 5"),
+    ("SYMK_DEBUG", "1.5", "0 (quiet) to 5"),
+    ("SYMK_OPT", "7", "0, 1 or 2"),
+    ("SYMK_OPT", "-1", "0, 1 or 2"),
+    ("SYMK_OPT", "O2", "0, 1 or 2"),
+    ("SYMK_EXCLUDE", "nosuchpass", "canonicalize"),
+    ("SYMK_EXCLUDE", "fusion:nosuchpass:stabilize", "fusion"),
+    ("SYMK_NUM_THREADS", "-1", "positive integer"),
+    ("SYMK_NUM_THREADS", "0", "positive integer"),
+    ("SYMK_NUM_THREADS", "abc", "positive integer"),
+    ("SYMK_SCAN_BLAS_THREADS", "many", "integer >= 0"),
+    ("SYMK_SCAN_BLAS_THREADS", "-2", "integer >= 0"),
+    ("SYMK_CACHE", "maybe", "true/yes/on/0/false/no/off"),
+    ("SYMK_CACHE", "2", "true/yes/on/0/false/no/off"),
+    ("SYMK_CBLAS", "sometimes", "true/yes/on/0/false/no/off"),
+    ("SYMK_TRACE_REWRITES", "verbose", "true/yes/on/0/false/no/off"),
+])
+def test_bad_environment_value_is_a_clear_error(monkeypatch, var, value, accepted):
+    monkeypatch.setenv(var, value)
+    with pytest.raises(ArgumentError) as e:
+        GETTERS[var]()
+    msg = str(e.value)
+    assert var in msg and repr(value) in msg and accepted in msg
+    assert isinstance(e.value, SymkError) and isinstance(e.value, ValueError)
+    with pytest.raises(ArgumentError):  # errors are not remembered as values
+        GETTERS[var]()
+
+
+def test_unknown_pass_tag_lists_the_known_tags(monkeypatch):
+    monkeypatch.setenv("SYMK_EXCLUDE", "nosuchpass:fusion")
+    with pytest.raises(ArgumentError) as e:
+        _registry_tags()
+    msg = str(e.value)
+    assert "'nosuchpass'" in msg and "'fusion'" not in msg.split("known")[0].split("(got")[0]
+    for tag in ("fusion", "stabilize", "blas", "O1", "O2", "required", "lower"):
+        assert tag in msg.split("known tags:")[1]
+
+
+@pytest.mark.parametrize("var,value,want", [
+    ("SYMK_DEBUG", "", 0), ("SYMK_DEBUG", "0", 0), ("SYMK_DEBUG", "3", 3),
+    ("SYMK_DEBUG", " 2 ", 2), ("SYMK_DEBUG", "5", 5),
+    ("SYMK_OPT", "", 2), ("SYMK_OPT", "0", 0), ("SYMK_OPT", "1", 1), ("SYMK_OPT", "2", 2),
+    ("SYMK_EXCLUDE", "", set()), ("SYMK_EXCLUDE", "fusion", {"fusion"}),
+    ("SYMK_EXCLUDE", "stabilize:O2", {"stabilize", "O2"}),
+    ("SYMK_EXCLUDE", ":blas::", {"blas"}),
+    ("SYMK_NUM_THREADS", "3", 3), ("SYMK_NUM_THREADS", "1", 1),
+    ("SYMK_SCAN_BLAS_THREADS", "", 1), ("SYMK_SCAN_BLAS_THREADS", "0", 0),
+    ("SYMK_SCAN_BLAS_THREADS", "4", 4),
+    ("SYMK_CBLAS", "", True), ("SYMK_CBLAS", "0", False), ("SYMK_CBLAS", "On", True),
+    ("SYMK_TRACE_REWRITES", "", False), ("SYMK_TRACE_REWRITES", "1", True),
+    ("SYMK_TRACE_REWRITES", "no", False),
+    *[("SYMK_CACHE", v, True) for v in ("", "1", "true", "TRUE", "Yes", "on", "ON")],
+    *[("SYMK_CACHE", v, False) for v in ("0", "false", "False", "no", "NO", "off", "Off")],
+])
+def test_good_environment_values(monkeypatch, var, value, want):
+    monkeypatch.setenv(var, value)
+    assert GETTERS[var]() == want
+    assert GETTERS[var]() == want  # the remembered parse
+
+
+def test_defaults_and_paths(monkeypatch, tmp_path):
+    import os
+
+    for v in GETTERS:
+        monkeypatch.delenv(v, raising=False)
+    monkeypatch.delenv("SYMK_DUMP_DIR", raising=False)
+    monkeypatch.delenv("SYMK_CACHE_DIR", raising=False)
+    assert (config.debug_level(), config.opt_level(), config.excluded_tags()) == (0, 2, set())
+    assert config.num_threads() == (os.cpu_count() or 1)
+    assert config.scan_blas_threads() == 1
+    assert config.cache_enabled() and config.cblas_enabled() and not config.trace_rewrites()
+    assert config.dump_dir() is None
+    assert config.cache_dir() == os.path.join(os.path.expanduser("~"), ".cache", "symk")
+    monkeypatch.setenv("SYMK_CACHE_DIR", str(tmp_path))
+    monkeypatch.setenv("SYMK_DUMP_DIR", str(tmp_path / "dumps"))
+    assert config.cache_dir() == str(tmp_path)
+    assert config.dump_dir() == str(tmp_path / "dumps")
+    monkeypatch.setenv("SYMK_CACHE", "off")
+    assert config.cache_dir() is None
+    monkeypatch.setenv("SYMK_DUMP_DIR", "")
+    assert config.dump_dir() is None
+
+
+def test_value_changes_take_effect_at_the_next_call(monkeypatch):
+    monkeypatch.setenv("SYMK_DEBUG", "1")
+    assert config.debug_level() == 1
+    monkeypatch.setenv("SYMK_DEBUG", "4")
+    assert config.debug_level() == 4
+    monkeypatch.delenv("SYMK_DEBUG")
+    assert config.debug_level() == 0
+
+
+@pytest.mark.parametrize("var,value", [
+    ("SYMK_OPT", "7"), ("SYMK_EXCLUDE", "nosuchpass"), ("SYMK_DEBUG", "x"),
+])
+def test_bad_value_stops_k_function(monkeypatch, var, value):
+    x = K.placeholder((3,))
+    monkeypatch.setenv(var, value)
+    with pytest.raises(ArgumentError, match=var):
+        K.function([x], [x * 2.0 + 1.0], device="cpu")
+
+
+@pytest.mark.parametrize("device", ["banana", "gpu", "tpu", "CPU"])
+def test_k_function_rejects_unknown_devices(device):
+    x = K.placeholder((3,))
+    with pytest.raises(ArgumentError) as e:
+        K.function([x], [x + 1.0], device=device)
+    msg = str(e.value)
+    assert "K.function" in msg and repr(device) in msg
+    assert all(repr(d) in msg for d in ("cpu", "interp", "cuda"))
+
+
+@pytest.mark.parametrize("device", [None, "", "cpu", "interp"])
+def test_k_function_accepts_known_devices(device):
+    x = K.placeholder((3,))
+    f = K.function([x], [x + 1.0], device=device)
+    np.testing.assert_allclose(f([np.arange(3, dtype=np.float32)])[0], [1, 2, 3])
+
+
+def test_only_config_reads_the_environment():
+    """The project rule: every environment variable is read in symk/config.py."""
+    import re
+    from pathlib import Path
+
+    root = Path(config.__file__).parent
+    offenders = [f"{p.relative_to(root)}:{i}" for p in sorted(root.rglob("*.py"))
+                 if p.name != "config.py" or p.parent != root
+                 for i, line in enumerate(p.read_text().splitlines(), 1)
+                 if re.search(r"os\.environ|getenv\(", line)]
+    assert not offenders
+
+
+def test_every_variable_is_documented():
+    import re
+    from pathlib import Path
+
+    root = Path(config.__file__).parent
+    readme = (root.parent / "README.md").read_text()
+    names = set(re.findall(r"\bSYMK_[A-Z_]+\b", (root / "config.py").read_text()))
+    names.discard("SYMK_")
+    assert {"SYMK_DEBUG", "SYMK_CBLAS", "SYMK_SCAN_BLAS_THREADS"} <= names
+    missing = sorted(n for n in names if f"`{n}`" not in readme)
+    assert not missing

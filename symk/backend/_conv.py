@@ -13,7 +13,7 @@ import numpy as np
 
 from symk import config
 from symk.backend._config import normalize_data_format
-from symk.backend._core import api, n, w
+from symk.backend._core import api, as_count, as_counts, n, w
 from symk.errors import ArgumentError, ShapeError
 from symk.graph import build as gb
 from symk.graph.node import Node, apply
@@ -22,22 +22,6 @@ from symk.graph.tensor import Tensor
 from symk.graph.types import is_float, result_dtype, shape_str
 
 PADDINGS = ("valid", "same")
-
-
-def _ints(value, nsp: int, name: str) -> tuple[int, ...]:
-    """An int or a sequence of ``nsp`` ints as a tuple."""
-    try:
-        if isinstance(value, (int, np.integer)) and not isinstance(value, bool):
-            out = (int(value),) * nsp
-        else:
-            out = tuple(int(v) for v in value)
-    except (TypeError, ValueError):
-        raise ArgumentError(f"`{name}` must be an int or {nsp} ints, got {value!r}") from None
-    if len(out) != nsp:
-        raise ArgumentError(f"`{name}` must have {nsp} entries, got {value!r}")
-    if any(v < 1 for v in out):
-        raise ArgumentError(f"`{name}` must be positive, got {value!r}")
-    return out
 
 
 def _pads(padding, spatial, ksize, strides, dilation, causal_ok: bool = False) -> tuple:
@@ -92,8 +76,8 @@ def _conv(x, kernel, nsp: int, strides, padding, data_format, dilation_rate,
     fmt = normalize_data_format(data_format)
     xn, kn = n(x), n(kernel)
     _check_rank(xn, kn, nsp, "depthwise_kernel" if depthwise else "kernel")
-    strides = _ints(strides, nsp, "strides")
-    dilation = _ints(dilation_rate, nsp, "dilation_rate")
+    strides = as_counts(strides, nsp, "`strides`")
+    dilation = as_counts(dilation_rate, nsp, "`dilation_rate`")
     if str(padding).lower() == "causal" and causal_ok and fmt != "channels_last":
         raise ArgumentError('causal padding in conv1d needs data_format="channels_last"')
     xn, kn = _float_pair(xn, kn)
@@ -211,11 +195,7 @@ def _dim(d, name: str) -> int | Node | None:
             raise ArgumentError(f"`{name}` entries must be scalars, got a tensor of shape "
                                 f"{shape_str(node.shape)}")
         return gb.reshape(gb.cast(node, "int32"), (1,))
-    try:
-        return int(d)
-    except (TypeError, ValueError):
-        raise ArgumentError(f"`{name}` entries must be ints or scalar tensors, got "
-                            f"{d!r}") from None
+    return as_count(d, f"`{name}` entry")
 
 
 def _output_dims(output_shape, rank: int, fmt: str) -> list:
@@ -243,8 +223,8 @@ def _conv_transpose(x, kernel, output_shape, nsp, strides, padding, data_format,
     fmt = normalize_data_format(data_format)
     xn, kn = n(x), n(kernel)
     _check_rank(xn, kn, nsp)
-    strides = _ints(strides, nsp, "strides")
-    dilation = _ints(dilation_rate, nsp, "dilation_rate")
+    strides = as_counts(strides, nsp, "`strides`")
+    dilation = as_counts(dilation_rate, nsp, "`dilation_rate`")
     xn, kn = _float_pair(xn, kn)
     xl = _to_last(xn, fmt)
     dims = _output_dims(output_shape, nsp + 2, fmt)
@@ -332,8 +312,8 @@ def local_conv1d(inputs, kernel, kernel_size, strides, data_format=None):
     if xn.ndim != 3:
         raise ShapeError(f"`inputs` must have rank 3 (batch, steps, channels), got "
                          f"{shape_str(xn.shape)}")
-    ksize = _ints(kernel_size, 1, "kernel_size")
-    strides = _ints(strides, 1, "strides")
+    ksize = as_counts(kernel_size, 1, "`kernel_size`")
+    strides = as_counts(strides, 1, "`strides`")
     if kn.ndim != 3 or kn.shape[0] is None:
         raise ShapeError(f"`kernel` must have shape (output_length, features, filters), got "
                          f"{shape_str(kn.shape)}")
@@ -346,7 +326,7 @@ def local_conv2d(inputs, kernel, kernel_size, strides, output_shape, data_format
     xn, kn = _float_pair(n(inputs), n(kernel))
     if xn.ndim != 4:
         raise ShapeError(f"`inputs` must have rank 4, got {shape_str(xn.shape)}")
-    ksize = _ints(kernel_size, 2, "kernel_size")
-    strides = _ints(strides, 2, "strides")
-    out_sp = _ints(output_shape, 2, "output_shape")
+    ksize = as_counts(kernel_size, 2, "`kernel_size`")
+    strides = as_counts(strides, 2, "`strides`")
+    out_sp = as_counts(output_shape, 2, "`output_shape`")
     return w(_local(xn, kn, ksize, strides, out_sp, fmt))

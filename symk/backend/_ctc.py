@@ -4,7 +4,7 @@
 from __future__ import annotations
 
 from symk import config
-from symk.backend._core import api, n, w
+from symk.backend._core import api, as_count, n, w
 from symk.backend._sparse import SparseTensor
 from symk.errors import ArgumentError, ShapeError
 from symk.graph import build as gb
@@ -70,9 +70,8 @@ def ctc_decode(y_pred, input_length, greedy=True, beam_width=100, top_paths=1,
                          f"{pred.type}")
     greedy = bool(greedy)
     if not greedy:
-        for what, v in (("beam_width", beam_width), ("top_paths", top_paths)):
-            if not isinstance(v, int) or isinstance(v, bool) or v < 1:
-                raise ArgumentError(f"{what} must be a positive int, got {v!r}")
+        beam_width = as_count(beam_width, "beam_width", 1)
+        top_paths = as_count(top_paths, "top_paths", 1)
         if top_paths > beam_width:
             raise ArgumentError(f"top_paths ({top_paths}) must not exceed beam_width "
                                 f"({beam_width})")

@@ -7,7 +7,7 @@ import math
 import numpy as np
 
 from symk import config
-from symk.backend._core import api, n, w
+from symk.backend._core import api, as_list, as_real, n, w
 from symk.errors import ArgumentError
 from symk.graph import build as gb
 from symk.graph.node import apply
@@ -100,21 +100,21 @@ minimum = _binary("minimum", gb.minimum)
 
 @api
 def relu(x, alpha=0.0, max_value=None, threshold=0.0):
-    return w(apply("relu", [n(x)], alpha=float(alpha),
-                   max_value=None if max_value is None else float(max_value),
-                   threshold=float(threshold)))
+    return w(apply("relu", [n(x)], alpha=as_real(alpha, "alpha"),
+                   max_value=None if max_value is None else as_real(max_value, "max_value"),
+                   threshold=as_real(threshold, "threshold")))
 
 
 @api
 def elu(x, alpha=1.0):
-    return w(apply("elu", [_floaty(x)], alpha=float(alpha)))
+    return w(apply("elu", [_floaty(x)], alpha=as_real(alpha, "alpha")))
 
 
 # ---------------------------------------------------------------- reductions
 
 
 def _axes(x, axis):
-    return normalize_axes(list(axis) if isinstance(axis, (list, tuple)) else axis, x.ndim)
+    return normalize_axes(None if axis is None else as_list(axis), x.ndim)
 
 
 def _reduction(name, pre=None):

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from symk import config
 from symk.backend._config import normalize_data_format
-from symk.backend._core import api, n, w
+from symk.backend._core import api, as_count, as_list, as_real, n, w
 from symk.errors import ArgumentError, ShapeError
 from symk.graph import build as gb
 from symk.graph.node import apply
@@ -72,6 +72,7 @@ def in_test_phase(x, alt, training=None):
 def dropout(x, level, noise_shape=None, seed=None):
     from symk.backend._variables import _random, shape
 
+    level = as_real(level, "level")
     if not 0 <= level < 1:
         raise ArgumentError(f"dropout level must be in [0, 1), got {level}")
     node = n(x)
@@ -104,7 +105,7 @@ def bias_add(x, bias, data_format=None):
 @api
 def l2_normalize(x, axis=None):
     node = n(x)
-    axes = None if axis is None else ([axis] if isinstance(axis, int) else list(axis))
+    axes = None if axis is None else as_list(axis)
     ss = gb.sum(gb.square(node), axes, keepdims=True)
     return w(gb.mul(node, gb.div(1.0, gb.sqrt(gb.maximum(ss, 1e-12)))))
 
@@ -191,7 +192,7 @@ def _normalize(xn, m, v, beta, gamma, epsilon):
     """TensorFlow's batch_normalization formula: x * inv + (beta - mean * inv) with
     inv = gamma / sqrt(var + epsilon).  The per-channel terms are computed once over the
     parameters' shape, and x is read by one kernel (x - mean is not materialized)."""
-    inv = gb.div(1.0, gb.sqrt(gb.add(v, float(epsilon))))
+    inv = gb.div(1.0, gb.sqrt(gb.add(v, as_real(epsilon, "epsilon"))))
     if gamma is not None:
         inv = gb.mul(inv, gamma)
     shift = gb.neg(gb.mul(m, inv)) if beta is None else gb.sub(beta, gb.mul(m, inv))
@@ -255,7 +256,7 @@ def in_top_k(predictions, targets, k):
     above = gb.sum(gb.cast(gb.gt(p, pt), "int32"), [1])
     finite = gb.reduce("all", gb.lt(gb.abs(p), float("inf")), [1])
     valid = gb.logical_and(finite, gb.logical_and(gb.ge(flat_t, 0), gb.lt(flat_t, p.shape[1])))
-    return w(gb.logical_and(valid, gb.lt(above, int(k))))
+    return w(gb.logical_and(valid, gb.lt(above, as_count(k, "k"))))
 
 
 def to_dense(tensor):

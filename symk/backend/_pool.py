@@ -16,26 +16,12 @@ import numpy as np
 
 from symk import config
 from symk.backend._config import normalize_data_format
-from symk.backend._core import api, n, w
+from symk.backend._core import api, as_count, as_counts, n, w
 from symk.errors import ArgumentError, ShapeError
 from symk.graph import build as gb
 from symk.graph.node import Node, apply
 from symk.graph.ops.pool import PADDINGS, POOL_MODES
 from symk.graph.types import is_float, shape_str
-
-
-def _int_tuple(value, nsp: int, what: str) -> tuple[int, ...]:
-    """``value`` (an int or ``nsp`` ints) as a tuple of positive Python ints."""
-    vals = [value] * nsp if isinstance(value, (int, np.integer)) else value
-    try:
-        out = tuple(int(v) for v in vals)
-        ok = len(out) == nsp and all(v >= 1 and v == vv for v, vv in zip(out, vals))
-    except (TypeError, ValueError):
-        ok = False
-    if not ok:
-        raise ArgumentError(f"{what} must be an int or a tuple of {nsp} positive ints, "
-                            f"got {value!r}")
-    return out
 
 
 def _to_last(node: Node, fmt: str) -> Node:
@@ -52,8 +38,8 @@ def _from_last(node: Node, fmt: str) -> Node:
 
 def _pool(x, pool_size, strides, padding, data_format, pool_mode, nsp: int) -> Node:
     fmt = normalize_data_format(data_format)
-    pool_size = _int_tuple(pool_size, nsp, "pool_size")
-    strides = _int_tuple(strides, nsp, "strides")
+    pool_size = as_counts(pool_size, nsp, "pool_size")
+    strides = as_counts(strides, nsp, "strides")
     if padding not in PADDINGS:
         raise ArgumentError(f"Invalid padding: {padding!r} (expected 'same' or 'valid')")
     if pool_mode not in POOL_MODES:
@@ -83,13 +69,6 @@ def pool3d(x, pool_size, strides=(1, 1, 1), padding="valid", data_format=None,
 
 
 # ---------------------------------------------------------------- resizing
-
-
-def _factor(value, what: str) -> int:
-    if isinstance(value, (bool, np.bool_)) or not isinstance(value, (int, np.integer)) \
-            or value < 1:
-        raise ArgumentError(f"{what} must be a positive int, got {value!r}")
-    return int(value)
 
 
 def _spatial_axes(node: Node, fmt: str, nsp: int) -> list[int]:
@@ -146,7 +125,7 @@ def resize_images(x, height_factor, width_factor, data_format=None, interpolatio
     """Upsample the rows and columns of a 4-D tensor by integer factors ('nearest' repeats,
     'bilinear' interpolates like TensorFlow 1's resize_bilinear)."""
     fmt = normalize_data_format(data_format)
-    fh, fw = _factor(height_factor, "height_factor"), _factor(width_factor, "width_factor")
+    fh, fw = as_count(height_factor, "height_factor", 1), as_count(width_factor, "width_factor", 1)
     if interpolation not in ("nearest", "bilinear"):
         raise ArgumentError(f'interpolation should be one of "nearest" or "bilinear", got '
                             f"{interpolation!r}")
@@ -163,8 +142,9 @@ def resize_images(x, height_factor, width_factor, data_format=None, interpolatio
 def resize_volumes(x, depth_factor, height_factor, width_factor, data_format=None):
     """Nearest-neighbour upsampling of the three spatial dims of a 5-D tensor."""
     fmt = normalize_data_format(data_format)
-    factors = (_factor(depth_factor, "depth_factor"), _factor(height_factor, "height_factor"),
-               _factor(width_factor, "width_factor"))
+    factors = (as_count(depth_factor, "depth_factor", 1),
+               as_count(height_factor, "height_factor", 1),
+               as_count(width_factor, "width_factor", 1))
     node = n(x)
     for axis, f in zip(_spatial_axes(node, fmt, 3), factors):
         node = _nearest(node, axis, f)

@@ -15,7 +15,7 @@ from typing import Any
 
 import numpy as np
 
-from symk.backend._core import api, n, w
+from symk.backend._core import api, as_count, n, w
 from symk.errors import ArgumentError, ShapeError
 from symk.graph import build as gb
 from symk.graph.node import Node, apply, toposort
@@ -119,7 +119,7 @@ def rnn(step_function, inputs, initial_states, go_backwards=False, mask=None, co
         if steps is None:
             raise ShapeError("unroll=True needs a known number of time steps (a static time "
                              "dimension or input_length)")
-        return _unrolled(step_function, xt, mt, states, consts, int(steps))
+        return _unrolled(step_function, xt, mt, states, consts, as_count(steps, "input_length"))
     return _scanned(step_function, xt, mt, states, consts)
 
 

@@ -7,7 +7,7 @@ import builtins
 import numpy as np
 
 from symk import config
-from symk.backend._core import api, as_int_tuple, n, w
+from symk.backend._core import api, as_count, as_dims, as_list, as_real, n, shape_spec, w
 from symk.errors import ArgumentError, ShapeError
 from symk.graph import build as gb
 from symk.graph.node import apply
@@ -54,11 +54,12 @@ def batch_dot(x, y, axes=None):
     if xs[0] is not None and ys[0] is not None and xs[0] != ys[0]:
         raise ShapeError(f"cannot do batch_dot on inputs with different batch sizes: "
                          f"{shape_str(xs)} and {shape_str(ys)}")
-    if isinstance(axes, int):
-        axes = [axes, axes]
     if axes is None:
         axes = [xn.ndim - 1, yn.ndim - 1 if yn.ndim == 2 else yn.ndim - 2]
-    if builtins.any(isinstance(a, (list, tuple)) for a in axes):
+    axes = as_list(axes)
+    if len(axes) == 1:  # one int: the same axis of both
+        axes *= 2
+    if len(axes) != 2 or builtins.any(isinstance(a, (list, tuple)) for a in axes):
         raise ArgumentError(f"multiple target dimensions are not supported; expected None, "
                             f"int or (int, int), got {axes}")
     a0 = normalize_axis(axes[0], xn.ndim)
@@ -88,7 +89,7 @@ def transpose(x):
 @api
 def permute_dimensions(x, pattern):
     node = n(x)
-    pattern = tuple(int(p) for p in pattern)
+    pattern = as_dims(pattern, "pattern")
     if sorted(pattern) != list(range(node.ndim)):
         raise ShapeError(f"pattern {pattern} is not a permutation of the {node.ndim} axes of "
                          f"a tensor of shape {shape_str(node.shape)}")
@@ -112,25 +113,10 @@ def concatenate(tensors, axis=-1):
     return w(apply("concatenate", nodes, axis=axis))
 
 
-def _static_or_vec(shape):
-    """Split a shape of ints/-1/tensors into a static template and (if needed) a vector."""
-    if isinstance(shape, Tensor):
-        if shape.ndim != 1 or shape.shape[0] is None:
-            raise ArgumentError("a symbolic shape must be a 1-D tensor of known length")
-        return (None,) * shape.shape[0], gb.cast(shape.node, "int32")
-    shape = as_int_tuple(shape)
-    if builtins.any(isinstance(d, Tensor) for d in shape):
-        static = tuple(int(d) if isinstance(d, (int, np.integer)) else None for d in shape)
-        parts = [gb.reshape(gb.cast(d.node, "int32"), (1,)) if isinstance(d, Tensor)
-                 else gb.const(np.asarray([int(d)], np.int32)) for d in shape]
-        return static, apply("concatenate", parts, axis=0)
-    return tuple(int(d) for d in shape), None
-
-
 @api
 def reshape(x, shape):
     node = n(x)
-    static, vec = _static_or_vec(shape)
+    static, vec = shape_spec(shape, wildcards=1)
     if vec is None:
         return w(gb.reshape(node, static))
     return w(apply("reshape", [node, vec], shape=static))
@@ -139,7 +125,8 @@ def reshape(x, shape):
 @api
 def repeat_elements(x, rep, axis):
     node = n(x)
-    return w(apply("repeat", [node], rep=int(rep), axis=normalize_axis(axis, node.ndim)))
+    return w(apply("repeat", [node], rep=as_count(rep, "rep"),
+                   axis=normalize_axis(axis, node.ndim)))
 
 
 @api
@@ -147,11 +134,16 @@ def repeat(x, n_):
     node = n(x)
     if node.ndim != 2:
         raise ShapeError(f"repeat needs a 2D tensor, got shape {shape_str(node.shape)}")
-    return w(apply("tile", [gb.expand_dims(node, 1)], reps=(1, int(n_), 1)))
+    return w(apply("tile", [gb.expand_dims(node, 1)], reps=(1, as_count(n_, "n"), 1)))
 
 
 @api
 def arange(start, stop=None, step=1, dtype="int32"):
+    for what, v in (("start", start), ("stop", stop), ("step", step)):
+        if v is not None and not isinstance(v, Tensor) and not np.isfinite(as_real(v, what)):
+            raise ArgumentError(f"{what} must be a finite number, got {v!r}")
+    if not isinstance(step, Tensor) and step == 0:
+        raise ArgumentError("step must not be 0")
     if builtins.any(isinstance(v, Tensor) for v in (start, stop, step)):
         if stop is None:
             start, stop = 0, start
@@ -159,6 +151,9 @@ def arange(start, stop=None, step=1, dtype="int32"):
         return w(apply("arange", parts, dtype=dtype))
     if stop is None:
         start, stop = 0, builtins.max(start, 0)
+    if (stop - start) / step > 2 ** 31:
+        raise ArgumentError(f"arange({start}, {stop}, {step}) would have more than 2**31 "
+                            "elements")
     return w(gb.const(np.arange(start, stop, step).astype(dtype)))
 
 
@@ -168,12 +163,11 @@ def tile(x, n_):
     if isinstance(n_, Tensor) or (isinstance(n_, (list, tuple))
                                   and builtins.any(isinstance(r, Tensor) for r in n_)):
         return w(_tile_dynamic(node, n_))
-    reps = [n_] if isinstance(n_, (int, np.integer)) else list(n_)
-    reps = [int(r) for r in reps]
+    reps = as_dims(n_, "n")
     if len(reps) > node.ndim:
         raise ShapeError(f"tile: {len(reps)} repetitions for a tensor of rank {node.ndim}")
-    reps = [1] * (node.ndim - len(reps)) + reps
-    return w(apply("tile", [node], reps=tuple(reps)))
+    reps = (1,) * (node.ndim - len(reps)) + reps
+    return w(apply("tile", [node], reps=reps))
 
 
 def _tile_dynamic(node, reps):
@@ -251,7 +245,7 @@ def stack(x, axis=0):
 @api
 def one_hot(indices, num_classes):
     idx = n(indices)
-    classes = gb.const(np.arange(int(num_classes), dtype=np.int64))
+    classes = gb.const(np.arange(as_count(num_classes, "num_classes", 1), dtype=np.int64))
     hot = gb.eq(gb.expand_dims(gb.cast(idx, "int64"), idx.ndim), classes)
     return w(gb.cast(hot, config.floatx()))
 
@@ -259,42 +253,50 @@ def one_hot(indices, num_classes):
 @api
 def reverse(x, axes):
     node = n(x)
-    axes = [axes] if isinstance(axes, (int, np.integer)) else list(axes)
-    axes = tuple(sorted(normalize_axis(a, node.ndim) for a in axes))
+    axes = tuple(sorted(normalize_axis(a, node.ndim) for a in as_list(axes)))
     return w(apply("reverse", [node], axes=axes))
 
 
 @api
 def slice(x, start, size):  # noqa: A001
     node = n(x)
-    start, size = as_int_tuple(start), as_int_tuple(size)
+    start = as_dims(start, "start")
+    size = as_dims(size, "size", wildcards=None)  # -1: everything from start on (tf.slice)
     if not len(start) == len(size) == node.ndim:
-        raise ShapeError(f"slice: start {start} and size {size} must both have one entry per "
+        raise ShapeError(f"start {start} and size {size} must both have one entry per "
                          f"dimension of the tensor of shape {shape_str(node.shape)}")
-    key = tuple(builtins.slice(int(b), None if int(s) == -1 else int(b) + int(s))
-                for b, s in zip(start, size))
-    return w(getitem(node, key))
+    spec = tuple(("w", b, None if s == -1 else b + s, None) for b, s in zip(start, size))
+    return w(apply("getitem", [node], spec=spec))
 
 
 def _pad(x, pattern):
     node = n(x)
-    return w(apply("pad", [node], pads=tuple((int(a), int(b)) for a, b in pattern), value=0))
+    return w(apply("pad", [node], pads=tuple(pattern), value=0))
+
+
+def _pad_pairs(padding, count: int) -> list[tuple[int, int]]:
+    """``count`` (before, after) pairs of non-negative ints."""
+    try:
+        items = [padding] if count == 1 else list(padding)
+    except TypeError:
+        items = []
+    pairs = [as_dims(p, "padding") for p in items]
+    if len(pairs) != count or builtins.any(len(p) != 2 for p in pairs):
+        what = "a (before, after) pair" if count == 1 else f"{count} (before, after) pairs"
+        raise ArgumentError(f"padding must be {what} of ints >= 0, got {padding!r}")
+    return pairs
 
 
 @api
 def temporal_padding(x, padding=(1, 1)):
-    if len(padding) != 2:
-        raise ArgumentError(f"padding must be a pair, got {padding!r}")
-    return _pad(x, [(0, 0), tuple(padding), (0, 0)])
+    return _pad(x, [(0, 0), *_pad_pairs(padding, 1), (0, 0)])
 
 
 def _spatial(padding, nsp, data_format):
     from symk.backend._config import normalize_data_format
 
-    if len(padding) != nsp or builtins.any(len(p) != 2 for p in padding):
-        raise ArgumentError(f"padding must be {nsp} (before, after) pairs, got {padding!r}")
+    pads = _pad_pairs(padding, nsp)
     fmt = normalize_data_format(data_format)
-    pads = [tuple(p) for p in padding]
     if fmt == "channels_first":
         return [(0, 0), (0, 0)] + pads
     return [(0, 0)] + pads + [(0, 0)]

@@ -12,12 +12,12 @@ from typing import Any
 import numpy as np
 
 from symk import config
-from symk.backend._core import api, as_int_tuple, is_sym, n, w
-from symk.errors import ArgumentError, DTypeError, SymkError
+from symk.backend._core import api, as_count, as_dims, as_real, is_sym, n, shape_spec, w
+from symk.errors import ArgumentError, DTypeError, ShapeError
 from symk.graph import build as gb
 from symk.graph.node import ConstValue, apply, fresh_uid
 from symk.graph.tensor import Tensor, Variable
-from symk.graph.types import as_dtype
+from symk.graph.types import as_dtype, shape_str
 
 py_any = builtins.any
 
@@ -87,10 +87,8 @@ def placeholder(shape=None, ndim=None, dtype=None, sparse=False, name=None):
     if shape is None:
         if ndim is None:
             raise ArgumentError("specify either a shape or ndim")
-        shape = (None,) * int(ndim)
-    shape = tuple(None if d is None else int(d) for d in as_int_tuple(shape))
-    if py_any(d is not None and d < 0 for d in shape):
-        raise ArgumentError(f"negative dimension in placeholder shape {shape}")
+        shape = (None,) * as_count(ndim, "ndim")
+    shape = as_dims(shape, unknown=True)
     if sparse:
         from symk.backend._sparse import sparse_placeholder
 
@@ -115,11 +113,9 @@ def variable(value, dtype=None, name=None, constraint=None):
     dtype = as_dtype(dtype or config.floatx())
     if is_sym(value):
         value = eval(value)
-    try:
-        arr = np.array(value, dtype=dtype, copy=True)
-    except (TypeError, ValueError) as e:
-        raise ArgumentError(f"cannot make a {dtype} variable from {type(value).__name__}: {e}") \
-            from None
+    arr = gb.as_array(value, dtype, "value")
+    if arr is value:
+        arr = arr.copy()
     if config.device() == "cuda":  # variables of the cuda device live on the GPU
         from symk.runtime.cuda import to_device
 
@@ -138,9 +134,12 @@ def constant(value, dtype=None, shape=None, name=None):
     dtype = as_dtype(dtype or config.floatx())
     if is_sym(value):
         value = eval(value)
-    a = np.asarray(value, dtype=dtype)
+    a = gb.as_array(value, dtype, "value")
     if shape is not None:
-        shape = as_int_tuple(shape)
+        shape = as_dims(shape)
+        if a.size != 1 and a.shape != shape and a.size != int(np.prod(shape)):
+            raise ShapeError(f"cannot make a constant of shape {shape_str(shape)} from a value "
+                             f"of shape {shape_str(a.shape)}")
         a = np.broadcast_to(a, shape) if a.size == 1 or a.shape == shape else a.reshape(shape)
     return w(gb.const(a), name)
 
@@ -229,18 +228,22 @@ def batch_get_value(ops: Any) -> list:
     return [get_value(x) for x in ops]
 
 
-def set_value(x: Any, value: Any) -> None:
+@api
+def set_value(x, value):
     if not isinstance(x, Variable):
         raise ArgumentError(f"set_value needs a symk variable, got {type(x).__name__}")
-    try:
-        x.set(np.asarray(value))
-    except SymkError as e:
-        raise type(e)(f"K.set_value: {e}") from None
+    x.set(value)
 
 
-def batch_set_value(tuples: Any) -> None:
-    for x, v in tuples:
-        set_value(x, v)
+@api
+def batch_set_value(tuples):
+    for i, pair in enumerate(tuples):
+        is_seq = isinstance(pair, (list, tuple))
+        if not is_seq or len(pair) != 2:
+            got = f"a {type(pair).__name__} of length {len(pair)}" if is_seq else \
+                type(pair).__name__
+            raise ArgumentError(f"entry {i} must be a (variable, value) pair, got {got}")
+        set_value(*pair)
 
 
 # ---------------------------------------------------------------- filled tensors
@@ -248,20 +251,10 @@ def batch_set_value(tuples: Any) -> None:
 
 def _shape_node(shape: Any):
     """(static shape tuple, shape-vector node) for a shape given as ints and/or tensors."""
-    if isinstance(shape, Tensor):
-        if shape.ndim != 1 or shape.shape[0] is None:
-            raise ArgumentError("a symbolic shape must be a 1-D tensor of known length")
-        return (None,) * shape.shape[0], gb.cast(shape.node, "int32")
-    shape = as_int_tuple(shape)
-    if py_any(isinstance(d, Tensor) for d in shape):
-        from symk.backend._shape import stack
-
-        static = tuple(d if isinstance(d, (int, np.integer)) else None for d in shape)
-        parts = [gb.cast(d.node, "int32") if isinstance(d, Tensor) else gb.const(int(d), "int32")
-                 for d in shape]
-        return static, stack([w(p) for p in parts]).node
-    static = tuple(int(d) for d in shape)
-    return static, gb.const(np.asarray(static, np.int32).reshape(len(static)))
+    static, vec = shape_spec(shape)
+    if vec is None:
+        vec = gb.const(np.asarray(static, np.int32).reshape(len(static)))
+    return static, vec
 
 
 def _filled(shape, value, dtype, name):
@@ -286,9 +279,11 @@ def ones(shape, dtype=None, name=None):
 @api
 def eye(size, dtype=None, name=None):
     """An identity-matrix variable (Keras's backends return a variable)."""
-    nr, nc = (size if isinstance(size, (list, tuple)) else (size, size))
+    dims = as_dims(size, "size")
+    if len(dims) not in (1, 2):
+        raise ArgumentError(f"size must be an int or a pair of ints, got {size!r}")
     dtype = as_dtype(dtype or config.floatx())
-    return variable(np.eye(int(nr), int(nc), dtype=dtype), dtype, name)
+    return variable(np.eye(dims[0], dims[-1], dtype=dtype), dtype, name)
 
 
 @api
@@ -367,38 +362,41 @@ def _random(opname, shape, dtype, seed, **params):
 
 @api
 def random_uniform(shape, minval=0.0, maxval=1.0, dtype=None, seed=None):
-    return _random("random_uniform", shape, dtype, seed, minval=float(minval),
-                   maxval=float(maxval))
+    return _random("random_uniform", shape, dtype, seed, minval=as_real(minval, "minval"),
+                   maxval=as_real(maxval, "maxval"))
 
 
 @api
 def random_normal(shape, mean=0.0, stddev=1.0, dtype=None, seed=None):
-    return _random("random_normal", shape, dtype, seed, mean=float(mean), stddev=float(stddev))
+    return _random("random_normal", shape, dtype, seed, mean=as_real(mean, "mean"),
+                   stddev=as_real(stddev, "stddev"))
 
 
 @api
 def truncated_normal(shape, mean=0.0, stddev=1.0, dtype=None, seed=None):
-    return _random("truncated_normal", shape, dtype, seed, mean=float(mean),
-                   stddev=float(stddev))
+    return _random("truncated_normal", shape, dtype, seed, mean=as_real(mean, "mean"),
+                   stddev=as_real(stddev, "stddev"))
 
 
 @api
 def random_binomial(shape, p=0.0, dtype=None, seed=None):
-    return _random("random_binomial", shape, dtype, seed, p=float(p))
+    return _random("random_binomial", shape, dtype, seed, p=as_real(p, "p"))
 
 
 @api
 def random_uniform_variable(shape, low, high, dtype=None, name=None, seed=None):
     dtype = as_dtype(dtype or config.floatx())
     rng = np.random.default_rng(_seed(seed))
-    return variable(rng.uniform(low, high, size=as_int_tuple(shape)), dtype, name)
+    return variable(rng.uniform(as_real(low, "low"), as_real(high, "high"),
+                                size=as_dims(shape)), dtype, name)
 
 
 @api
 def random_normal_variable(shape, mean, scale, dtype=None, name=None, seed=None):
     dtype = as_dtype(dtype or config.floatx())
     rng = np.random.default_rng(_seed(seed))
-    return variable(rng.normal(mean, scale, size=as_int_tuple(shape)), dtype, name)
+    return variable(rng.normal(as_real(mean, "mean"), as_real(scale, "scale"),
+                               size=as_dims(shape)), dtype, name)
 
 
 def _check_dtype(dtype: Any) -> str:

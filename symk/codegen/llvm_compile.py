@@ -14,6 +14,7 @@ import time
 import llvmlite
 import llvmlite.binding as llvm
 
+from symk.codegen import llvmlite_fix  # noqa: F401  (makes llvmlite free its pass managers)
 from symk.errors import SymkError
 
 _lock = threading.Lock()

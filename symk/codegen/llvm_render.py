@@ -46,7 +46,9 @@ def fconst(value: float, dt: str) -> str:
     if dt == "float16":
         import numpy as np
 
-        return f"0xH{int(np.asarray(v, np.float16).view(np.uint16)):04X}"
+        with np.errstate(over="ignore"):  # a limit beyond float16's range is inf, as meant
+            h = np.asarray(v, np.float16)
+        return f"0xH{int(h.view(np.uint16)):04X}"
     if dt == "float32":
         v = struct.unpack("f", struct.pack("f", v))[0]
     return f"0x{struct.unpack('<Q', struct.pack('<d', v))[0]:016X}"
@@ -326,6 +328,8 @@ class _Fn:
                 e(f"{t} = fcmp une {st} {x}, 0.0")
             else:
                 e(f"{t} = icmp ne {st} {x}, 0")
+        elif st == "double" and dt_ == "half":
+            return self.f64_to_f16(x, t)
         elif _is_f(src) and _is_f(dst):
             op = "fpext" if _BITS[st] < _BITS[dt_] else "fptrunc"
             e(f"{t} = {op} {st} {x} to {dt_}")
@@ -346,6 +350,30 @@ class _Fn:
                 e(f"{t} = trunc {st} {x} to {dt_}")
             else:
                 e(f"{t} = {'zext' if _is_u(src) else 'sext'} {st} {x} to {dt_}")
+        return t
+
+    def f64_to_f16(self, x: str, t: str) -> str:
+        """double -> half, correctly rounded, without LLVM's ``__truncdfhf2`` libcall (which
+        MCJIT cannot resolve: calling it jumped to address 0).  Round to float *to odd*
+        (truncate toward zero, set the last bit when inexact), then to half to nearest even:
+        with 13 spare bits that gives the same result as one direct rounding."""
+        e = self.emit
+        f, back, inexact, ax, ab, over, bits, down, pick, odd, fix, g = (
+            self.tmp() for _ in range(12))
+        fabs = self.intrinsic("fabs", "double", 1)
+        e(f"{f} = fptrunc double {x} to float")
+        e(f"{back} = fpext float {f} to double")
+        e(f"{inexact} = fcmp one double {back}, {x}")  # false for NaN: NaN passes unchanged
+        e(f"{ax} = call double {fabs}(double {x})")
+        e(f"{ab} = call double {fabs}(double {back})")
+        e(f"{over} = fcmp ogt double {ab}, {ax}")  # rounded away from zero: one ulp back
+        e(f"{bits} = bitcast float {f} to i32")
+        e(f"{down} = sub i32 {bits}, 1")
+        e(f"{pick} = select i1 {over}, i32 {down}, i32 {bits}")
+        e(f"{odd} = or i32 {pick}, 1")
+        e(f"{fix} = select i1 {inexact}, i32 {odd}, i32 {bits}")
+        e(f"{g} = bitcast i32 {fix} to float")
+        e(f"{t} = fptrunc float {g} to half")
         return t
 
     def fptosi(self, x: str, st: str, dt_: str, t: str) -> str:

@@ -79,6 +79,10 @@ class LoweredKernel:
     domain: tuple = ()
     #: temporary buffers the caller provides after the outputs: (dtype, dims as out_dims)
     scratch: list = None  # type: ignore[assignment]
+    #: what the kernel's indexing assumes of its inputs' run-time shapes: (input index, axis,
+    #: size param index or -1, static extent) per dimension that is not a broadcast 1; the
+    #: caller checks them before the call (an input smaller than assumed would be read past)
+    in_checks: list = None  # type: ignore[assignment]
 
 
 _COLUMN_KINDS = {"sum": "sum", "mean": "sum", "prod": "prod", "max": "max", "min": "min",
@@ -132,6 +136,8 @@ class _Lowerer:
         #: scratch buffers: (dtype, dims as in out_dims)
         self.scratch: list[tuple[str, list[tuple[int | None, int]]]] = []
         self.loopvar: dict[int, int] = {}
+        #: (input node id, D axis of each of its axes) of every input load emitted
+        self.loads: dict[tuple[int, tuple[int, ...]], None] = {}
 
     # ------------------------------------------------------------ params and dims
     def params(self) -> None:
@@ -215,6 +221,8 @@ class _Lowerer:
             key = (id(node), tuple(level_axes))
             v = self.loads_lookup(key)
             if v is None:
+                off = len(level_axes) - node.ndim
+                self.loads[(id(node), tuple(level_axes[off:]))] = None
                 v = self.p.emit("load", node.dtype, (self.in_ids[id(node)],
                                                      self.index(node.shape, level_axes)))
                 self.scopes[-1][key] = v  # type: ignore[index]
@@ -299,7 +307,25 @@ class _Lowerer:
             out_dims.append([(d, -1 if d is not None else self.size_index[la[off + j]])
                              for j, d in enumerate(o.shape)])
         return LoweredKernel(self.p, list(self.inputs), list(self.k.outputs),
-                             self.size_sources, outer, out_dims, tuple(self.D), self.scratch)
+                             self.size_sources, outer, out_dims, tuple(self.D), self.scratch,
+                             self._in_checks())
+
+    def _in_checks(self) -> list[tuple[int, int, int, int]]:
+        """The run-time extent each input load assumes, per input axis that is indexed (a
+        static 1 is broadcast and never indexed); the size params' own sources are skipped."""
+        pos = {id(x): i for i, x in enumerate(self.inputs)}
+        sources = set(self.size_sources)
+        checks: dict[tuple[int, int, int, int], None] = {}
+        for (nid, axes) in self.loads:
+            j = pos[nid]
+            for ax, (d, a) in enumerate(zip(self.inputs[j].shape, axes)):
+                if d == 1 or (j, ax) in sources:
+                    continue
+                if self.D[a] is None:
+                    checks[(j, ax, self.size_index[a], 0)] = None
+                elif d is None:
+                    checks[(j, ax, -1, self.D[a])] = None
+        return list(checks)
 
     def _outer(self, axis: int) -> tuple[str, int]:
         if axis == -1:

@@ -9,6 +9,7 @@ from typing import Any
 
 import numpy as np
 
+from symk.errors import ArgumentError, DTypeError
 from symk.graph.node import ConstValue, Node, apply
 from symk.graph.types import as_dtype, is_float, scalar_dtype
 
@@ -16,16 +17,65 @@ apply_op = apply
 Scalar = int | float | bool
 
 
+#: array kinds symk cannot hold, by numpy dtype kind
+_FOREIGN_KINDS = {"O": "Python objects", "U": "strings", "S": "bytes", "V": "raw records",
+                  "M": "datetimes", "m": "timedeltas", "c": "complex numbers"}
+
+
+def as_array(value: Any, dtype: str | np.dtype | None = None, what: str = "value") -> np.ndarray:
+    """``value`` as a numpy array of ``dtype`` (None: numpy's choice) that symk can hold.
+
+    Refuses objects, strings and complex numbers (``DTypeError``) and casts that would change
+    a value: NaN/inf, fractions or out-of-range numbers into an int dtype, anything but 0/1
+    into bool (``ArgumentError``).  Values are scanned only when such a cast is needed."""
+    try:
+        a = value if isinstance(value, np.ndarray) else np.asarray(value)
+    except (TypeError, ValueError, OverflowError) as e:
+        raise ArgumentError(f"cannot convert {what} ({type(value).__name__}) to an array: "
+                            f"{e}") from None
+    kind = a.dtype.kind
+    if kind in _FOREIGN_KINDS:
+        if kind == "O" and isinstance(value, int):
+            raise ArgumentError(f"{what} {value} is out of the range of int64")
+        extra = " (symk has no complex dtypes)" if kind == "c" else ""
+        raise DTypeError(f"{what} holds {_FOREIGN_KINDS[kind]} (dtype {a.dtype}), which "
+                         f"symk cannot store{extra}")
+    if dtype is None:
+        return a
+    target = dtype if isinstance(dtype, np.dtype) else np.dtype(as_dtype(dtype))
+    if a.dtype == target:
+        return a
+    if target.kind in "iub" and not np.can_cast(a.dtype, target):
+        _check_fits(a, target, what)
+    return a.astype(target)
+
+
+def _check_fits(a: np.ndarray, target: np.dtype, what: str) -> None:
+    """Raise unless every value of ``a`` converts to the int/bool dtype ``target`` unchanged."""
+    with np.errstate(invalid="ignore"):
+        if target.kind == "b":
+            ok, rule = (a == 0) | (a == 1), "bool holds only 0 and 1"
+        else:
+            info = np.iinfo(target)
+            ok = (a >= info.min) & (a <= info.max)
+            rule = f"{target} holds whole numbers in [{info.min}, {info.max}]"
+            if a.dtype.kind == "f":
+                ok &= np.mod(a, 1) == 0
+    if not np.all(ok):
+        bad = np.asarray(a)[~np.asarray(ok)].flat[0]
+        raise ArgumentError(f"{what} holds {bad.item()!r} ({a.dtype}), which does not fit "
+                            f"{target} ({rule})")
+
+
 def const(value: Any, dtype: str | None = None) -> Node:
-    a = np.asarray(value, dtype=None if dtype is None else as_dtype(dtype))
-    return apply("constant", [], value=ConstValue(a))
+    return apply("constant", [], value=ConstValue(as_array(value, dtype, "constant")))
 
 
 def lift(x: Node | Scalar | np.ndarray, like: Node | None = None) -> Node:
     """A node for ``x``; Python scalars take their dtype from ``like`` (weak typing)."""
     if isinstance(x, Node):
         return x
-    if isinstance(x, (bool, int, float, np.generic)) and not isinstance(x, np.ndarray):
+    if isinstance(x, (bool, int, float, np.bool_, np.number)):
         v = x.item() if isinstance(x, np.generic) else x
         if like is not None:
             return const(v, scalar_dtype(v, like.dtype))

@@ -31,6 +31,10 @@ _uids = itertools.count(1)
 #: the creation line given to nodes built inside ``line_scope`` (rewrites carry the line of the
 #: node they replace to every node they create)
 _scope_line: contextvars.ContextVar[str | None] = contextvars.ContextVar("symk_line", default=None)
+#: the ``K`` function being called (set by the backend's ``api`` wrapper): run-time errors name
+#: the K function that created the failing node
+scope_api: contextvars.ContextVar[str | None] = contextvars.ContextVar("symk_api", default=None)
+_apis: weakref.WeakKeyDictionary[Node, str] = weakref.WeakKeyDictionary()
 
 
 def fresh_uid() -> int:
@@ -156,7 +160,18 @@ def apply(op: Op | str, inputs: Sequence[Node], line: str | None = None, **attrs
         existing = _table.setdefault(key, n)
     if existing is n:
         _lines[n] = line or _scope_line.get() or user_line()
+        api = scope_api.get() if line is None else None  # (passes give lines explicitly)
+        if api is not None:
+            _apis[n] = api
     return existing
+
+
+def describe_origin(node: Node) -> str:
+    """``K.reshape (op 'reshape', created at file:line)``: where a node came from, for errors."""
+    api = _apis.get(node)
+    what = f"K.{api} (op '{node.op.name}'" if api else f"op '{node.op.name}' ("
+    sep = ", " if api else ""
+    return f"{what}{sep}created at {creation_line(node)})"
 
 
 @contextlib.contextmanager
@@ -169,13 +184,17 @@ def line_scope(line: str) -> Iterator[None]:
         _scope_line.reset(token)
 
 
-def call_in_line_scope(line: str, fn: Callable[..., Any], *args: Any) -> Any:
-    """``fn(*args)`` inside ``line_scope(line)``, without a generator's overhead (the rewrite
-    engine calls rule builders thousands of times per graph)."""
+def call_in_line_scope(line: str, fn: Callable[..., Any], *args: Any,
+                       api: str | None = None) -> Any:
+    """``fn(*args)`` inside ``line_scope(line)`` (new nodes also get the K function ``api``),
+    without a generator's overhead (the rewrite engine calls rule builders thousands of times
+    per graph)."""
     token = _scope_line.set(line)
+    atoken = scope_api.set(api)
     try:
         return fn(*args)
     finally:
+        scope_api.reset(atoken)
         _scope_line.reset(token)
 
 
@@ -192,9 +211,17 @@ def creation_line(node: Node) -> str:
     return _lines.get(node, "<unknown>")
 
 
-def set_creation_line(node: Node, line: str) -> None:
-    """Carry a creation line to a node (used by rewrites: the replacement inherits it)."""
+def set_creation_line(node: Node, line: str, api: str | None = None) -> None:
+    """Carry a creation line (and the K function that made it) to a node (used by rewrites:
+    the replacement inherits them)."""
     _lines.setdefault(node, line)
+    if api is not None:
+        _apis.setdefault(node, api)
+
+
+def creating_api(node: Node) -> str | None:
+    """The name of the K function whose call created ``node`` (None if unknown)."""
+    return _apis.get(node)
 
 
 def toposort(roots: Iterable[Node], exclude: Container[int] = ()) -> list[Node]:

@@ -12,10 +12,11 @@ from typing import Any
 
 import numpy as np
 
-from symk.errors import ArgumentError, SymkError
+from symk.errors import ArgumentError, ShapeError, SymkError
 from symk.graph import build as gb
 from symk.graph.node import Node, node_name, set_name
 from symk.graph.storage import Storage
+from symk.graph.types import shape_str
 
 _auto = itertools.count(1)
 
@@ -133,12 +134,18 @@ class Variable(Tensor):
     def value(self, v: np.ndarray) -> None:
         self.storage.value = v
 
-    def set(self, value: np.ndarray) -> None:
-        value = np.asarray(value)
-        if value.shape != self.value.shape:
-            raise SymkError(f"cannot set variable '{self.name}' of shape {self.value.shape} to a "
-                            f"value of shape {value.shape}")
-        self.value = np.array(value, dtype=self.value.dtype, copy=True)
+    def set(self, value: Any) -> None:
+        """Store a copy of ``value`` (same shape; a cast only when it keeps every value)."""
+        current = self.value
+        a = value if isinstance(value, np.ndarray) else gb.as_array(value, what="the value")
+        if a.shape != current.shape:
+            raise ShapeError(f"cannot set variable '{self.name}' of shape "
+                             f"{shape_str(current.shape)} to a value of shape "
+                             f"{shape_str(a.shape)}")
+        if a.dtype == current.dtype:
+            self.value = np.array(a, copy=True)
+        else:
+            self.value = gb.as_array(a, current.dtype, f"the value for '{self.name}'")
 
     def __repr__(self) -> str:
         return f"<symk.Variable '{self.name}' shape={self.shape} dtype={self.dtype}>"
@@ -159,18 +166,13 @@ def to_node(x: Any, like: Tensor | Node | None = None) -> Node:
     if isinstance(x, Node):
         return x
     ln = like.node if isinstance(like, Tensor) else like
-    if isinstance(x, (bool, int, float, np.generic)):
+    if isinstance(x, (bool, int, float, np.bool_, np.integer, np.floating)):
         return gb.lift(x, ln)
     if isinstance(x, (list, tuple)) and any(isinstance(e, Tensor) for e in x):
         from symk.backend import stack
 
         return stack(list(x)).node
-    try:
-        a = np.asarray(x)
-    except Exception as e:  # noqa: BLE001
-        raise ArgumentError(f"cannot convert {type(x).__name__} to a tensor: {e}") from None
-    if a.dtype == object or a.dtype.kind in "USVM":
-        raise ArgumentError(f"cannot convert {type(x).__name__} of dtype {a.dtype} to a tensor")
+    a = gb.as_array(x, what=f"the {type(x).__name__} operand")
     if a.dtype == np.float64 and not isinstance(x, np.ndarray):
         from symk import config
 

@@ -98,11 +98,11 @@ def optimize(roots: Sequence[Node], name: str = "function",
 
 class _Dumper:
     def __init__(self, name: str) -> None:
-        from symk.config import debug_level
+        from symk.config import debug_level, dump_dir
 
         self.name = name
         self.level = debug_level()
-        root = os.environ.get("SYMK_DUMP_DIR")
+        root = dump_dir()
         self.dir = None
         if root:
             safe = re.sub(r"[^A-Za-z0-9_.-]+", "_", name)[:80] or "function"

@@ -7,11 +7,10 @@ carrying one of the tags (a pass's name is also one of its tags).  Fusion is the
 
 from __future__ import annotations
 
-import os
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from symk.errors import ArgumentError
+from symk import config
 from symk.graph.node import Node
 
 
@@ -45,16 +44,26 @@ def register_pass(name: str, position: float, tags: tuple[str, ...]):
     return deco
 
 
+#: tags that select something other than a pass (``fusion``: the fusion of kernels)
+EXTRA_TAGS = frozenset({"fusion"})
+
+
 def opt_level() -> int:
-    raw = os.environ.get("SYMK_OPT", "2") or "2"
-    if raw not in ("0", "1", "2"):
-        raise ArgumentError(f"SYMK_OPT must be 0, 1 or 2, got {raw!r}")
-    return int(raw)
+    """``SYMK_OPT`` (via ``symk.config``)."""
+    return config.opt_level()
+
+
+def known_tags() -> frozenset[str]:
+    """Every tag ``SYMK_EXCLUDE`` may name: the registered passes' tags (names included) and
+    ``EXTRA_TAGS``."""
+    import symk.passes.pipeline  # noqa: F401  (registers the built-in passes)
+
+    return frozenset().union(EXTRA_TAGS, *(p.tags for p in PASSES))
 
 
 def excluded_tags() -> set[str]:
-    raw = os.environ.get("SYMK_EXCLUDE", "")
-    return {t for t in raw.split(":") if t}
+    """``SYMK_EXCLUDE`` (via ``symk.config``); an unknown tag is an ArgumentError."""
+    return set(config.excluded_tags(known_tags()))
 
 
 def select(level: int | None = None, exclude: set[str] | None = None) -> list[PassSpec]:

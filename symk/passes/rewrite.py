@@ -8,7 +8,6 @@ Replacements inherit the creation line of the node they replace.
 
 from __future__ import annotations
 
-import os
 import sys
 import weakref
 from collections import deque
@@ -20,6 +19,7 @@ from symk.graph.node import (
     Node,
     apply,
     call_in_line_scope,
+    creating_api,
     creation_line,
     set_creation_line,
     toposort,
@@ -93,7 +93,9 @@ class RewriteLoopError(SymkError):
 
 
 def _trace() -> bool:
-    return os.environ.get("SYMK_TRACE_REWRITES", "") not in ("", "0")
+    from symk.config import trace_rewrites
+
+    return trace_rewrites()
 
 
 MAX_FIRES_PER_NODE = 32
@@ -148,8 +150,9 @@ def rewrite(roots: Sequence[Node], rules: RuleSet,
                 ins = tuple(settle(i, depth + 1) for i in out.inputs)
                 if any(a is not b for a, b in zip(ins, out.inputs)):
                     line = creation_line(out)
+                    api = creating_api(out)
                     out = apply(out.op, ins, line=line, **out.attrs)
-                    set_creation_line(out, line)
+                    set_creation_line(out, line, api)
                 n = out
             fixed.add(id(n))
             if known is not None:
@@ -197,13 +200,14 @@ def _apply_rules(n: Node, rules: RuleSet, recent: deque[str],
         b = match(rule.pattern, n)
         if b is None:
             continue
-        out = call_in_line_scope(creation_line(n), rule.build, b, n)  # new nodes get n's line
+        # new nodes get n's line and K function
+        out = call_in_line_scope(creation_line(n), rule.build, b, n, api=creating_api(n))
         if out is None or out is n:
             continue
         if out.type != n.type:
             raise SymkError(f"internal error: rule '{rule.name}' changed the type {n.type} -> "
                             f"{out.type} at a node created at {creation_line(n)}")
-        set_creation_line(out, creation_line(n))
+        set_creation_line(out, creation_line(n), creating_api(n))
         recent.append(rule.name)
         if stats is not None:
             stats[rule.name] = stats.get(rule.name, 0) + 1

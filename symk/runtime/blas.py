@@ -31,7 +31,9 @@ def _libraries() -> list[str]:
 
 
 def _load(prefix: str) -> Callable | None:
-    if os.environ.get("SYMK_CBLAS", "1") == "0":
+    from symk.config import cblas_enabled
+
+    if not cblas_enabled():
         return None
     i64, ptr = ctypes.c_int64, ctypes.c_void_p
     real = ctypes.c_float if prefix == "s" else ctypes.c_double

@@ -39,6 +39,8 @@ from symk.runtime.externs import (
     matmul_plan,
 )
 from symk.runtime.interp import InterpPlan
+from symk.runtime.lru import MODULES_RECENT, ModuleTable
+from symk.runtime.shape_check import kernel_mismatch, step_failure
 
 KFUNC = ctypes.CFUNCTYPE(None, ctypes.c_void_p, ctypes.c_int64, ctypes.c_int64)
 #: kernels with fewer domain elements than this run on the calling thread only (measured:
@@ -61,17 +63,16 @@ SMALL_INPUTS_KEPT = 256
 
 _pool: ThreadPoolExecutor | None = None
 _pool_lock = threading.Lock()
-_loaded: dict[str, NativeModule] = {}
+#: object-cache key -> loaded module: the MODULES_RECENT most recently used ones, plus (weakly)
+#: every module a live plan still holds; the rest are released (see ``NativeModule``)
+_loaded: ModuleTable = ModuleTable(MODULES_RECENT)
 
 
 def num_threads() -> int:
-    raw = os.environ.get("SYMK_NUM_THREADS")
-    if raw:
-        try:
-            return max(1, int(raw))
-        except ValueError:
-            raise SymkError(f"SYMK_NUM_THREADS must be an integer, got {raw!r}") from None
-    return os.cpu_count() or 1
+    """``SYMK_NUM_THREADS`` (validated by ``symk.config``; default: the number of cores)."""
+    from symk import config
+
+    return config.num_threads()
 
 
 def _get_pool(n: int) -> ThreadPoolExecutor:
@@ -83,7 +84,12 @@ def _get_pool(n: int) -> ThreadPoolExecutor:
 
 
 class NativeModule:
-    """Object code loaded into its own MCJIT engine, with its kernels as ctypes functions."""
+    """Object code loaded into its own MCJIT engine, with its kernels as ctypes functions.
+
+    The engine (and the executable pages it owns) is disposed by llvmlite when its last Python
+    reference goes.  Each kernel function (a KFUNC: a bare address) holds the engine too, so
+    whoever keeps a kernel function (a plan's step closures) keeps its code alive, even after
+    the module and the ``_loaded`` table have let go; nothing ever calls freed code."""
 
     def __init__(self, obj: bytes, names: Sequence[str]) -> None:
         llvm.initialize_native_target()
@@ -91,15 +97,18 @@ class NativeModule:
         tm = llvm.Target.from_default_triple().create_target_machine(
             cpu=llvm.get_host_cpu_name(), features=llvm.get_host_cpu_features().flatten(),
             opt=3)
-        self.engine = llvm.create_mcjit_compiler(llvm.parse_assembly(""), tm)
-        self.engine.add_object_file(llvm.ObjectFileRef.from_data(obj))
-        self.engine.finalize_object()
+        self.engine = engine = llvm.create_mcjit_compiler(llvm.parse_assembly(""), tm)
+        engine.add_object_file(llvm.ObjectFileRef.from_data(obj))
+        engine.finalize_object()
+        self.nbytes = len(obj)
         self.fns: dict[str, Any] = {}
         for name in names:
-            addr = self.engine.get_function_address(name)
+            addr = engine.get_function_address(name)
             if not addr:
                 raise SymkError(f"internal error: kernel {name} missing from its object code")
-            self.fns[name] = KFUNC(addr)
+            fn = KFUNC(addr)
+            fn.engine = engine  # the code at `addr` lives as long as this function object
+            self.fns[name] = fn
 
 
 def build_native(progs: list, label: str, rendered: dict[str, tuple] | None = None,
@@ -144,12 +153,15 @@ class KernelCall:
     out_dims: list
     domain: tuple
     scratch: list
+    #: (input, axis, size param or -1, static extent): see ``LoweredKernel.in_checks``
+    in_checks: list
 
     @classmethod
     def of(cls, lk: LoweredKernel) -> KernelCall:
         return cls(lk.program.name, len(lk.program.params), lk.inputs, lk.outputs,
                    list(lk.size_sources), tuple(lk.outer), [list(d) for d in lk.out_dims],
-                   tuple(lk.domain), list(lk.scratch or []))
+                   tuple(lk.domain), list(lk.scratch or []),
+                   [tuple(c) for c in lk.in_checks or []])
 
 
 @dataclass
@@ -256,12 +268,19 @@ class CpuPlan(InterpPlan):
             a, b = (self.slot[id(x)] for x in n.inputs)
 
             def run2(vals: list[Any]) -> None:
-                vals[i] = fast(vals[a], vals[b])
+                try:
+                    vals[i] = fast(vals[a], vals[b])
+                except (ValueError, IndexError, TypeError, SymkError) as e:
+                    raise step_failure(n, e, [vals[a], vals[b]]) from None
             return run2
         ins = [self.slot[id(x)] for x in n.inputs]
 
         def run(vals: list[Any]) -> None:
-            vals[i] = fast(*[vals[j] for j in ins])
+            args = [vals[j] for j in ins]
+            try:
+                vals[i] = fast(*args)
+            except (ValueError, IndexError, TypeError, SymkError) as e:
+                raise step_failure(n, e, args) from None
         return run
 
     def group_impl(self, nodes: list[Node]) -> Callable[..., list]:
@@ -273,7 +292,7 @@ class CpuPlan(InterpPlan):
         call = self.by_step.get(id(k))
         if call is None or self.native is None:
             return super().kernel_step(k)
-        return _native_step(self, call, self.native.fns[call.name])
+        return _native_step(self, call, self.native.fns[call.name], k.nodes)
 
 
 def last_readers_ok(schedule: Schedule, candidates: frozenset[int]) -> frozenset[int]:
@@ -302,7 +321,7 @@ def last_readers_ok(schedule: Schedule, candidates: frozenset[int]) -> frozenset
 
 def _debug_dump(label: str, progs: list, ir: str) -> None:
     """SYMK_DEBUG=4 prints the LLVM IR, =5 also the Kernel IR; SYMK_DUMP_DIR gets .kir/.ll."""
-    from symk.config import debug_level
+    from symk.config import debug_level, dump_dir
 
     lvl = debug_level()
     if lvl >= 5:
@@ -310,7 +329,7 @@ def _debug_dump(label: str, progs: list, ir: str) -> None:
             log(5, f"Kernel IR of '{label}':\n{p.text()}")
     if lvl >= 4 and ir:
         log(4, f"LLVM IR of '{label}':\n{ir}")
-    root = os.environ.get("SYMK_DUMP_DIR")
+    root = dump_dir()
     if root and progs:
         import re
 
@@ -352,7 +371,8 @@ class Ring:
         return ent
 
 
-def _native_step(plan: CpuPlan, lk: KernelCall, fn: Any) -> Callable[[list[Any]], None]:
+def _native_step(plan: CpuPlan, lk: KernelCall, fn: Any, nodes: Sequence[Node] = ()
+                 ) -> Callable[[list[Any]], None]:
     """One kernel step: bind the input/output/scratch addresses and runtime sizes into the
     step's argument array, call the native kernel (split across the pool when large).  Plans
     run one call at a time (the function's lock), so the argument array is the step's own."""
@@ -363,6 +383,7 @@ def _native_step(plan: CpuPlan, lk: KernelCall, fn: Any) -> Callable[[list[Any]]
     rings = [Ring(known, np.dtype(o.dtype)) for o in lk.outputs]
     out_dims = [list(d) for d in lk.out_dims]
     sources = list(lk.size_sources)
+    checks = list(lk.in_checks)
     outer_kind, outer_v = lk.outer
     static_elems = 1
     for d in lk.domain:
@@ -396,7 +417,14 @@ def _native_step(plan: CpuPlan, lk: KernelCall, fn: Any) -> Callable[[list[Any]]
                         small.clear()
                     small[id(a)] = (a, addr)
             arrs[j] = a
-        sizes = [arrs[i].shape[ax] for i, ax in sources]
+        try:
+            sizes = [arrs[i].shape[ax] for i, ax in sources]
+            for j, ax, k, d in checks:  # every extent the kernel's indexing assumes
+                if arrs[j].shape[ax] != (sizes[k] if k >= 0 else d):
+                    raise IndexError
+        except IndexError:
+            arrs[:] = [None] * n_in
+            raise kernel_mismatch(lk, [vals[s] for s in in_slots], nodes) from None
         outs = []
         for j, (dims, ring) in enumerate(zip(out_dims, rings), n_in):
             ent = ring.get(tuple(d if d is not None else sizes[k] for d, k in dims))

@@ -30,6 +30,7 @@ from symk.errors import DeviceError, SymkError
 from symk.graph.node import Node
 from symk.passes.schedule import Kernel, Schedule
 from symk.runtime.interp import InterpPlan
+from symk.runtime.shape_check import kernel_sizes_checked
 
 _INSTALL = "install it with: pip install 'symk[cuda]' (cupy-cuda13x and nvidia-cuda-nvrtc)"
 
@@ -195,7 +196,7 @@ class CudaPlan(InterpPlan):
         def run(vals: list[Any]) -> None:
             ins = [cp.ascontiguousarray(cp.asarray(vals[s], dtype=d))
                    for s, d in zip(in_slots, in_dt)]
-            sizes = [int(ins[i].shape[ax]) for i, ax in lk.size_sources]
+            sizes = [int(d) for d in kernel_sizes_checked(lk, [a.shape for a in ins], k.nodes)]
             outs = [cp.empty(tuple(d if d is not None else sizes[j] for d, j in dims), dt)
                     for dims, dt in zip(lk.out_dims, out_dt)]
             scratch = [cp.empty(tuple(d if d is not None else sizes[j] for d, j in dims), dt)

@@ -17,6 +17,7 @@ from collections.abc import Callable
 
 import numpy as np
 
+from symk.errors import ShapeError
 from symk.graph.node import Node
 from symk.graph.ops.linalg import matmul2d_layout, parse_spec
 from symk.runtime.blas import ROW_MAJOR, gemm_fn, operand
@@ -172,6 +173,9 @@ def gemm_plan(node: Node, alloc: Callable[[tuple[int, ...]], np.ndarray] | None 
         a, b = _oriented(a, b, ta, tb, swap)
         m, k = a.shape
         n = b.shape[1]
+        if b.shape[0] != k or c.shape != (m, n):  # BLAS would index past a smaller operand
+            raise ShapeError(f"matrix product of shapes {a.shape} and {b.shape} added into "
+                             f"an accumulator of shape {c.shape}: the sizes do not agree")
         if cblas is not None and m and n and k and (be != 0.0 or math.isfinite(c.sum())):
             if inplace and c.dtype == dtype and c.flags.c_contiguous and c.flags.writeable \
                     and not np.may_share_memory(c, a) and not np.may_share_memory(c, b):

@@ -15,7 +15,7 @@ import numpy as np
 
 from symk import config
 from symk.debug import log
-from symk.errors import InputError
+from symk.errors import InputError, ShapeError, SymkError, user_line
 from symk.graph.node import Node, apply, creation_line, fresh_uid, node_name, substitute, toposort
 from symk.graph.tensor import Variable
 from symk.graph.types import shape_str
@@ -34,7 +34,7 @@ class CompiledFunction:
                  updates: Sequence[tuple[Variable, Node]], name: str | None = None,
                  input_names: Sequence[str] | None = None, device: str | None = None) -> None:
         self.name = name or "function"
-        self.device = device or config.device()
+        self.device = config.check_device(device, "K.function")
         if self.device == "cuda":  # a DeviceError saying what is missing (cupy, NVRTC, ...)
             from symk.runtime.cuda import require_cuda
 
@@ -93,7 +93,8 @@ class CompiledFunction:
         slots = [interp.slot[id(r)] for r in opt_roots]
         leafy = [aliases_leaf(r) for r in opt_roots]
         plan = _Plan(interp, schedule, slots[:n_out], slots[n_out:], leafy[:n_out],
-                     leafy[n_out:])
+                     leafy[n_out:], [k for k, (_, u) in enumerate(self.updates)
+                                     if None in u.shape])
         self._plans[key] = plan
         dt = time.perf_counter() - t0
         self.compile_time += dt
@@ -228,9 +229,11 @@ class CompiledFunction:
             raise InputError(f"{self.name}: {where}: cannot convert {type(value).__name__} to an "
                              f"array: {e}") from None
         target = np.dtype(node.dtype)
-        if a.dtype == object or a.dtype.kind in "USVMm":
+        if a.dtype == object or a.dtype.kind in "USVMmc":
             raise InputError(f"{self.name}: {where}: got a value of dtype {a.dtype}, which cannot "
-                             f"be cast to {target}")
+                             f"be cast to {target}" + (" (symk has no complex dtypes; pass the "
+                                                       "real and imaginary parts separately)"
+                                                       if a.dtype.kind == "c" else ""))
         if a.ndim != node.ndim:
             raise InputError(f"{self.name}: {where}: expected rank {node.ndim} with shape "
                              f"{shape_str(node.shape)}, got shape {a.shape}")
@@ -249,16 +252,27 @@ class CompiledFunction:
                     not np.all((a == 0) | (a == 1)):
                 raise InputError(f"{self.name}: {where}: expected bool, got {a.dtype} values "
                                  "other than 0 and 1")
+            if target.kind in "iu" and a.size and a.dtype.kind in "iuf":
+                bad = out_of_range(a, target)
+                if bad is not None:
+                    raise InputError(f"{self.name}: {where}: the value {bad} does not fit "
+                                     f"{target} (range [{np.iinfo(target).min}, "
+                                     f"{np.iinfo(target).max}]); it would wrap around")
             a = a.astype(target)
         return a
 
     def __call__(self, values: Sequence[Any]) -> list[np.ndarray]:
-        if len(values) != len(self.inputs):
+        if not isinstance(values, (list, tuple)) or len(values) != len(self.inputs):
             names = ", ".join(f"'{n}'" for n in self.input_names)
+            got = len(values) if isinstance(values, (list, tuple)) else \
+                f"a {type(values).__name__} instead of a list"
             raise InputError(f"{self.name}: expected {len(self.inputs)} input value(s) "
-                             f"({names}), got {len(values)}")
-        with self._lock:  # plans reuse their buffers: one call at a time per function
-            return self._call(values)
+                             f"({names}), got {got}\n  (in the call at {user_line()})")
+        try:
+            with self._lock:  # plans reuse their buffers: one call at a time per function
+                return self._call(values)
+        except SymkError as e:  # the user's line of the call (the graph lines are in e)
+            raise type(e)(f"{e}\n  (in the call at {user_line()})") from None
 
     def _call(self, values: Sequence[Any]) -> list[np.ndarray]:
         if self._sparse:
@@ -285,6 +299,8 @@ class CompiledFunction:
         # already took, is stored as a copy: no two variables share an array (gemm updates
         # write into a variable's array in place)
         returned = {id(o) for o in outs} | {id(o.base) for o in outs if o.base is not None}
+        if plan.upd_dynamic:
+            self._check_update_shapes(plan, new)
         for (var, _), v, leaf in zip(self.updates, new, plan.upd_leaf):
             if leaf or id(v) in returned or v.dtype != var.value.dtype:
                 v = np.array(v, dtype=var.value.dtype, copy=True)
@@ -292,17 +308,41 @@ class CompiledFunction:
             var.value = v
         return outs
 
+    def _check_update_shapes(self, plan: _Plan, new: list[Any]) -> None:
+        """A value with run-time dims must keep its variable's shape (checked before any
+        variable is written)."""
+        for k in plan.upd_dynamic:
+            var, upd = self.updates[k]
+            if new[k].shape != var.value.shape:
+                raise ShapeError(f"{self.name}: the update of variable '{var.name}' computed a "
+                                 f"value of shape {new[k].shape}, but the variable has shape "
+                                 f"{var.value.shape} (the update's value {upd.type} was built "
+                                 f"at {creation_line(upd)}); no variable was updated")
+
     def _finish_cuda(self, plan: _Plan, vals: list[Any]) -> list[np.ndarray]:
         """Outputs copied to the host; updated variables keep device (CuPy) arrays."""
         import cupy
 
         outs = [np.array(cupy.asnumpy(vals[s])) for s in plan.out_slots]
         new = [cupy.asarray(vals[s]) for s in plan.upd_slots]  # all computed before any write
+        self._check_update_shapes(plan, new)
         for (var, _), v, leaf in zip(self.updates, new, plan.upd_leaf):
             if leaf or v.dtype != var.value.dtype:
                 v = cupy.array(v, dtype=var.value.dtype, copy=True)
             var.value = v
         return outs
+
+
+def out_of_range(a: np.ndarray, target: np.dtype) -> Any:
+    """A value of ``a`` outside the range of the integer dtype ``target`` (None if all fit)."""
+    info = np.iinfo(target)
+    lo, hi = a.min(), a.max()
+    if a.dtype.kind == "f":
+        if not np.isfinite(lo) or not np.isfinite(hi):
+            return lo if not np.isfinite(lo) else hi
+        return lo if lo < info.min else hi if hi > info.max else None
+    lo_i, hi_i = int(lo), int(hi)
+    return lo_i if lo_i < info.min else hi_i if hi_i > info.max else None
 
 
 #: ops whose numpy implementation may return (a view of) its first input
@@ -325,10 +365,13 @@ def aliases_leaf(node: Node) -> bool:
 
 
 class _Plan:
-    __slots__ = ("interp", "schedule", "out_slots", "upd_slots", "out_leaf", "upd_leaf")
+    __slots__ = ("interp", "schedule", "out_slots", "upd_slots", "out_leaf", "upd_leaf",
+                 "upd_dynamic")
 
     def __init__(self, interp: Any, schedule: Any, out_slots: list[int], upd_slots: list[int],
-                 out_leaf: list[bool], upd_leaf: list[bool]) -> None:
+                 out_leaf: list[bool], upd_leaf: list[bool], upd_dynamic: list[int]) -> None:
+        #: positions of the updates whose value has run-time dims (their shape is checked)
+        self.upd_dynamic = upd_dynamic
         self.interp = interp
         self.schedule = schedule
         self.out_slots = out_slots

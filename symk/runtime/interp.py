@@ -19,10 +19,11 @@ import numpy as np
 
 from symk.config import debug_level
 from symk.errors import ShapeError, SymkError
-from symk.graph.node import Node, creation_line, node_name
+from symk.graph.node import Node, creation_line, describe_origin, node_name
 from symk.graph.storage import Storage
 from symk.graph.tensor import storage_of
 from symk.passes.schedule import Kernel, Schedule
+from symk.runtime.shape_check import describe_tensor, step_failure
 
 
 class InterpPlan:
@@ -171,13 +172,9 @@ def _call_ref(node: Node, call: Callable[[], Any], args: list[Any]) -> Any:
     """Run an op's implementation, turning its failures into errors naming the node."""
     try:
         return call()
-    except SymkError as e:
-        raise type(e)(f"{e}\n  in op '{node.op.name}' created at {creation_line(node)}") \
-            from None
-    except (ValueError, IndexError, TypeError, FloatingPointError, ZeroDivisionError) as e:
-        raise SymkError(f"op '{node.op.name}' failed at run time on inputs of shape "
-                        f"{[np.shape(a) for a in args]}: {e}\n  node created at "
-                        f"{creation_line(node)}") from None
+    except (SymkError, ValueError, IndexError, TypeError, FloatingPointError,
+            ZeroDivisionError) as e:
+        raise step_failure(node, e, args) from None
 
 
 def _run_op(node: Node, fn: Any, args: list[Any], attrs: dict[str, Any],
@@ -234,7 +231,8 @@ def _check(node: Node, v: np.ndarray, args: list[Any]) -> None:
             for k, d in enumerate(inp.shape):
                 if d is None and np.shape(a)[k] == 1 and v.shape[off + k] != 1:
                     raise ShapeError(
-                        f"op '{node.op.name}': input of static shape {inp.shape} had size 1 in "
-                        f"dimension {k} at run time and was broadcast to {v.shape[off + k]}; "
-                        "symk broadcasts only dimensions declared as 1 (reshape or declare the "
-                        f"dimension as 1)\n  node created at {creation_line(node)}")
+                        f"run-time shapes do not agree in {describe_origin(node)}: "
+                        f"{describe_tensor(inp)} has shape {np.shape(a)}, and its dimension "
+                        f"{k} had size 1 at run time but was broadcast to {v.shape[off + k]} "
+                        "(symk broadcasts only dimensions declared as 1: reshape or declare "
+                        "the dimension as 1)")

@@ -12,9 +12,11 @@ running passes, fusion, lowering, rendering or LLVM: rebuilding the same model i
 process, or in a later process, costs a graph walk.
 
 Templates live in memory and on disk beside the object cache (``<key>.plan.json``, written
-atomically, JSON only).  An unreadable entry is discarded with a warning and the function is
-compiled normally.  Dumps (``SYMK_DEBUG>=3``, ``SYMK_DUMP_DIR``) bypass the cache, since they
-show the passes at work.
+atomically, JSON only).  A plan drives native kernel calls (buffer sizes, argument order), so
+the file carries a ``sha256`` of its key and its content (the template's own JSON, the last
+field); a file that does not match, or is unreadable, is discarded with a warning and the
+function is compiled normally.  Dumps (``SYMK_DEBUG>=3``, ``SYMK_DUMP_DIR``) bypass the cache,
+since they show the passes at work.
 """
 
 from __future__ import annotations
@@ -27,16 +29,18 @@ import warnings
 from collections.abc import Sequence
 from typing import Any
 
-from symk.config import debug_level
+from symk import config
 from symk.debug import log
 from symk.graph.node import Node
 from symk.graph.serialize import Unencodable, dump_nodes, load_nodes, structure_key
 from symk.passes.schedule import Extern, Kernel, Schedule, View
 from symk.runtime import cache
+from symk.runtime.lru import LRU, PLANS_MAX
 
 #: bump when the template layout changes
-FORMAT = 1
-_memory: dict[str, dict[str, Any]] = {}
+FORMAT = 2
+#: key -> template, least recently used first out (bounded; the disk keeps every plan)
+_memory: LRU = LRU(PLANS_MAX)
 
 
 @functools.cache
@@ -57,7 +61,7 @@ def code_fingerprint() -> str:
 
 
 def enabled() -> bool:
-    return debug_level() < 3 and not os.environ.get("SYMK_DUMP_DIR")
+    return config.debug_level() < 3 and not config.dump_dir()
 
 
 def plan_key(roots: Sequence[Node], feeds: Sequence[Node], n_outputs: int, device: str,
@@ -65,6 +69,7 @@ def plan_key(roots: Sequence[Node], feeds: Sequence[Node], n_outputs: int, devic
     """(key, the graph's leaves in canonical order), or None when the graph has an attribute
     without an encoding (such functions are simply not cached)."""
     from symk import __version__
+    from symk.passes import registry
 
     feed_pos = {id(f): i for i, f in enumerate(feeds)}
     try:
@@ -73,7 +78,7 @@ def plan_key(roots: Sequence[Node], feeds: Sequence[Node], n_outputs: int, devic
         log(1, f"plan cache: not cached ({e})")
         return None
     extra = [FORMAT, h, len(feeds), n_outputs, device, list(spec), target, __version__,
-             code_fingerprint(), os.environ.get("SYMK_OPT", ""), os.environ.get("SYMK_EXCLUDE", "")]
+             code_fingerprint(), registry.opt_level(), sorted(registry.excluded_tags())]
     return hashlib.sha256(json.dumps(extra).encode()).hexdigest(), leaves
 
 
@@ -105,7 +110,8 @@ def make_template(roots: Sequence[Node], schedule: Schedule, leaves: Sequence[No
     if prep is not None:
         t["native"] = {"key": prep.key, "names": prep.names, "calls": [
             [i, c.name, c.nparams, p(c.inputs), p(c.outputs), c.size_sources, list(c.outer),
-             c.out_dims, list(c.domain), c.scratch] for i, c in prep.calls.items()]}
+             c.out_dims, list(c.domain), c.scratch, c.in_checks]
+            for i, c in prep.calls.items()]}
     return t
 
 
@@ -133,7 +139,8 @@ def instantiate(t: dict[str, Any], leaves: Sequence[Node]) -> tuple[list[Node], 
         calls = {c[0]: KernelCall(c[1], c[2], n(c[3]), n(c[4]), [tuple(x) for x in c[5]],
                                   tuple(c[6]), [[tuple(d) for d in dims] for dims in c[7]],
                                   tuple(c[8]), [(dt, [tuple(d) for d in dims])
-                                                for dt, dims in c[9]])
+                                                for dt, dims in c[9]],
+                                  [tuple(x) for x in c[10]])
                  for c in nat["calls"]}
         prep = NativePrep(nat["key"], list(nat["names"]), calls)
     return n(t["roots"]), sched, prep
@@ -150,15 +157,33 @@ def lookup(key: str) -> dict[str, Any] | None:
     if not os.path.exists(path):
         return None
     try:
-        with open(path) as f:
-            t = json.load(f)
+        with open(path, "rb") as f:
+            t = json.loads(f.read())
         if not isinstance(t, dict) or t.get("format") != FORMAT:
             raise ValueError("not a plan of this format")
-    except (OSError, ValueError) as e:
+        recorded = t.pop("sha256", None)
+        if recorded != _checksum(key, _encode(t)):
+            raise ValueError("the plan does not match its recorded checksum")
+    except (OSError, ValueError, RecursionError) as e:
         discard(key, f"unreadable ({e})")
         return None
     _memory[key] = t
     return t
+
+
+def _encode(t: dict[str, Any]) -> bytes:
+    return json.dumps(t, separators=(",", ":")).encode()
+
+
+def _checksum(key: str, body: bytes) -> str:
+    """sha256 of the key and the template's JSON: a changed value, a truncated file or a plan
+    copied under another key's name all fail it.  ``json.loads`` keeps the order of fields and
+    gives back the same text for everything ``_encode`` writes, so the check re-encodes what
+    it read."""
+    h = hashlib.sha256(key.encode())
+    h.update(b"\0")
+    h.update(body)
+    return h.hexdigest()
 
 
 def store(key: str, t: dict[str, Any]) -> None:
@@ -167,9 +192,12 @@ def store(key: str, t: dict[str, Any]) -> None:
     if d is None:
         return
     try:
-        os.makedirs(d, exist_ok=True)
-        cache.atomic_write(os.path.join(d, key + ".plan.json"),
-                           json.dumps(t, separators=(",", ":")).encode())
+        if not cache.ensure_dir(d):
+            return
+        body = _encode(t)
+        # the checksum is appended as the last field, so the file stays one JSON object
+        data = body[:-1] + b',"sha256":"' + _checksum(key, body).encode() + b'"}'
+        cache.atomic_write(os.path.join(d, key + ".plan.json"), data)
     except OSError as e:  # the object cache has already warned about this directory
         log(1, f"plan cache: cannot write in {d}: {e}")
 

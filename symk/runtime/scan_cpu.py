@@ -11,7 +11,6 @@ trajectories for the gradient) are produced by one run.
 from __future__ import annotations
 
 import contextlib
-import os
 import threading
 import weakref
 from collections.abc import Sequence
@@ -20,7 +19,6 @@ from typing import Any
 import numpy as np
 
 from symk.debug import log
-from symk.errors import SymkError
 from symk.graph.node import Node
 from symk.graph.ops.scan import CARRIES, LAST, SEQ, ScanBody, time_steps
 from symk.runtime.cpu import CpuPlan
@@ -39,11 +37,9 @@ def blas_threads_limit():
     machine, but when another process holds a core, OpenBLAS's threads wait for each other on
     every one of the loop's calls and a 100-step loop becomes tens of times slower.  Needs
     ``threadpoolctl``; without it BLAS is left alone."""
-    raw = os.environ.get("SYMK_SCAN_BLAS_THREADS", "1")
-    try:
-        n = int(raw)
-    except ValueError:
-        raise SymkError(f"SYMK_SCAN_BLAS_THREADS must be an integer, got {raw!r}") from None
+    from symk.config import scan_blas_threads
+
+    n = scan_blas_threads()
     if n <= 0:
         return contextlib.nullcontext()
     if not _blas:

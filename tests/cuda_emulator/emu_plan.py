@@ -19,12 +19,13 @@ import numpy as np
 
 from symk.codegen.cuda_launch import launch_config
 from symk.codegen.cuda_render import CudaKernel, module_source, render_cuda
-from symk.codegen.lowering import kernel_sizes, lower_kernel, output_shapes, scratch_buffers
+from symk.codegen.lowering import lower_kernel, output_shapes, scratch_buffers
 from symk.errors import SymkError
 from symk.graph.node import Node
 from symk.passes.pipeline import optimize
 from symk.passes.schedule import Kernel
 from symk.runtime.interp import InterpPlan
+from symk.runtime.shape_check import kernel_sizes_checked
 from tests.cuda_emulator.cpu_emulate import compile_kernels, launch
 
 
@@ -87,7 +88,7 @@ class EmuPlan(InterpPlan):
 
         def run(vals: list[Any]) -> None:
             ins = [np.ascontiguousarray(vals[s], dtype=d) for s, d in zip(in_slots, in_dt)]
-            sizes = kernel_sizes(lk, ins)
+            sizes = [int(d) for d in kernel_sizes_checked(lk, [a.shape for a in ins], k.nodes)]
             outs = [np.full(sh, _poison(d), d) for sh, d in zip(output_shapes(lk, sizes),
                                                                  out_dt)]
             grid, block = launch_config(ck, sizes)

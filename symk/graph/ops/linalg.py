@@ -73,6 +73,13 @@ class Einsum(Op):
             dtype = "int32"
         xs = [x.astype(dtype, copy=False) for x in xs]
         ins, out = parse_spec(spec)
+        sizes: dict[str, int] = {}
+        for k, (labels, x) in enumerate(zip(ins, xs)):  # numpy would broadcast a size 1
+            for lab, d in zip(labels, x.shape):
+                if sizes.setdefault(lab, d) != d:
+                    raise ShapeError(f"einsum '{spec}': operand {k} has size {d} for index "
+                                     f"'{lab}', another operand has {sizes[lab]} "
+                                     f"(shapes {[x.shape for x in xs]})")
         if len(xs) == 2:
             # np.einsum with optimize uses BLAS (tensordot) where it can
             return np.asarray(np.einsum(spec, *xs, optimize=True), dtype=dtype)

@@ -32,6 +32,8 @@ class Softmax(_SoftmaxBase):
 
     def ref(self, x, axis):
         x = x.astype(float_of(x.dtype.name), copy=False)
+        if x.size == 0:  # nothing to normalize (an empty axis included): an empty result
+            return x.copy()
         e = np.exp(x - np.max(x, axis=axis, keepdims=True))
         return e / np.sum(e, axis=axis, keepdims=True)
 
@@ -49,6 +51,8 @@ class LogSoftmax(_SoftmaxBase):
 
     def ref(self, x, axis):
         x = x.astype(float_of(x.dtype.name), copy=False)
+        if x.size == 0:
+            return x.copy()
         z = x - np.max(x, axis=axis, keepdims=True)
         return z - np.log(np.sum(np.exp(z), axis=axis, keepdims=True))
 

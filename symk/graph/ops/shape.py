@@ -213,6 +213,8 @@ def getitem_type(shape, spec):
         if e[0] == "i":
             if d is not None and not -d <= e[1] < d:
                 raise ShapeError(f"index {e[1]} is out of bounds for axis {ax} with size {d}")
+        elif e[0] == "w":
+            out.append(_window_size(d, e[1], e[2], ax))
         else:
             _, start, stop, step = e
             if step == 0:
@@ -224,6 +226,17 @@ def getitem_type(shape, spec):
         ax += 1
     out.extend(shape[ax:])
     return tuple(out)
+
+
+def _window_size(d, start, stop, ax):
+    """Size of a window ('w', start, stop, None): unlike a Python slice it must lie inside
+    the axis (0 <= start <= stop <= d; stop None: to the end), else a ShapeError."""
+    if d is not None and (start > d or (stop is not None and stop > d)):
+        end = "the end" if stop is None else stop
+        raise ShapeError(f"window [{start}:{end}] of axis {ax} is out of range for its size {d}")
+    if stop is None:
+        return None if d is None else d - start
+    return stop - start
 
 
 def spec_index(spec):
@@ -241,7 +254,9 @@ def spec_index(spec):
 @register
 class GetItem(Op):
     """x[spec] with static ints, slices and newaxis (``spec`` entries: ('i', k),
-    ('s', start, stop, step), ('n',)); ellipsis is expanded when the node is built."""
+    ('s', start, stop, step), ('n',)); ellipsis is expanded when the node is built.  A window
+    ('w', start, stop, None) is a slice that must lie inside its axis (K.slice): checked when
+    the node is built for static dims and by the reference at run time otherwise."""
 
     name = "getitem"
     arity = 1
@@ -252,6 +267,8 @@ class GetItem(Op):
         return Type(x.dtype, getitem_type(x.shape, spec))
 
     def ref(self, x, spec):
+        if any(e[0] == "w" for e in spec):
+            getitem_type(x.shape, spec)  # windows over dims known only now
         try:
             return np.asarray(x[spec_index(spec)])
         except IndexError as e:
