@@ -12,17 +12,14 @@ import pytest
 import symk
 from symk import backend as K
 from symk.errors import ArgumentError, DTypeError, InputError, ShapeError, SymkError
+from tests.source_lines import marker_line
 
 HERE = os.path.basename(__file__)
 
 
 def where(line_offset_marker: str) -> str:
     """``test_errors.py:<line>`` of the line holding ``marker`` in this file."""
-    with open(__file__) as f:
-        for i, ln in enumerate(f, 1):
-            if line_offset_marker in ln and "where(" not in ln:
-                return f"{HERE}:{i}"
-    raise AssertionError(line_offset_marker)
+    return marker_line(__file__, line_offset_marker, "where(")
 
 
 def check(exc: pytest.ExceptionInfo, kind: type, *needles: str) -> str:

@@ -10,42 +10,15 @@ import json
 import os
 import stat
 import warnings
-from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pytest
 
 import symk.codegen.llvm_compile as llvm_compile
-import symk.passes.pipeline as pipeline
 import symk.runtime.cpu as cpu
 from symk import backend as K
 from symk.runtime import cache, plan_cache
-
-
-@pytest.fixture
-def fresh(tmp_path, monkeypatch) -> Path:
-    """Own cache directory (not created yet), empty in-memory caches and directory checks."""
-    d = tmp_path / "cache"
-    monkeypatch.setenv("SYMK_CACHE_DIR", str(d))
-    monkeypatch.delenv("SYMK_CACHE", raising=False)
-    monkeypatch.setattr(cpu, "_loaded", {})
-    monkeypatch.setattr(cache, "_memory", {})
-    monkeypatch.setattr(cache, "_checked", {})
-    monkeypatch.setattr(plan_cache, "_memory", {})
-    return d
-
-
-@pytest.fixture
-def optimize_calls(monkeypatch) -> list[str]:
-    calls: list[str] = []
-    orig = pipeline.optimize
-
-    def counting(roots, name="function", **kw):
-        calls.append(name)
-        return orig(roots, name=name, **kw)
-    monkeypatch.setattr(pipeline, "optimize", counting)
-    return calls
 
 
 def _build(scale: float = 1.5):

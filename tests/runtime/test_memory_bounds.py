@@ -100,7 +100,7 @@ def test_training_loop_stays_flat(tmp_path):
 
 
 @pytest.fixture
-def fresh(tmp_path, monkeypatch):
+def fresh_lru(tmp_path, monkeypatch):
     """No disk cache (only the memory caches can hit), empty bounded memory caches."""
     monkeypatch.setenv("SYMK_CACHE", "0")
     monkeypatch.setenv("SYMK_CACHE_DIR", str(tmp_path / "cache"))
@@ -119,16 +119,8 @@ def _plan(f):
     return f.fn.plans[0].interp
 
 
-def test_rebuilt_model_hits_memory_caches(fresh, monkeypatch):
-    import symk.passes.pipeline as pipeline
-
-    runs: list[str] = []
-    orig = pipeline.optimize
-
-    def counting(roots, name="function", **kw):
-        runs.append(name)
-        return orig(roots, name=name, **kw)
-    monkeypatch.setattr(pipeline, "optimize", counting)
+def test_rebuilt_model_hits_memory_caches(fresh_lru, optimize_calls):
+    runs = optimize_calls
     xs = np.ones((2, 4), np.float32)
     f = _fn(2.0, "a")
     want = f([xs])[0]
@@ -147,7 +139,7 @@ def test_rebuilt_model_hits_memory_caches(fresh, monkeypatch):
     assert len(runs) == optimized, "the rebuilt model missed the in-memory plan cache"
 
 
-def test_unused_modules_are_released_and_live_ones_kept(fresh):
+def test_unused_modules_are_released_and_live_ones_kept(fresh_lru):
     xs = np.ones((2, 4), np.float32)
     live = _fn(100.0, "live")
     want = live([xs])[0]

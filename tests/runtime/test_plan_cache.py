@@ -14,36 +14,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-import symk.passes.pipeline as pipeline
 import symk.runtime.cpu as cpu
 from symk import backend as K
 from symk.runtime import cache, plan_cache
 
 ROOT = Path(__file__).resolve().parents[2]
-
-
-@pytest.fixture
-def fresh(tmp_path, monkeypatch) -> Path:
-    """Own cache directory, empty in-memory caches, and a count of pass-pipeline runs."""
-    d = tmp_path / "cache"
-    monkeypatch.setenv("SYMK_CACHE_DIR", str(d))
-    monkeypatch.delenv("SYMK_CACHE", raising=False)
-    monkeypatch.setattr(cpu, "_loaded", {})
-    monkeypatch.setattr(cache, "_memory", {})
-    monkeypatch.setattr(plan_cache, "_memory", {})
-    return d
-
-
-@pytest.fixture
-def optimize_calls(monkeypatch) -> list[str]:
-    calls: list[str] = []
-    orig = pipeline.optimize
-
-    def counting(roots, name="function", **kw):
-        calls.append(name)
-        return orig(roots, name=name, **kw)
-    monkeypatch.setattr(pipeline, "optimize", counting)
-    return calls
 
 
 def _model(scale: float, wv: np.ndarray, tag: str):

@@ -18,20 +18,16 @@ import pytest
 from symk import backend as K
 from symk.errors import InputError, ShapeError
 from tests.harness import available_devices
+from tests.source_lines import marker_line
 
 ROOT = Path(__file__).resolve().parents[2]
-HERE = os.path.basename(__file__)
 DEVICES = available_devices()
 DTYPES = ["float16", "float32", "float64", "int8", "int16", "int32", "int64", "uint8", "uint16",
           "uint32", "uint64", "bool"]
 
 
 def line_of(marker: str) -> str:
-    with open(__file__) as f:
-        for i, ln in enumerate(f, 1):
-            if marker in ln and "line_of(" not in ln:
-                return f"{HERE}:{i}"
-    raise AssertionError(marker)
+    return marker_line(__file__, marker, "line_of(")
 
 
 @pytest.mark.parametrize("device", DEVICES)
@@ -82,6 +78,7 @@ def test_runtime_reshape_error_names_k_reshape(device: str) -> None:
         f([np.ones((3, 3), "f4")])
     msg = str(e.value)
     assert "K.reshape" in msg and line_of("MARK-reshape") in msg and "(3, 3)" in msg, msg
+    assert "(-1, 4)" in msg, msg  # the target shape as written
 
 
 @pytest.mark.parametrize("device", DEVICES)

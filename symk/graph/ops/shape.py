@@ -56,7 +56,12 @@ class Reshape(Op):
 
     def ref(self, x, shape_vec=None, shape=()):
         target = tuple(int(s) for s in shape_vec) if shape_vec is not None else tuple(shape)
-        return np.reshape(x, target)
+        try:
+            return np.reshape(x, target)
+        except ValueError:
+            asked = "" if target == tuple(shape) else f" (at run time {target})"
+            raise ShapeError(f"cannot reshape an array of shape {x.shape} ({x.size} elements) "
+                             f"into the target shape {tuple(shape)}{asked}") from None
 
     def vjp(self, node, g):
         return [gb.reshape_like(g, node.inputs[0])] + [None] * (len(node.inputs) - 1)
