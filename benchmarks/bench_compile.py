@@ -1,4 +1,4 @@
-"""Compile-time benchmark of the pass pipeline (issue 4).
+"""Compile-time benchmark of the pass pipeline on elementwise chains and an MLP training graph.
 
 Times ``symk.passes.pipeline.optimize`` (every graph pass, fusion into a Schedule and memory
 planning) on
@@ -127,7 +127,8 @@ def time_pytensor(n: int) -> dict | None:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--repeats", type=int, default=7)
+    ap.add_argument("--repeats", type=int, default=7,
+                    help="freshly built graphs timed per workload (median reported)")
     ap.add_argument("--pytensor", action="store_true", help="also time PyTensor (cold)")
     args = ap.parse_args()
     rows = []

@@ -1,6 +1,7 @@
-"""Convolution benchmark W7: conv2d NHWC float32, batch 32, 28x28x32 input, 3x3 kernel, 64
-filters, valid padding; forward, and the gradient w.r.t. input and kernel of
-``sum(conv2d(x, w) * g)``.
+"""Convolution benchmark: conv2d NHWC float32 forward and its input and kernel gradients.
+
+Batch 32, 28x28x32 input, 3x3 kernel, 64 filters, valid padding; forward, and the gradient
+w.r.t. input and kernel of ``sum(conv2d(x, w) * g)``.
 
 Engines (taking turns inside one process, 0.15 s untimed after each call for OpenBLAS's
 spinning threads): symk ``K.function`` on the cpu device; a hand-written numpy im2col
@@ -185,10 +186,13 @@ def run(args: argparse.Namespace) -> None:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--repeats", type=int, default=15)
-    ap.add_argument("--markdown", action="store_true")
-    ap.add_argument("--unset-openblas", action="store_true")
-    ap.add_argument("--wait-quiet", type=float, default=0.0)
+    ap.add_argument("--repeats", type=int, default=15,
+                    help="timed samples per engine")
+    ap.add_argument("--markdown", action="store_true", help="print tables as markdown")
+    ap.add_argument("--unset-openblas", action="store_true",
+                    help="re-exec without OPENBLAS_CORETYPE/OPENBLAS_L2_SIZE (all engines)")
+    ap.add_argument("--wait-quiet", type=float, default=0.0, metavar="S",
+                    help="wait up to S s for the machine to be quiet first")
     args = ap.parse_args()
     maybe_unset_openblas(args.unset_openblas)
     print(machine_note())

@@ -1,4 +1,4 @@
-"""CPU benchmarks of issue 5: symk's native ``cpu`` device beside numpy, JAX, PyTensor, numexpr.
+"""CPU benchmarks: symk's native ``cpu`` device beside numpy, JAX, PyTensor and numexpr.
 
 Workloads (float32), each printed as a table of medians and ratios:
 
@@ -15,7 +15,7 @@ Workloads (float32), each printed as a table of medians and ratios:
 * ``w5``  matmul 1024x1024x1024 (symk ``K.dot`` against numpy's ``@``).
 
 Peers run when importable: numpy always; ``jax.jit``, PyTensor (C backend, floatX=float32) and
-numexpr (W1 only: it has no row reductions).  symk also runs on ``interp`` for reference.
+numexpr (``w1`` only: it has no row reductions).  symk also runs on ``interp`` for reference.
 Engines take turns inside one process (one sample of each per round, so a change in the
 machine's load hits all alike); after every call that uses BLAS the loop sleeps 0.15 s untimed.
 Every result is checked against a float64 numpy reference ("max err").  symk's kernel cache
@@ -805,7 +805,9 @@ def main() -> None:
         return
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("workloads", nargs="*", choices=[*WORKLOADS, "all"], default="all",
-                    help="workloads to run (default: all)")
+                    help="workloads to run: w1 fused elementwise, w2 softmax, w2b logsumexp, "
+                         "w3 MLP training step, w4 elementwise-chain compile and call, "
+                         "w5 matmul (default: all)")
     ap.add_argument("--repeats", type=int, default=7, help="timed samples per engine")
     ap.add_argument("--markdown", action="store_true", help="print tables as markdown")
     ap.add_argument("--unset-openblas", action="store_true",
@@ -815,16 +817,18 @@ def main() -> None:
     ap.add_argument("--wait-quiet", type=float, default=0.0, metavar="S",
                     help="before each workload, wait up to S s for the machine to be quiet")
     ap.add_argument("--profile", action="store_true",
-                    help="also print symk's per-kernel profile (W1-W3)")
+                    help="also print symk's per-kernel profile (fused elementwise, softmax "
+                         "and MLP training step)")
     ap.add_argument("--budget", type=float, default=3.0,
                     help="stop sampling (after 3 rounds) once this many s per engine are spent")
     ap.add_argument("--steady", action="store_true",
-                    help="W3/W5: samples of back-to-back calls (a training loop) instead of one "
-                         "call after a BLAS cooldown")
-    ap.add_argument("--w1-size", type=int, default=10_000_000)
+                    help="MLP training step and matmul: samples of back-to-back calls (a "
+                         "training loop) instead of one call after a BLAS cooldown")
+    ap.add_argument("--w1-size", type=int, default=10_000_000,
+                    help="elements of the fused-elementwise workload (w1)")
     ap.add_argument("--w4-variants", default="cheap,trans",
-                    help="comma-separated chain variants: cheap (mul/add/max/sub), trans "
-                    "(tanh/mul/add/max)")
+                    help="elementwise-chain workload (w4): comma-separated variants: cheap "
+                         "(mul/add/max/sub), trans (tanh/mul/add/max)")
     args = ap.parse_args()
     maybe_unset_openblas(args.unset_openblas)
     os.environ.setdefault("JAX_PLATFORMS", "cpu")

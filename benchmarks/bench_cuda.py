@@ -1,5 +1,6 @@
-"""CUDA benchmarks (issue 6): symk's cuda device against CuPy's own operators and JAX (when
-installed) on the GPU.
+"""CUDA benchmarks: symk's cuda device beside CuPy's own operators and JAX on the GPU.
+
+JAX runs when it is installed.  Workloads:
 
 * W1: fused elementwise ``tanh(a * b + c) * 0.5 + a`` on 16M float32 (reports GB/s and the
   fraction of the device's peak memory bandwidth),
@@ -47,8 +48,9 @@ def _peak_bandwidth(cupy) -> float:
 
 
 def main() -> int:
-    ap = argparse.ArgumentParser()
-    ap.add_argument("--repeats", type=int, default=20)
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--repeats", type=int, default=20,
+                    help="timed calls per engine and workload (median reported)")
     args = ap.parse_args()
     from symk.errors import DeviceError
     from symk.runtime.cuda import require_cuda

@@ -1,4 +1,4 @@
-"""W6: SimpleRNN forward through ``K.rnn`` beside ``jax.lax.scan`` and PyTensor's ``scan``.
+"""SimpleRNN forward through ``K.rnn`` beside ``jax.lax.scan`` and PyTensor's ``scan``.
 
 Batch 64, input 64, units 128, 100 time steps, float32: ``h_t = tanh(x_t W + b + h_{t-1} U)``
 with ``h_0 = 0``, all outputs returned as (batch, time, units).  symk traces the step once;
@@ -148,11 +148,15 @@ def numpy_row(x, w, u, b, ref) -> Row:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--repeats", type=int, default=15)
-    ap.add_argument("--markdown", action="store_true")
-    ap.add_argument("--unset-openblas", action="store_true")
-    ap.add_argument("--wait-quiet", type=float, default=0.0)
-    ap.add_argument("--profile", action="store_true")
+    ap.add_argument("--repeats", type=int, default=15,
+                    help="timed samples per engine")
+    ap.add_argument("--markdown", action="store_true", help="print tables as markdown")
+    ap.add_argument("--unset-openblas", action="store_true",
+                    help="re-exec without OPENBLAS_CORETYPE/OPENBLAS_L2_SIZE (all engines)")
+    ap.add_argument("--wait-quiet", type=float, default=0.0, metavar="S",
+                    help="wait up to S s for the machine to be quiet first")
+    ap.add_argument("--profile", action="store_true",
+                    help="also print symk's per-kernel profile of the loop")
     args = ap.parse_args()
     maybe_unset_openblas(args.unset_openblas)
     # PyTensor's default numba linker fails here (its numba pins an older llvmlite): use its C

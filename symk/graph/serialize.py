@@ -5,8 +5,9 @@
 positions of their inputs; two models built the same way get the same key.
 ``dump_nodes``/``load_nodes`` write a graph as a JSON-able list whose leaves are references into
 a caller-given leaf list, and rebuild it (hash-consed) around other leaves of the same types.
-Attribute values are encoded losslessly (tuples vs lists, exact floats, arrays by bytes); a
-value with no encoding raises ``Unencodable`` and the caller simply does not cache.
+Attribute values are encoded losslessly (tuples vs lists, exact floats, arrays by bytes; other
+types through ``register_codec``, e.g. a scan's body graph); a value with no encoding raises
+``Unencodable`` and the caller simply does not cache.
 """
 
 from __future__ import annotations
@@ -24,6 +25,24 @@ from symk.graph.node import ConstValue, Node, apply, toposort
 
 class Unencodable(SymkError):
     """An attribute value that has no JSON encoding (the graph is not cached)."""
+
+
+#: type -> (tag, encode(value, digest_arrays) -> JSON, decode(JSON) -> value): attribute
+#: values defined elsewhere (e.g. a scan's ``ScanBody``, see ``register_codec``)
+_CODECS: dict[type, tuple[str, Callable[[Any, bool], Any], Callable[[Any], Any]]] = {}
+_DECODERS: dict[str, Callable[[Any], Any]] = {}
+
+
+def register_codec(cls: type, tag: str, encode: Callable[[Any, bool], Any],
+                   decode: Callable[[Any], Any]) -> None:
+    """Give attribute values of type ``cls`` a JSON encoding ``{tag: encode(v, digest)}``.
+    ``encode`` must be deterministic and name-independent (it enters structural keys; with
+    ``digest=True`` large arrays may be digests); ``decode(encode(v, False))`` must give a
+    value equivalent to ``v``.  Encoders may raise ``Unencodable``."""
+    if tag in ("f", "t", "a") or _DECODERS.get(tag, decode) is not decode:
+        raise SymkError(f"internal error: attribute codec tag {tag!r} is taken")
+    _CODECS[cls] = (tag, encode, decode)
+    _DECODERS[tag] = decode
 
 
 def encode_attr(v: Any, digest_arrays: bool = False) -> Any:
@@ -45,6 +64,9 @@ def encode_attr(v: Any, digest_arrays: bool = False) -> Any:
         data = (hashlib.sha256(a.tobytes()).hexdigest() if digest_arrays and a.nbytes > 64
                 else base64.b64encode(a.tobytes()).decode())
         return {"a": [a.dtype.str, list(a.shape), data]}
+    codec = _CODECS.get(type(v))
+    if codec is not None:
+        return {codec[0]: codec[1](v, digest_arrays)}
     raise Unencodable(f"attribute value of type {type(v).__name__} has no JSON encoding")
 
 
@@ -60,6 +82,10 @@ def decode_attr(j: Any) -> Any:
             dt, shape, data = j["a"]
             arr = np.frombuffer(base64.b64decode(data), dtype=np.dtype(dt)).reshape(shape)
             return ConstValue(arr)
+        if len(j) == 1:
+            ((tag, body),) = j.items()
+            if tag in _DECODERS:
+                return _DECODERS[tag](body)
         raise SymkError(f"unknown encoded attribute {j!r}")
     return j
 
@@ -92,9 +118,11 @@ def structure_key(roots: Sequence[Node], leaf_tag: Callable[[Node], Any]) -> tup
     return h.hexdigest(), leaves
 
 
-def dump_nodes(roots: Sequence[Node], leaf_index: dict[int, int]) -> tuple[list, dict[int, int]]:
+def dump_nodes(roots: Sequence[Node], leaf_index: dict[int, int], digest_arrays: bool = False
+               ) -> tuple[list, dict[int, int]]:
     """The graph of ``roots`` as a JSON-able list in topological order, and node id -> position.
-    Nodes whose id is in ``leaf_index`` become ``{"leaf": k}`` references."""
+    Nodes whose id is in ``leaf_index`` become ``{"leaf": k}`` references.  With
+    ``digest_arrays`` large constants are written as digests (for keys: not loadable)."""
     out: list = []
     pos: dict[int, int] = {}
     for n in toposort(roots):
@@ -105,7 +133,7 @@ def dump_nodes(roots: Sequence[Node], leaf_index: dict[int, int]) -> tuple[list,
             raise Unencodable(f"leaf {n.op.name} is not among the graph's known leaves")
         else:
             out.append([n.op.name, [pos[id(i)] for i in n.inputs],
-                        {a: encode_attr(v) for a, v in n.attrs.items()}])
+                        {a: encode_attr(v, digest_arrays) for a, v in sorted(n.attrs.items())}])
     return out, pos
 
 

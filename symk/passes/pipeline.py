@@ -2,13 +2,16 @@
 
 ``optimize(roots)`` returns the rewritten roots and the Schedule computing them.  Each pass is
 timed; ``SYMK_DEBUG=3`` prints the graph after each pass and the final schedule;
-``SYMK_DUMP_DIR`` writes one file per pass, the schedule and a DOT file per function.
+``SYMK_DUMP_DIR`` writes one file per pass, the schedule and a DOT file per function, in the
+function's own folder (see ``dump_folder``).
 """
 
 from __future__ import annotations
 
+import hashlib
 import os
 import re
+import threading
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -79,7 +82,7 @@ def optimize(roots: Sequence[Node], name: str = "function",
              target_lacks: frozenset[str] = frozenset(),
              level: int | None = None, exclude: set[str] | None = None) -> Optimized:
     ctx = PassContext(target_lacks=target_lacks)
-    dumper = _Dumper(name)
+    dumper = _Dumper(name, roots)
     current = list(roots)
     dumper.graph("00_input", current)
     for k, p in enumerate(select(level, exclude), 1):
@@ -96,18 +99,59 @@ def optimize(roots: Sequence[Node], name: str = "function",
     return Optimized(current, sched, ctx)
 
 
+#: label -> the dump folder of the last function of that label optimized on this thread (the
+#: native code generation that follows ``optimize`` writes its ``.kir``/``module.ll`` there)
+_folders = threading.local()
+
+
+def dump_folder(label: str, roots: Sequence[Node] | None = None, content: str = ""
+                ) -> str | None:
+    """The folder under ``SYMK_DUMP_DIR`` of one compiled function, created; None when dumps
+    are off.  It is ``<label>-<8 hex digits>``: a hash of the graph's structure (names of its
+    placeholders and variables included, so two functions of the same label, e.g. two unnamed
+    ones, get two folders, and a re-run of a script finds the same folder again).
+
+    ``optimize`` passes ``roots`` (the graph before the passes); the code generator that runs
+    after it (``symk.runtime.cpu._debug_dump``) passes only the label and gets the same folder.
+    Without a recorded folder, ``content`` (e.g. the LLVM IR) is hashed.
+
+    ``K.eval``'s one-off functions (labels starting ``eval:``; Keras makes dozens) are dumped
+    only with ``SYMK_DEBUG>=3``, the level that prints every compilation's passes anyway."""
+    from symk.config import debug_level, dump_dir
+
+    root = dump_dir()
+    if not root or (label.startswith("eval:") and debug_level() < 3):
+        return None
+    known: dict[str, str] = _folders.__dict__.setdefault("by_label", {})
+    if roots is None and label in known:
+        return known[label]
+    if roots is not None:
+        from symk.graph.node import node_name
+        from symk.graph.serialize import Unencodable, structure_key
+
+        try:
+            digest = structure_key(roots, node_name)[0]
+        except Unencodable:  # an attribute without an encoding: hash the printed graph
+            from symk.graph.printing import debugprint
+
+            digest = hashlib.sha256(debugprint(list(roots)).encode()).hexdigest()
+    else:
+        digest = hashlib.sha256(content.encode()).hexdigest()
+    safe = re.sub(r"[^A-Za-z0-9_.-]+", "_", label)[:80] or "function"
+    d = os.path.join(root, f"{safe}-{digest[:8]}")
+    os.makedirs(d, exist_ok=True)
+    if roots is not None:
+        known[label] = d
+    return d
+
+
 class _Dumper:
-    def __init__(self, name: str) -> None:
-        from symk.config import debug_level, dump_dir
+    def __init__(self, name: str, roots: Sequence[Node]) -> None:
+        from symk.config import debug_level
 
         self.name = name
         self.level = debug_level()
-        root = dump_dir()
-        self.dir = None
-        if root:
-            safe = re.sub(r"[^A-Za-z0-9_.-]+", "_", name)[:80] or "function"
-            self.dir = os.path.join(root, safe)
-            os.makedirs(self.dir, exist_ok=True)
+        self.dir = dump_folder(name, roots)
 
     def graph(self, tag: str, roots: list[Node]) -> None:
         if self.level < 3 and self.dir is None:

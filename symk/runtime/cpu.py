@@ -320,8 +320,9 @@ def last_readers_ok(schedule: Schedule, candidates: frozenset[int]) -> frozenset
 
 
 def _debug_dump(label: str, progs: list, ir: str) -> None:
-    """SYMK_DEBUG=4 prints the LLVM IR, =5 also the Kernel IR; SYMK_DUMP_DIR gets .kir/.ll."""
-    from symk.config import debug_level, dump_dir
+    """SYMK_DEBUG=4 prints the LLVM IR, =5 also the Kernel IR; SYMK_DUMP_DIR gets .kir/.ll in
+    the folder the pass pipeline dumped this function's passes to (``dump_folder``)."""
+    from symk.config import debug_level
 
     lvl = debug_level()
     if lvl >= 5:
@@ -329,12 +330,12 @@ def _debug_dump(label: str, progs: list, ir: str) -> None:
             log(5, f"Kernel IR of '{label}':\n{p.text()}")
     if lvl >= 4 and ir:
         log(4, f"LLVM IR of '{label}':\n{ir}")
-    root = dump_dir()
-    if root and progs:
-        import re
+    if not progs:
+        return
+    from symk.passes.pipeline import dump_folder
 
-        d = os.path.join(root, re.sub(r"[^A-Za-z0-9_.-]+", "_", label)[:80] or "function")
-        os.makedirs(d, exist_ok=True)
+    d = dump_folder(label, content=ir)
+    if d:
         for p in progs:
             with open(os.path.join(d, f"{p.name}.kir"), "w") as f:
                 f.write(p.text() + "\n")

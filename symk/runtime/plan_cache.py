@@ -15,8 +15,14 @@ Templates live in memory and on disk beside the object cache (``<key>.plan.json`
 atomically, JSON only).  A plan drives native kernel calls (buffer sizes, argument order), so
 the file carries a ``sha256`` of its key and its content (the template's own JSON, the last
 field); a file that does not match, or is unreadable, is discarded with a warning and the
-function is compiled normally.  Dumps (``SYMK_DEBUG>=3``, ``SYMK_DUMP_DIR``) bypass the cache,
-since they show the passes at work.
+function is compiled normally.  Dumps (``SYMK_DEBUG>=3``, ``SYMK_DUMP_DIR``) and rewrite
+tracing (``SYMK_TRACE_REWRITES``) bypass the cache, since they show the passes at work: a
+traced run re-runs every pass (and still finds native code in the object cache).
+
+A scan's body (``ScanBody``, an attribute of its nodes) is part of the key and of the
+template (see ``symk.graph.ops.scan.encode_body``); the body's own compiled plan is a plan
+cache entry too (``symk.runtime.scan_cpu``), so a recurrent model in a later process runs no
+pass and no LLVM either.
 """
 
 from __future__ import annotations
@@ -61,7 +67,9 @@ def code_fingerprint() -> str:
 
 
 def enabled() -> bool:
-    return config.debug_level() < 3 and not config.dump_dir()
+    """Whether compilations use the plan cache: not while they are being watched (dumps,
+    ``SYMK_DEBUG>=3``, ``SYMK_TRACE_REWRITES``), which must show the passes running."""
+    return config.debug_level() < 3 and not config.dump_dir() and not config.trace_rewrites()
 
 
 def plan_key(roots: Sequence[Node], feeds: Sequence[Node], n_outputs: int, device: str,

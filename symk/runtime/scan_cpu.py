@@ -1,9 +1,10 @@
 """The scan loop on the ``cpu`` device.
 
 A scan's body is optimized, fused and compiled to native kernels once (the same passes and
-``CpuPlan`` as ``K.function``; cached per body), then run once per time step by a tight Python
-loop that binds the step's slices and carries to the plan's slots and calls its steps
-directly: per step there is no input checking, no plan lookup and no list building beyond the
+``CpuPlan`` as ``K.function``; cached per body in memory, and in the plan cache like a
+function, so a later process builds it without passes or LLVM), then run once per time step by
+a tight Python loop that binds the step's slices and carries to the plan's slots and calls its
+steps directly: per step there is no input checking, no plan lookup and no list building beyond the
 steps themselves.  All results of one loop (stacked outputs, final carries, carry
 trajectories for the gradient) are produced by one run.
 """
@@ -24,6 +25,8 @@ from symk.graph.ops.scan import CARRIES, LAST, SEQ, ScanBody, time_steps
 from symk.runtime.cpu import CpuPlan
 from symk.runtime.externs import CPU_EXTERNS, register_cpu_group_extern
 
+#: the label of a scan body's compilation (logs, dump folders)
+LABEL = "scan body"
 _compiled: weakref.WeakKeyDictionary[ScanBody, BodyPlan] = weakref.WeakKeyDictionary()
 _lock = threading.Lock()
 _blas: list[Any] = []  # the threadpoolctl controller, once looked up (None: unavailable)
@@ -57,23 +60,21 @@ class BodyPlan:
     """A scan body compiled for the cpu device, with the slots the loop binds."""
 
     def __init__(self, body: ScanBody) -> None:
-        from symk.passes.pipeline import optimize
-
         feeds = list(body.seqs + body.carries + body.consts)
-        opt = optimize(list(body.outs) + list(body.new_carries), name="scan body")
-        self.plan = plan = BodyCpuPlan(opt.schedule, feeds, "scan body")
+        opt_roots, schedule, self.plan, how = _build(body, feeds)
+        plan = self.plan
         ns, nc = len(body.seqs), len(body.carries)
         fed = plan.fed_slots
         self.seq_slots, self.carry_slots, self.const_slots = fed[:ns], fed[ns:ns + nc], \
             fed[ns + nc:]
-        roots = [plan.slot[id(r)] for r in opt.roots]
+        roots = [plan.slot[id(r)] for r in opt_roots]
         self.out_slots, self.new_carry_slots = roots[:len(body.outs)], roots[len(body.outs):]
         self.steps = list(plan.steps)
         self.size = len(plan.order)
         self.has_matmul = any(n.op.name == "einsum" for n in plan.order)
         self.lock = threading.Lock()
-        log(1, f"compiled scan body: {len(opt.schedule.kernels)} kernels, "
-               f"{len(opt.schedule.externs)} extern calls")
+        log(1, f"compiled scan body: {len(schedule.kernels)} kernels, "
+               f"{len(schedule.externs)} extern calls ({how})")
 
     def fresh_vals(self, consts: Sequence[np.ndarray]) -> list[Any]:
         vals: list[Any] = [None] * self.size
@@ -114,6 +115,42 @@ class BodyCpuPlan(CpuPlan):
         def run(vals: list[Any]) -> None:
             vals[i] = asarray(fn(*[vals[j] for j in ins], **attrs))
         return run
+
+
+#: the plan-cache "device" of scan bodies (their plans are BodyCpuPlans, never a function's)
+BODY_DEVICE = "cpu:scan-body"
+
+
+def _build(body: ScanBody, feeds: list[Node]) -> tuple[list[Node], Any, BodyCpuPlan, str]:
+    """(optimized roots, Schedule, plan, how) of a body: from the plan cache (memory or disk:
+    no passes, no code generation, the native module from the object cache), else by running
+    the passes and compiling, then filling the plan cache (like ``K.function``)."""
+    from symk.codegen.llvm_compile import target_key
+    from symk.passes.pipeline import optimize
+    from symk.runtime import cache, plan_cache
+
+    roots = list(body.outs) + list(body.new_carries)
+    pk = None
+    if plan_cache.enabled():
+        pk = plan_cache.plan_key(roots, feeds, len(roots), BODY_DEVICE, (), target_key())
+    if pk is not None:
+        t = plan_cache.lookup(pk[0])
+        if t is not None:
+            try:
+                opt_roots, schedule, prep = plan_cache.instantiate(t, pk[1])
+                return (opt_roots, schedule,
+                        BodyCpuPlan(schedule, feeds, LABEL, prep=prep), "plan cache hit")
+            except cache.Missing:  # e.g. the object cache was cleared: a plain miss
+                pass
+            except Exception as e:  # noqa: BLE001 - a bad entry must never cost a result
+                plan_cache.discard(pk[0], f"{type(e).__name__}: {e}")
+    opt = optimize(roots, name=LABEL)
+    plan = BodyCpuPlan(opt.schedule, feeds, LABEL)
+    if pk is not None:
+        t = plan_cache.make_template(opt.roots, opt.schedule, pk[1], plan.prep)
+        if t is not None:
+            plan_cache.store(pk[0], t)
+    return opt.roots, opt.schedule, plan, "compiled"
 
 
 def body_plan(body: ScanBody) -> BodyPlan:

@@ -21,6 +21,10 @@ loop-invariant value as a constant input (so no invariant work runs per step).
 
 from __future__ import annotations
 
+import hashlib
+import json
+import threading
+import weakref
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -30,6 +34,7 @@ from symk.errors import ShapeError, SymkError
 from symk.graph import build as gb
 from symk.graph.node import Node, apply, fresh_uid, substitute, toposort
 from symk.graph.op import Op, register
+from symk.graph.serialize import dump_nodes, load_nodes, register_codec
 from symk.graph.tensor import storage_of
 from symk.graph.types import Type, is_float
 
@@ -72,6 +77,67 @@ class ScanBody:
     def __repr__(self) -> str:
         return (f"body<{len(self.seqs)} seq, {len(self.carries)} carry, {len(self.consts)} "
                 f"const, {len(self.outs)} out, {len(self.order)} nodes>")
+
+
+# ---------------------------------------------------------------- JSON encoding (plan cache)
+
+#: body -> {digest_arrays: encoding} (bodies are immutable; a body shared by several scan
+#: nodes, and nested in their gradients, is encoded once)
+_encoded: weakref.WeakKeyDictionary[ScanBody, dict[bool, Any]] = weakref.WeakKeyDictionary()
+#: sha256 of a full encoding -> the body it encodes: every scan node of one loop decodes to the
+#: same ScanBody (one loop run, one compiled body), and so does a body encoded in this process
+_decoded: weakref.WeakValueDictionary[str, ScanBody] = weakref.WeakValueDictionary()
+_codec_lock = threading.Lock()
+
+
+def _content_id(j: Any) -> str:
+    return hashlib.sha256(json.dumps(j, sort_keys=True, separators=(",", ":")).encode()
+                          ).hexdigest()
+
+
+def encode_body(body: ScanBody, digest_arrays: bool = False) -> dict[str, Any]:
+    """A name-independent JSON encoding of ``body``: the types of its placeholders (by
+    position: sequences, carries, constants), its inner graph (``dump_nodes``, placeholders as
+    leaf references) and the positions of its outputs and new carries.  Raises
+    ``Unencodable`` for a leaf that is not one of the body's placeholders."""
+    with _codec_lock:
+        got = _encoded.get(body, {}).get(digest_arrays)
+    if got is not None:
+        return got
+    ins = body.seqs + body.carries + body.consts
+    nodes, pos = dump_nodes(list(body.outs) + list(body.new_carries),
+                            {id(p): k for k, p in enumerate(ins)}, digest_arrays)
+    j = {"n": [len(body.seqs), len(body.carries), len(body.consts)],
+         "ins": [[p.dtype, list(p.shape)] for p in ins], "nodes": nodes,
+         "outs": [pos[id(n)] for n in body.outs],
+         "new": [pos[id(n)] for n in body.new_carries]}
+    with _codec_lock:
+        _encoded.setdefault(body, {})[digest_arrays] = j
+        if not digest_arrays:
+            _decoded.setdefault(_content_id(j), body)
+    return j
+
+
+def decode_body(j: dict[str, Any]) -> ScanBody:
+    """The ScanBody of an ``encode_body`` encoding (fresh placeholders; the same object for
+    the same encoding while it is alive)."""
+    key = _content_id(j)
+    with _codec_lock:
+        body = _decoded.get(key)
+    if body is not None:
+        return body
+    ns, nc, _ = j["n"]
+    ins = [apply("placeholder", [], dtype=dt, shape=tuple(shape), uid=fresh_uid())
+           for dt, shape in j["ins"]]
+    nodes = load_nodes(j["nodes"], ins)
+    made = ScanBody(ins[:ns], ins[ns:ns + nc], ins[ns + nc:], [nodes[i] for i in j["outs"]],
+                    [nodes[i] for i in j["new"]])
+    with _codec_lock:
+        body = _decoded.setdefault(key, made)
+    return body
+
+
+register_codec(ScanBody, "scan", encode_body, decode_body)
 
 
 def compatible(a: Sequence[int | None], b: Sequence[int | None]) -> bool:
