@@ -3,7 +3,7 @@
 Engines:
 
 * **symk**: the real Keras 2.3.1 on ``KERAS_BACKEND=symk.backend`` in this process (with the
-  Python 3.11 / numpy 2 compatibility shim of ``tests/keras/shim.py``).
+  Python 3.11 / numpy 2 / h5py 3 compatibility layer ``symk.keras_compat``).
 * **keras3-jax**: the same model in Keras 3 with the JAX backend.  Keras 3 and Keras 2.3.1
   cannot share an environment, so it runs in a subprocess of another Python, given by
   ``--keras3-python PATH`` or ``$SYMK_BENCH_KERAS3_PYTHON`` (e.g. a venv made with
@@ -72,10 +72,11 @@ def time_epochs(model: Any, x: Any, y: Any, epochs: int, batch_size: int) -> tup
 
 def run_symk(epochs: int, batch_size: int) -> dict:
     sys.path.insert(0, ROOT)
-    from tests.keras import shim
+    from symk import keras_compat
 
-    shim.apply()
-    shim.set_environment(tempfile.mkdtemp(prefix="symk-bench-keras-home-"))
+    os.environ["KERAS_HOME"] = tempfile.mkdtemp(prefix="symk-bench-keras-home-")
+    os.environ["KERAS_BACKEND"] = "symk.backend"
+    keras_compat.install()  # set here, KERAS_BACKEND was not there when the .pth hook ran
     import warnings
 
     with warnings.catch_warnings():

@@ -10,7 +10,9 @@ read from it and the setters write to it too.
 The other variables (``SYMK_DEBUG``, ``SYMK_OPT``, ``SYMK_CACHE_DIR``, ...) are read by the
 getters below *when called* (so a changed variable takes effect at the next compilation), and a
 bad value is an ``ArgumentError`` naming the variable, the value and what is accepted.  Nothing
-else in symk reads ``os.environ``.  An empty variable counts as unset.  Parsed values are
+else in symk reads ``os.environ``; the one exception is ``KERAS_BACKEND``, read by the top-level
+``_symk_keras_hook`` at interpreter start and at ``import keras``, before symk can be imported
+(it decides whether ``symk.keras_compat`` is applied).  An empty variable counts as unset.  Parsed values are
 remembered by raw string, so a getter called on every function call costs a dict lookup.
 """
 

@@ -1,9 +1,10 @@
 """Loads the real Keras 2.3.1 on the symk backend, once per test process.
 
 Keras picks its backend when it is first imported and cannot switch afterwards, so this
-conftest applies the compatibility shim (``tests/keras/shim.py``), points ``KERAS_HOME`` at a
-temporary directory (Keras writes ``keras.json`` there on first import), sets
-``KERAS_BACKEND=symk.backend`` and imports Keras at collection time.  When Keras or its test
+conftest points ``KERAS_HOME`` at a temporary directory (Keras writes ``keras.json`` there on
+first import), sets ``KERAS_BACKEND=symk.backend``, arms symk's shipped compatibility layer
+(``symk.keras_compat.install()``: the variable is set in-process, after the ``.pth`` hook ran
+at interpreter start) and imports Keras at collection time.  When Keras or its test
 dependencies are missing, or Keras was already imported with another backend, the tests of this
 directory are not collected (with a message saying why).
 """
@@ -12,6 +13,7 @@ from __future__ import annotations
 
 import atexit
 import importlib.util
+import os
 import shutil
 import sys
 import tempfile
@@ -20,7 +22,7 @@ import warnings
 import numpy as np
 import pytest
 
-from tests.keras import shim
+from symk import keras_compat
 
 collect_ignore_glob: list[str] = []
 
@@ -36,17 +38,18 @@ def _load_keras() -> str | None:
 
         if keras.backend.backend() != "symk.backend":
             return f"keras was already imported with backend {keras.backend.backend()!r}"
+        keras_compat.install()  # the saving patches, if nothing applied them yet
         return None
-    shim.apply()
     home = tempfile.mkdtemp(prefix="symk-keras-home-")
     atexit.register(shutil.rmtree, home, ignore_errors=True)
-    shim.set_environment(home)
+    os.environ["KERAS_HOME"] = home
+    os.environ["KERAS_BACKEND"] = "symk.backend"
+    keras_compat.install()
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # Keras 2.3.1 imports raise many deprecation warnings
         import keras
-    if keras.__version__ != "2.3.1":
-        return f"these tests need keras 2.3.1, found {keras.__version__}"
-    shim.patch_keras_saving()
+    if keras.__version__ != keras_compat.KERAS_VERSION:
+        return f"these tests need keras {keras_compat.KERAS_VERSION}, found {keras.__version__}"
     return None
 
 
