@@ -12,8 +12,9 @@ getters below *when called* (so a changed variable takes effect at the next comp
 bad value is an ``ArgumentError`` naming the variable, the value and what is accepted.  Nothing
 else in symk reads ``os.environ``; the one exception is ``KERAS_BACKEND``, read by the top-level
 ``_symk_keras_hook`` at interpreter start and at ``import keras``, before symk can be imported
-(it decides whether ``symk.keras_compat`` is applied).  An empty variable counts as unset.  Parsed values are
-remembered by raw string, so a getter called on every function call costs a dict lookup.
+(it decides whether ``symk.keras_compat`` is applied).  An empty variable counts as unset.
+Parsed values are remembered by raw string, so a getter called on every function call costs a
+dict lookup.
 """
 
 from __future__ import annotations

@@ -20,10 +20,12 @@ from symk.backend._config import (  # noqa: F401
     epsilon,
     floatx,
     image_data_format,
+    image_dim_ordering,
     normalize_data_format,
     set_epsilon,
     set_floatx,
     set_image_data_format,
+    set_image_dim_ordering,
     symbolic,
 )
 from symk.backend._conv import (  # noqa: F401

@@ -50,6 +50,32 @@ def api(fn):
     return wrapper
 
 
+def keras_shaped(always: bool = False):
+    """Mark a K function whose result gets a ``_keras_shape`` (its static shape), as Keras's
+    Theano backend sets on the results of these functions; Keras and its tests read it back.
+    Set when a tensor argument (also inside a list argument) has a ``_keras_shape``, or
+    ``always``.  A result that is one of the arguments is left alone."""
+
+    def decorate(fn):
+        @functools.wraps(fn)
+        def wrapper(*args: Any, **kwargs: Any) -> Any:
+            out = fn(*args, **kwargs)
+            if not isinstance(out, Tensor):
+                return out
+            items = [a for arg in (*args, *kwargs.values())
+                     for a in (arg if isinstance(arg, (list, tuple)) else (arg,))]
+            if any(out is a for a in items):
+                return out
+            if always or any(isinstance(a, Tensor) and hasattr(a, "_keras_shape")
+                             for a in items):
+                out._keras_shape = tuple(out.shape)
+            return out
+
+        return wrapper
+
+    return decorate
+
+
 def _arg_types(args: tuple, kwargs: dict) -> list[tuple[tuple[str, str], str]]:
     """((shape text, type text), 'name dtype[shape]') of a K call's tensor arguments."""
     from symk.graph.types import shape_str

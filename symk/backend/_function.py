@@ -143,6 +143,12 @@ class Function:
 
 
 def evaluate(x: Any) -> np.ndarray:
+    if isinstance(x, Update):
+        # as with Keras's TensorFlow backend, evaluating K.update*(...) applies the update and
+        # gives the variable's new value
+        var, value = x
+        return CompiledFunction([], [n(value)], _normalize_updates([x]),
+                                name=f"eval:update:{var.name}")([])[0]
     if isinstance(x, Variable):
         return x.value.copy()
     if not isinstance(x, Tensor):

@@ -7,7 +7,7 @@ import math
 import numpy as np
 
 from symk import config
-from symk.backend._core import api, as_list, as_real, n, w
+from symk.backend._core import api, as_list, as_real, keras_shaped, n, w
 from symk.errors import ArgumentError
 from symk.graph import build as gb
 from symk.graph.node import apply
@@ -80,16 +80,16 @@ def clip(x, min_value, max_value):
     return w(gb.clip(node, n(min_value, node), n(max_value, node)))
 
 
-def _binary(name, fn):
+def _binary(name, fn, shaped=False):
     def f(x, y):
         xn = n(x, y if not isinstance(y, (int, float)) else None)
         return w(fn(xn, n(y, xn)))
     f.__name__ = name
-    return api(f)
+    return api(keras_shaped()(f) if shaped else f)
 
 
 equal = _binary("equal", gb.eq)
-not_equal = _binary("not_equal", gb.ne)
+not_equal = _binary("not_equal", gb.ne, shaped=True)  # as in Keras's Theano backend
 greater = _binary("greater", gb.gt)
 greater_equal = _binary("greater_equal", gb.ge)
 less = _binary("less", gb.lt)
@@ -117,7 +117,7 @@ def _axes(x, axis):
     return normalize_axes(None if axis is None else as_list(axis), x.ndim)
 
 
-def _reduction(name, pre=None):
+def _reduction(name, pre=None, shaped=False):
     def f(x, axis=None, keepdims=False):
         node = n(x)
         if pre is not None:
@@ -125,7 +125,7 @@ def _reduction(name, pre=None):
         return w(apply(name, [node], axes=_axes(node, axis), keepdims=bool(keepdims)))
     f.__name__ = name
     f.__doc__ = f"{name} over ``axis`` (None: all axes)."
-    return api(f)
+    return api(keras_shaped()(f) if shaped else f)
 
 
 def _to_bool(node):
@@ -140,8 +140,9 @@ sum = _reduction("sum")  # noqa: A001
 prod = _reduction("prod")
 max = _reduction("max")  # noqa: A001
 min = _reduction("min")  # noqa: A001
-any = _reduction("any", _to_bool)  # noqa: A001
-all = _reduction("all", _to_bool)  # noqa: A001
+# any/all (and not_equal) set _keras_shape, as in Keras's Theano backend
+any = _reduction("any", _to_bool, shaped=True)  # noqa: A001
+all = _reduction("all", _to_bool, shaped=True)  # noqa: A001
 mean = _reduction("mean", _bool_to_float)
 
 

@@ -16,7 +16,7 @@ import numpy as np
 
 from symk import config
 from symk.backend._config import normalize_data_format
-from symk.backend._core import api, as_count, as_counts, n, w
+from symk.backend._core import api, as_count, as_counts, keras_shaped, n, w
 from symk.errors import ArgumentError, ShapeError
 from symk.graph import build as gb
 from symk.graph.node import Node, apply
@@ -121,6 +121,7 @@ def _bilinear(node: Node, axis: int, f: int) -> Node:
 
 
 @api
+@keras_shaped()
 def resize_images(x, height_factor, width_factor, data_format=None, interpolation="nearest"):
     """Upsample the rows and columns of a 4-D tensor by integer factors ('nearest' repeats,
     'bilinear' interpolates like TensorFlow 1's resize_bilinear)."""

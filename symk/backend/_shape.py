@@ -7,7 +7,17 @@ import builtins
 import numpy as np
 
 from symk import config
-from symk.backend._core import api, as_count, as_dims, as_list, as_real, n, shape_spec, w
+from symk.backend._core import (
+    api,
+    as_count,
+    as_dims,
+    as_list,
+    as_real,
+    keras_shaped,
+    n,
+    shape_spec,
+    w,
+)
 from symk.errors import ArgumentError, ShapeError
 from symk.graph import build as gb
 from symk.graph.node import apply
@@ -15,9 +25,11 @@ from symk.graph.tensor import Tensor, getitem
 from symk.graph.types import normalize_axis, shape_str
 
 _LETTERS = "abcdefghijklmnopqrstuvwxyz"
+_node = n  # for the functions whose Keras parameter is named ``n`` (repeat, tile)
 
 
 @api
+@keras_shaped()
 def dot(x, y):
     """Theano/numpy semantics: contract x's last axis with y's second-to-last (or only) axis.
     A 2-D sparse x times a 2-D dense y never densifies x."""
@@ -43,6 +55,7 @@ def dot(x, y):
 
 
 @api
+@keras_shaped()
 def batch_dot(x, y, axes=None):
     """Keras 2.3 semantics: result has x's dims (less the summed one) then y's dims (less batch
     and summed); a rank-1 result becomes (batch, 1)."""
@@ -81,12 +94,14 @@ def batch_dot(x, y, axes=None):
 
 
 @api
+@keras_shaped()
 def transpose(x):
     node = n(x)
     return w(gb.transpose(node, list(range(node.ndim))[::-1]))
 
 
 @api
+@keras_shaped()
 def permute_dimensions(x, pattern):
     node = n(x)
     pattern = as_dims(pattern, "pattern")
@@ -97,23 +112,33 @@ def permute_dimensions(x, pattern):
 
 
 @api
+@keras_shaped()
 def gather(reference, indices):
     idx = n(indices)
     return w(apply("gather", [n(reference), idx]))
 
 
 @api
+@keras_shaped()
 def concatenate(tensors, axis=-1):
+    """Concatenation along ``axis``; of sparse tensors only, a sparse tensor (as Keras's
+    TensorFlow backend); a mix of sparse and dense tensors concatenates their dense values."""
+    from symk.backend._sparse import is_sparse, sparse_concat
+
+    tensors = list(tensors)
     nodes = [n(t) for t in tensors]
     if not nodes:
         raise ArgumentError("concatenate needs at least one tensor")
     axis = normalize_axis(axis, nodes[0].ndim)
+    if builtins.all(is_sparse(t) for t in tensors):
+        return sparse_concat(tensors, axis)
     if len(nodes) == 1:
         return w(nodes[0])
     return w(apply("concatenate", nodes, axis=axis))
 
 
 @api
+@keras_shaped(always=True)
 def reshape(x, shape):
     node = n(x)
     static, vec = shape_spec(shape, wildcards=1)
@@ -123,6 +148,7 @@ def reshape(x, shape):
 
 
 @api
+@keras_shaped()
 def repeat_elements(x, rep, axis):
     node = n(x)
     return w(apply("repeat", [node], rep=as_count(rep, "rep"),
@@ -130,11 +156,12 @@ def repeat_elements(x, rep, axis):
 
 
 @api
-def repeat(x, n_):
-    node = n(x)
+@keras_shaped()
+def repeat(x, n):
+    node = _node(x)
     if node.ndim != 2:
         raise ShapeError(f"repeat needs a 2D tensor, got shape {shape_str(node.shape)}")
-    return w(apply("tile", [gb.expand_dims(node, 1)], reps=(1, as_count(n_, "n"), 1)))
+    return w(apply("tile", [gb.expand_dims(node, 1)], reps=(1, as_count(n, "n"), 1)))
 
 
 @api
@@ -158,12 +185,13 @@ def arange(start, stop=None, step=1, dtype="int32"):
 
 
 @api
-def tile(x, n_):
-    node = n(x)
-    if isinstance(n_, Tensor) or (isinstance(n_, (list, tuple))
-                                  and builtins.any(isinstance(r, Tensor) for r in n_)):
-        return w(_tile_dynamic(node, n_))
-    reps = as_dims(n_, "n")
+@keras_shaped(always=True)
+def tile(x, n):
+    node = _node(x)
+    if isinstance(n, Tensor) or (isinstance(n, (list, tuple))
+                                 and builtins.any(isinstance(r, Tensor) for r in n)):
+        return w(_tile_dynamic(node, n))
+    reps = as_dims(n, "n")
     if len(reps) > node.ndim:
         raise ShapeError(f"tile: {len(reps)} repetitions for a tensor of rank {node.ndim}")
     reps = (1,) * (node.ndim - len(reps)) + reps
@@ -200,6 +228,7 @@ def _tile_dynamic(node, reps):
 
 
 @api
+@keras_shaped()
 def flatten(x):
     node = n(x)
     if None not in node.shape:
@@ -208,6 +237,7 @@ def flatten(x):
 
 
 @api
+@keras_shaped()
 def batch_flatten(x):
     node = n(x)
     rest = node.shape[1:]
@@ -222,12 +252,14 @@ def batch_flatten(x):
 
 
 @api
+@keras_shaped()
 def expand_dims(x, axis=-1):
     node = n(x)
     return w(gb.expand_dims(node, normalize_axis(axis, node.ndim + 1)))
 
 
 @api
+@keras_shaped()
 def squeeze(x, axis):
     node = n(x)
     return w(gb.squeeze(node, normalize_axis(axis, node.ndim)))
@@ -258,6 +290,7 @@ def reverse(x, axes):
 
 
 @api
+@keras_shaped(always=True)
 def slice(x, start, size):  # noqa: A001
     node = n(x)
     start = as_dims(start, "start")
@@ -288,6 +321,7 @@ def _pad_pairs(padding, count: int) -> list[tuple[int, int]]:
 
 
 @api
+@keras_shaped()
 def temporal_padding(x, padding=(1, 1)):
     return _pad(x, [(0, 0), *_pad_pairs(padding, 1), (0, 0)])
 
@@ -303,10 +337,12 @@ def _spatial(padding, nsp, data_format):
 
 
 @api
+@keras_shaped()
 def spatial_2d_padding(x, padding=((1, 1), (1, 1)), data_format=None):
     return _pad(x, _spatial(padding, 2, data_format))
 
 
 @api
+@keras_shaped()
 def spatial_3d_padding(x, padding=((1, 1), (1, 1), (1, 1)), data_format=None):
     return _pad(x, _spatial(padding, 3, data_format))

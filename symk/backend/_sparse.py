@@ -1,5 +1,5 @@
-"""Sparse tensors in K: ``placeholder(sparse=True)``, ``is_sparse``, ``to_dense`` and the
-sparse path of ``dot``.
+"""Sparse tensors in K: ``placeholder(sparse=True)``, ``variable(scipy.sparse matrix)``,
+``is_sparse``, ``to_dense`` and the sparse paths of ``dot`` and ``concatenate``.
 
 A ``SparseTensor`` is a ``Tensor`` whose node is the dense value
 ``sparse_to_dense(indices, values, dense_shape)``, so every K function that does not know
@@ -12,10 +12,12 @@ from __future__ import annotations
 
 from typing import Any
 
+import numpy as np
+
 from symk.errors import ArgumentError, ShapeError
 from symk.graph import build as gb
 from symk.graph.node import Node, apply, fresh_uid
-from symk.graph.tensor import Tensor
+from symk.graph.tensor import Tensor, getitem
 from symk.graph.types import result_dtype, shape_str
 from symk.runtime.sparse_feed import SparseInput
 
@@ -50,6 +52,64 @@ def sparse_placeholder(shape: tuple[int | None, ...], dtype: str, name: str | No
     t = SparseTensor(indices, values, dense_shape, shape, name or "sparse_placeholder")
     t.sparse_input = SparseInput(indices, values, dense_shape, tuple(shape), dtype)
     return t
+
+
+def sparse_variable(value: Any, dtype: str, name: str) -> SparseTensor:
+    """``K.variable`` of a scipy.sparse matrix: a sparse tensor holding its COO parts as
+    constants (like TensorFlow's backend, which makes a ``tf.SparseTensor`` of the value; it
+    is not updatable).  Repeated entries are summed."""
+    coo = value.tocoo()
+    coo.sum_duplicates()
+    if len(coo.shape) != 2:
+        raise ShapeError(f"a sparse value must be a matrix, got shape {tuple(coo.shape)}")
+    indices = np.stack([np.asarray(coo.row), np.asarray(coo.col)], axis=1).astype(np.int64)
+    values = gb.as_array(np.asarray(coo.data), dtype, "value")
+    shape = tuple(int(d) for d in coo.shape)
+    t = SparseTensor(gb.const(indices.reshape(-1, 2)), gb.const(values.reshape(-1)),
+                     gb.const(np.asarray(shape, np.int64)), shape, name)
+    t._keras_shape = shape
+    t._uses_learning_phase = False
+    return t
+
+
+def sparse_concat(tensors: list[SparseTensor], axis: int) -> SparseTensor:
+    """The sparse concatenation of sparse tensors along ``axis`` (already normalized), as
+    TensorFlow's ``sparse.concat``: each operand's indices shifted by the sizes before it."""
+    first = tensors[0]
+    if len(tensors) == 1:
+        return first
+    rank = first.ndim
+    for t in tensors[1:]:
+        if t.ndim != rank:
+            raise ShapeError(f"cannot concatenate sparse tensors of shapes "
+                             f"{shape_str(first.shape)} and {shape_str(t.shape)}")
+        for k, (a, b) in enumerate(zip(first.shape, t.shape)):
+            if k != axis and a is not None and b is not None and a != b:
+                raise ShapeError(f"cannot concatenate sparse tensors of shapes "
+                                 f"{shape_str(first.shape)} and {shape_str(t.shape)} along "
+                                 f"axis {axis}: dimension {k} differs")
+    unit = gb.const(np.eye(rank, dtype=np.int64)[axis])  # selects the concatenation axis
+    dtype = result_dtype(*(t.dtype for t in tensors))
+    indices, values = [], []
+    offset = None  # int64 scalar: the size along axis of the operands so far
+    for t in tensors:
+        idx, vals, dense_shape = t.parts
+        idx = gb.cast(idx, "int64")
+        indices.append(idx if offset is None else gb.add(idx, gb.mul(offset, unit)))
+        values.append(gb.cast(vals, dtype))
+        size = getitem(gb.cast(dense_shape, "int64"), axis)
+        offset = size if offset is None else gb.add(offset, size)
+    first_shape = gb.cast(first.parts[2], "int64")
+    dense_shape = gb.add(first_shape, gb.mul(gb.sub(offset, getitem(first_shape, axis)), unit))
+    sizes = [t.shape[axis] for t in tensors]
+    static = list(first.shape)
+    for t in tensors[1:]:
+        static = [a if a is not None else b for a, b in zip(static, t.shape)]
+    static[axis] = None if None in sizes else sum(sizes)
+    out = SparseTensor(apply("concatenate", indices, axis=0),
+                       apply("concatenate", values, axis=0), dense_shape, tuple(static))
+    out._keras_shape = tuple(static)
+    return out
 
 
 def is_sparse(x: Any) -> bool:

@@ -12,7 +12,17 @@ from typing import Any
 import numpy as np
 
 from symk import config
-from symk.backend._core import api, as_count, as_dims, as_real, is_sym, n, shape_spec, w
+from symk.backend._core import (
+    api,
+    as_count,
+    as_dims,
+    as_real,
+    is_sym,
+    keras_shaped,
+    n,
+    shape_spec,
+    w,
+)
 from symk.errors import ArgumentError, DTypeError, ShapeError
 from symk.graph import build as gb
 from symk.graph.node import ConstValue, apply, fresh_uid
@@ -110,7 +120,13 @@ def is_placeholder(x: Any) -> bool:
 
 @api
 def variable(value, dtype=None, name=None, constraint=None):
+    """A variable holding a copy of ``value``; of a scipy.sparse matrix, a sparse tensor (as
+    with Keras's TensorFlow backend)."""
     dtype = as_dtype(dtype or config.floatx())
+    if hasattr(value, "tocoo") and hasattr(value, "nnz"):  # scipy.sparse, never imported
+        from symk.backend._sparse import sparse_variable
+
+        return sparse_variable(value, dtype, _unique_var_name(name or "variable"))
     if is_sym(value):
         value = eval(value)
     arr = gb.as_array(value, dtype, "value")
@@ -130,6 +146,7 @@ def is_variable(x: Any) -> bool:
 
 
 @api
+@keras_shaped(always=True)
 def constant(value, dtype=None, shape=None, name=None):
     dtype = as_dtype(dtype or config.floatx())
     if is_sym(value):
@@ -155,10 +172,10 @@ def is_keras_tensor(x: Any) -> bool:
     return hasattr(x, "_keras_history")
 
 
-def is_sparse(x: Any) -> bool:
+def is_sparse(tensor: Any) -> bool:
     from symk.backend._sparse import is_sparse as _is_sparse
 
-    return _is_sparse(x)
+    return _is_sparse(tensor)
 
 
 # ---------------------------------------------------------------- static info

@@ -12,8 +12,9 @@ import numpy as np
 import pytest
 
 from symk import backend as K
+from symk import config
 from symk.errors import ArgumentError, ShapeError, SymkError
-from tests.harness import check_op, fixed, ints
+from tests.harness import available_devices, check_op, fixed, ints
 
 #: Theano-only private CTC helpers (the CTC family implements ctc_batch_cost/ctc_decode)
 _NOT_PUBLIC_API = {"ctc_cost", "ctc_create_skip_idxs", "ctc_interleave_blanks",
@@ -93,6 +94,18 @@ def test_in_top_k_ties():
     np.testing.assert_array_equal(out[0], [True, True, False])
 
 
+@pytest.mark.parametrize("k", [1, 2, 3, 4, 5, 6])
+def test_in_top_k_ties_straddling_k(k):
+    """Keras's backend_test case: half of each row tied with the target's score, so the tied
+    group straddles the k-th place for some k; the whole group counts as in (TensorFlow)."""
+    p = np.array([[0.4, 0.9, 0.4, 0.1, 0.4, 0.7], [0.2, 0.2, 0.8, 0.2, 0.9, 0.5],
+                  [0.6, 0.6, 0.6, 0.6, 0.1, 0.0]])
+    t = np.array([0, 0, 3])
+    out = check_op("in_top_k", [(3, 6), (3,)], ref=np_in_top_k,
+                   dtypes=[("float32", "int32")], gen=[fixed(p), fixed(t)], k=k)
+    np.testing.assert_array_equal(out[0], [k >= 3, k >= 4, True])
+
+
 def test_in_top_k_invalid_rows_are_false():
     p = np.array([[0.1, 0.5, 0.2], [np.inf, 0.1, 0.0], [np.nan, 0.2, 0.1], [0.3, 0.2, 0.1],
                   [0.3, 0.2, 0.1]])
@@ -101,3 +114,22 @@ def test_in_top_k_invalid_rows_are_false():
                                                                             bool),
                    dtypes=[("float32", "int32")], gen=[fixed(p), fixed(t)], k=2)
     np.testing.assert_array_equal(out[0], [True, False, False, False, False])
+
+
+@pytest.mark.parametrize("dev", available_devices())
+@pytest.mark.parametrize("fn,expected", [("update_add", 3.5), ("update_sub", -1.5),
+                                         ("update", 2.5)])
+def test_eval_of_an_update_applies_it(fn, expected, dev):
+    """As with Keras's TensorFlow backend, K.eval(K.update*(v, ...)) writes the variable and
+    returns its new value (Keras's backend_test.py evaluates update ops this way)."""
+    old = config.device()
+    config.set_device(dev)
+    try:
+        v = K.variable(np.ones((2, 3)))
+        out = K.eval(getattr(K, fn)(v, np.full((2, 3), 2.5)))
+        np.testing.assert_allclose(out, np.full((2, 3), expected))
+        np.testing.assert_allclose(K.get_value(v), np.full((2, 3), expected))
+        out[0, 0] = 100.0  # the result is not the variable's storage
+        assert K.get_value(v)[0, 0] == expected
+    finally:
+        config.set_device(old)

@@ -127,3 +127,34 @@ def test_build_errors():
         K.dot(x, K.placeholder((4, 2, 3)))
     with pytest.raises(ShapeError, match="2-D sparse"):
         K.dot(K.placeholder((2, 3, 4), sparse=True), K.placeholder((4, 2)))
+
+
+@pytest.mark.parametrize("dev", available_devices())
+def test_sparse_variable_dot_concatenate_to_dense(dev):
+    """K.variable of a scipy.sparse matrix is a sparse tensor (as with Keras's TensorFlow
+    backend): K.dot reads its COO parts, K.concatenate of sparse tensors is sparse (also with a
+    sparse placeholder), K.to_dense / K.eval give the dense value."""
+    a = _matrix(4, 5, 0.4, 1, "csr")
+    b = _matrix(4, 3, 0.5, 2, "csc")
+    wv = np.random.default_rng(0).normal(size=(5, 2)).astype(np.float32)
+    va, vb = K.variable(a), K.variable(b, dtype="float64")
+    assert K.is_sparse(va) and not K.is_variable(va) and K.int_shape(va) == (4, 5)
+    assert va.dtype == "float32" and vb.dtype == "float64"
+    y = K.dot(va, K.variable(wv))
+    assert "sparse_to_dense" not in {nd.op.name for nd in toposort([y.node])}
+    cols = K.concatenate([va, vb])  # axis -1
+    x = K.placeholder((None, 5), sparse=True)
+    rows = K.concatenate([va, x, va], axis=0)
+    mixed = K.concatenate([va, K.placeholder((4, 2))], axis=1)
+    assert K.is_sparse(cols) and K.is_sparse(rows) and not K.is_sparse(mixed)
+    assert K.int_shape(cols) == (4, 8) and cols.dtype == "float64"
+    assert K.int_shape(rows) == (None, 5) and K.int_shape(mixed) == (4, 7)
+    ph = _matrix(3, 5, 0.5, 3, "coo")
+    f = K.function([x], [K.to_dense(cols), K.to_dense(rows), K.dot(rows, K.variable(wv)), y],
+                   device=dev)
+    dense_cols, dense_rows, prod, prod_a = f([ph])
+    np.testing.assert_allclose(dense_cols, np.hstack([a.toarray(), b.toarray()]))
+    stacked = np.vstack([a.toarray(), ph.toarray(), a.toarray()])
+    np.testing.assert_array_equal(dense_rows, stacked)
+    np.testing.assert_allclose(prod, stacked @ wv, rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(prod_a, a.toarray() @ wv, rtol=1e-5, atol=1e-6)
