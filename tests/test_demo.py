@@ -74,4 +74,4 @@ def test_readme_commands_and_ci_agree():
     assert "set -euo pipefail" in script
     assert "pip install --quiet -e '.[test,keras,cuda]'" in script
     assert ".venv/bin/python -m pytest tests" in script
-    assert ".venv/bin/ruff check symk tests" in script
+    assert ".venv/bin/ruff check ." in script

@@ -142,9 +142,13 @@ def concatenate(tensors, axis=-1):
 def reshape(x, shape):
     node = n(x)
     static, vec = shape_spec(shape, wildcards=1)
-    if vec is None:
-        return w(gb.reshape(node, static))
-    return w(apply("reshape", [node, vec], shape=static))
+    out = w(gb.reshape(node, static) if vec is None else
+            apply("reshape", [node, vec], shape=static))
+    # as Theano's backend: Keras's network reads _uses_learning_phase from every tensor with a
+    # _keras_shape, and TimeDistributed feeds reshaped tensors through a network
+    if out is not x:
+        out._uses_learning_phase = getattr(x, "_uses_learning_phase", False)
+    return out
 
 
 @api

@@ -109,6 +109,7 @@ def sparse_concat(tensors: list[SparseTensor], axis: int) -> SparseTensor:
     out = SparseTensor(apply("concatenate", indices, axis=0),
                        apply("concatenate", values, axis=0), dense_shape, tuple(static))
     out._keras_shape = tuple(static)
+    out._uses_learning_phase = False
     return out
 
 
