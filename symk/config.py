@@ -29,6 +29,8 @@ from symk.errors import ArgumentError
 
 _FLOATS = ("float16", "float32", "float64")
 _FORMATS = ("channels_last", "channels_first")
+#: the built-in devices, as ``symk.runtime.devices.DEVICES`` names them (a test checks both
+#: agree; config never imports the runtime)
 _DEVICES = ("cpu", "interp", "cuda")
 
 _state: dict[str, Any] = {}
@@ -145,6 +147,27 @@ def check_device(value: str | None, where: str = "K.function") -> str:
     return str(value)
 
 
+def device_names() -> tuple[str, ...]:
+    """The device names ``check_device`` accepts (``symk.runtime.devices.DEVICES``'s keys)."""
+    return _DEVICES
+
+
+def add_device_name(name: str) -> None:
+    """Accept ``name`` as a device (``symk.runtime.devices.register_device`` calls this)."""
+    global _DEVICES
+    if name not in _DEVICES:
+        _DEVICES = (*_DEVICES, name)
+
+
+def remove_device_name(name: str) -> None:
+    """Stop accepting ``name`` (``symk.runtime.devices.unregister_device``); a default device
+    of that name becomes ``cpu``."""
+    global _DEVICES
+    _DEVICES = tuple(d for d in _DEVICES if d != name)
+    if _state.get("device") == name:
+        _state["device"] = "cpu"
+
+
 # ---------------------------------------------------------------- other environment variables
 
 T = TypeVar("T")
@@ -230,6 +253,12 @@ def num_threads() -> int:
     """``SYMK_NUM_THREADS``: threads sharing a large kernel's outer loop (default: cores)."""
     n = _env("SYMK_NUM_THREADS", _parse_threads, 0)
     return n or os.cpu_count() or 1
+
+
+def num_threads_set() -> int:
+    """``SYMK_NUM_THREADS`` when set, else 0 (then symk's thread budget follows the cores that
+    are free, see ``symk.runtime.threads``)."""
+    return _env("SYMK_NUM_THREADS", _parse_threads, 0)
 
 
 def scan_blas_threads() -> int:

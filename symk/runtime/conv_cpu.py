@@ -5,56 +5,30 @@ numpy implementation of ``symk.graph.ops.conv_impl`` on its images with single-t
 Why: the im2col copies are single-threaded numpy, and OpenBLAS's own threads synchronise on
 every block GEMM (badly so on a loaded machine); one thread per core, each doing copy + GEMM
 of its own images, keeps both cores busy all the time.  OpenBLAS is found among the loaded
-libraries (``/proc/self/maps``) and limited to one thread for the duration of the call; where
-it cannot be found, or the work is small, the numpy implementation runs as it is.
+libraries and limited to one thread for the duration of the call (``symk.runtime.threads``);
+where it cannot be found, or the work is small, the numpy implementation runs as it is.  The
+batch is split across the free cores only (``threads.kernel_threads``).
 """
 
 from __future__ import annotations
 
-import ctypes
 import math
-import threading
 from collections.abc import Callable
 
 import numpy as np
 
 from symk.graph.node import Node
 from symk.graph.ops import conv_impl as ci
+from symk.runtime import threads
 from symk.runtime.externs import register_cpu_extern
 
 #: below this many multiply-adds a convolution runs on the calling thread
 PARALLEL_MIN_MACS = 1 << 22
 
-_blas_lock = threading.Lock()
-_blas: tuple[Callable[[], int], Callable[[int], None]] | None | bool = False
-
-
 def _openblas() -> tuple[Callable[[], int], Callable[[int], None]] | None:
-    """(get_num_threads, set_num_threads) of the OpenBLAS numpy uses, or None."""
-    global _blas
-    if _blas is not False:
-        return _blas  # type: ignore[return-value]
-    _blas = None
-    try:
-        with open("/proc/self/maps") as f:
-            paths = {line.split()[-1] for line in f if "openblas" in line.lower()}
-    except OSError:
-        return None
-    for path in sorted(paths):
-        try:
-            lib = ctypes.CDLL(path)
-        except OSError:
-            continue
-        for suffix in ("", "64_"):
-            for prefix in ("openblas", "scipy_openblas"):
-                get = getattr(lib, f"{prefix}_get_num_threads{suffix}", None)
-                put = getattr(lib, f"{prefix}_set_num_threads{suffix}", None)
-                if get is not None and put is not None:
-                    get.restype = ctypes.c_int
-                    put.argtypes = [ctypes.c_int]
-                    _blas = (get, put)
-                    return _blas
-    return None
+    """(get_num_threads, set_num_threads) of numpy's BLAS (``symk.runtime.threads``), or
+    None."""
+    return threads.blas_api()
 
 
 def _split(n: int, parts: int) -> list[tuple[int, int]]:
@@ -67,21 +41,17 @@ def _parallel(n: int, macs: int, work: Callable[[int, int], object]) -> list[obj
     not worth it (or impossible): the caller then runs the plain implementation."""
     from symk.runtime.cpu import _get_pool, num_threads
 
-    threads = min(num_threads(), n)
-    blas = _openblas()
-    if threads < 2 or macs < PARALLEL_MIN_MACS or blas is None:
+    cap = num_threads()
+    n_thr = min(threads.kernel_threads(cap), n)
+    if n_thr < 2 or macs < PARALLEL_MIN_MACS or _openblas() is None:
         return None
-    get, put = blas
-    with _blas_lock:
-        old = get()
-        put(1)
-        try:
-            ranges = _split(n, threads)
-            futs = [_get_pool(num_threads()).submit(work, a, b) for a, b in ranges[1:]]
-            first = work(*ranges[0])
-            return [first] + [f.result() for f in futs]
-        finally:
-            put(old)
+
+    def split() -> list[object]:
+        ranges = _split(n, n_thr)
+        futs = [_get_pool(cap).submit(work, a, b) for a, b in ranges[1:]]
+        first = work(*ranges[0])
+        return [first] + [f.result() for f in futs]
+    return threads.single(split)  # type: ignore[return-value]
 
 
 def _macs(batch: int, out_sp, w_shape) -> int:

@@ -11,6 +11,7 @@ content.  A kernel's parallel loop is split across a small thread pool when the 
 from __future__ import annotations
 
 import ctypes
+import functools
 import os
 import sys
 import threading
@@ -30,7 +31,7 @@ from symk.debug import log
 from symk.errors import SymkError
 from symk.graph.node import Node
 from symk.passes.schedule import Kernel, Schedule
-from symk.runtime import cache
+from symk.runtime import cache, threads
 from symk.runtime.externs import (
     CPU_EXTERNS,
     CPU_GROUP_EXTERNS,
@@ -294,6 +295,24 @@ class CpuPlan(InterpPlan):
             return super().kernel_step(k)
         return _native_step(self, call, self.native.fns[call.name], k.nodes)
 
+    @functools.cached_property
+    def calls_blas(self) -> bool:
+        """Whether a step may call BLAS (a matrix product, a convolution, a loop)."""
+        return any(s.node.op.name in BLAS_OPS or s.node.op.name == "scan"
+                   for s in self.schedule.externs)
+
+    def run(self, feeds: Sequence[np.ndarray]) -> list[Any]:
+        """InterpPlan's run inside a thread scope (``symk.runtime.threads``) when a step may
+        call BLAS: small products on one BLAS thread, numpy's count restored at the end."""
+        if not self.calls_blas:  # later calls skip this method (and its frame) altogether
+            self.run = super().run  # type: ignore[method-assign]
+            return self.run(feeds)
+        threads.enter(self.nthreads)
+        try:
+            return super().run(feeds)
+        finally:
+            threads.leave()
+
 
 def last_readers_ok(schedule: Schedule, candidates: frozenset[int]) -> frozenset[int]:
     """The ``candidates`` (gemm node ids) whose accumulator input, and every view of it, is
@@ -390,6 +409,7 @@ def _native_step(plan: CpuPlan, lk: KernelCall, fn: Any, nodes: Sequence[Node] =
     for d in lk.domain:
         static_elems *= d if d is not None else 1
     nthreads = plan.nthreads
+    kernel_threads = threads.kernel_threads  # the free cores (load), at most nthreads
     split_factor = plan.split_factor
     n_in = len(in_slots)
     n_io = n_in + len(out_slots)
@@ -446,8 +466,8 @@ def _native_step(plan: CpuPlan, lk: KernelCall, fn: Any, nodes: Sequence[Node] =
         for sz in sizes:
             total *= sz
         try:
-            if nthreads > 1 and n >= 2 and total >= PARALLEL_MIN_ELEMENTS * split_factor:
-                parts = min(nthreads, n)
+            if nthreads > 1 and n >= 2 and total >= PARALLEL_MIN_ELEMENTS * split_factor \
+                    and (parts := min(kernel_threads(nthreads), n)) > 1:
                 bounds = [n * i // parts for i in range(parts + 1)]
                 tp = _get_pool(nthreads)
                 futs = [tp.submit(fn, ptr, bounds[i], bounds[i + 1]) for i in range(1, parts)]

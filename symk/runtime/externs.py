@@ -8,6 +8,9 @@ Op families register their fast paths here from their own modules (``register_cp
 product: the operands are permuted (as views) into (batch, free, contracted) and
 (batch, contracted, free) and handed to ``numpy.matmul``, i.e. BLAS GEMM, without einsum's
 per-call path search.  Anything else falls back to the op's numpy reference.
+
+Inside a compiled function's call every product first tells ``symk.runtime.threads`` its size,
+which sets the BLAS thread count it runs with (one thread for small products).
 """
 
 from __future__ import annotations
@@ -20,6 +23,7 @@ import numpy as np
 from symk.errors import ShapeError
 from symk.graph.node import Node
 from symk.graph.ops.linalg import matmul2d_layout, parse_spec
+from symk.runtime import threads
 from symk.runtime.blas import ROW_MAJOR, gemm_fn, operand
 
 CpuExtern = Callable[..., np.ndarray]
@@ -58,10 +62,14 @@ def matmul2d_plan(node: Node, alloc: Callable[[tuple[int, ...]], np.ndarray],
         return None
     ta, tb, swap = layout
     matmul = np.matmul
+    cur, product = threads.cur, threads.product
 
     def mm(a: np.ndarray, b: np.ndarray) -> np.ndarray:
         a, b = _oriented(a, b, ta, tb, swap)
-        return matmul(a, b, out=alloc((a.shape[0], b.shape[1])))
+        m, n = a.shape[0], b.shape[1]
+        if cur[0]:  # inside a thread scope: the BLAS thread count for this size
+            product(2 * m * n * a.shape[1])
+        return matmul(a, b, out=alloc((m, n)))
     return mm
 
 
@@ -130,12 +138,17 @@ def matmul_plan(node: Node, matmul: Callable = np.matmul,
         shape = bs + fb + fa if swap else bs + fa + fb
         if len(shapes) >= 64:  # bounded: a function fed ever-new shapes keeps only recent ones
             shapes.clear()
-        ent = shapes[(sa_, sb_)] = (a2, b2, shape)
+        flops = 2 * math.prod(bs) * math.prod(fa) * ka * math.prod(fb)
+        ent = shapes[(sa_, sb_)] = (a2, b2, shape, flops)
         return ent
+
+    cur, product = threads.cur, threads.product
 
     def run(a: np.ndarray, b: np.ndarray) -> np.ndarray:
         ent = shapes.get((a.shape, b.shape))
-        a2s, b2s, shape = ent if ent is not None else plan_shapes(a.shape, b.shape)
+        a2s, b2s, shape, flops = ent if ent is not None else plan_shapes(a.shape, b.shape)
+        if cur[0]:  # inside a thread scope: the BLAS thread count for this size
+            product(flops)
         a2 = a.astype(dtype, copy=False).transpose(perm_a).reshape(a2s)
         b2 = b.astype(dtype, copy=False).transpose(perm_b).reshape(b2s)
         x, y = (b2.swapaxes(-1, -2), a2.swapaxes(-1, -2)) if swap else (a2, b2)
@@ -164,6 +177,7 @@ def gemm_plan(node: Node, alloc: Callable[[tuple[int, ...]], np.ndarray] | None 
     ta, tb, swap = layout
     dtype = np.dtype(node.dtype)
     cblas = gemm_fn(dtype) if matmul is np.matmul else None
+    cur, product = threads.cur, threads.product
 
     def run(c: np.ndarray, a: np.ndarray, b: np.ndarray, alpha: np.ndarray,
             beta: np.ndarray) -> np.ndarray:
@@ -176,6 +190,8 @@ def gemm_plan(node: Node, alloc: Callable[[tuple[int, ...]], np.ndarray] | None 
         if b.shape[0] != k or c.shape != (m, n):  # BLAS would index past a smaller operand
             raise ShapeError(f"matrix product of shapes {a.shape} and {b.shape} added into "
                              f"an accumulator of shape {c.shape}: the sizes do not agree")
+        if cur[0]:  # inside a thread scope: the BLAS thread count for this size
+            product(2 * m * n * k)
         if cblas is not None and m and n and k and (be != 0.0 or math.isfinite(c.sum())):
             if inplace and c.dtype == dtype and c.flags.c_contiguous and c.flags.writeable \
                     and not np.may_share_memory(c, a) and not np.may_share_memory(c, b):

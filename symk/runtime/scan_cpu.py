@@ -22,6 +22,7 @@ import numpy as np
 from symk.debug import log
 from symk.graph.node import Node
 from symk.graph.ops.scan import CARRIES, LAST, SEQ, ScanBody, time_steps
+from symk.runtime import threads
 from symk.runtime.cpu import CpuPlan
 from symk.runtime.externs import CPU_EXTERNS, register_cpu_group_extern
 
@@ -35,14 +36,18 @@ _blas: list[Any] = []  # the threadpoolctl controller, once looked up (None: una
 def blas_threads_limit():
     """A context limiting BLAS threads while a loop runs its small per-step products.
 
-    ``SYMK_SCAN_BLAS_THREADS`` (default 1; 0 leaves BLAS as configured).  One thread is
-    the default because a per-step GEMM is small: a second thread gains ~30% on an idle
-    machine, but when another process holds a core, OpenBLAS's threads wait for each other on
-    every one of the loop's calls and a 100-step loop becomes tens of times slower.  Needs
-    ``threadpoolctl``; without it BLAS is left alone."""
-    from symk.config import scan_blas_threads
+    ``SYMK_SCAN_BLAS_THREADS`` (default 1; 0 leaves BLAS as the call's thread scope sets it).
+    One thread is the default because a per-step GEMM is small: a second thread gains ~30% on
+    an idle machine, but when another process holds a core, OpenBLAS's threads wait for each
+    other on every one of the loop's calls and a 100-step loop becomes tens of times slower.
+    The loop is a thread scope of ``symk.runtime.threads`` (nested in its function's), capped
+    at that many threads; with the thread control off, ``threadpoolctl`` limits BLAS (without
+    it BLAS is left alone)."""
+    from symk.config import num_threads, scan_blas_threads
 
     n = scan_blas_threads()
+    if threads.ENABLED:
+        return _scope(num_threads(), n)
     if n <= 0:
         return contextlib.nullcontext()
     if not _blas:
@@ -54,6 +59,17 @@ def blas_threads_limit():
             _blas.append(None)
     ctl = _blas[0]
     return contextlib.nullcontext() if ctl is None else ctl.limit(limits=n, user_api="blas")
+
+
+@contextlib.contextmanager
+def _scope(cap: int, loop_cap: int):
+    threads.enter(cap)
+    old = threads.limit(loop_cap)
+    try:
+        yield
+    finally:
+        threads.unlimit(old)
+        threads.leave()
 
 
 class BodyPlan:

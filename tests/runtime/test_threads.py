@@ -1,0 +1,174 @@
+"""symk owns the threads of a call (``symk.runtime.threads``): numpy's BLAS thread count is the
+same after a call (also one that raises) as before it, small products run on one BLAS thread
+inside a call, large ones on the budget, SYMK_NUM_THREADS=1 keeps everything on one thread,
+results match numpy, and a missing BLAS API is no error."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from symk import backend as K
+from symk.errors import SymkError
+from symk.runtime import threads
+
+
+@pytest.fixture(autouse=True)
+def _cache_dir(tmp_path, monkeypatch):
+    monkeypatch.setenv("SYMK_CACHE_DIR", str(tmp_path))
+    monkeypatch.delenv("SYMK_NUM_THREADS", raising=False)
+    monkeypatch.setattr(threads, "ENABLED", True)
+
+
+@pytest.fixture
+def blas():
+    """numpy's BLAS (get, set), its count set to 2 for the test and restored after."""
+    api = threads.blas_api()
+    if api is None:
+        pytest.skip("no BLAS thread API (neither OpenBLAS's nor threadpoolctl)")
+    get, put = api
+    old = get()
+    put(2)
+    yield get, put
+    put(old)
+
+
+@pytest.fixture
+def trace(monkeypatch):
+    sets: list[int] = []
+    monkeypatch.setattr(threads, "trace", sets)
+    return sets
+
+
+def _fn(m: int, k: int, n: int):
+    rng = np.random.default_rng(0)
+    x = K.placeholder((None, k))
+    wv = rng.standard_normal((k, n)).astype("f4")
+    w = K.variable(wv)
+    f = K.function([x], [K.tanh(K.dot(x, w))], device="cpu")
+    xv = rng.standard_normal((m, k)).astype("f4")
+    return f, xv, np.tanh(xv @ wv)
+
+
+def test_numpy_count_restored_and_small_products_single(blas, trace):
+    get, _ = blas
+    f, xv, want = _fn(32, 64, 16)
+    (got,) = f([xv])
+    np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-5)
+    assert get() == 2
+    assert trace == [1, 2]  # one thread for the product, numpy's 2 restored at the end
+    trace.clear()
+    f([xv])
+    assert trace == [1, 2] and get() == 2
+
+
+def test_numpy_count_untouched_when_it_is_one(blas, trace):
+    get, put = blas
+    put(1)
+    f, xv, want = _fn(32, 64, 16)
+    np.testing.assert_allclose(f([xv])[0], want, rtol=1e-5, atol=1e-5)
+    assert get() == 1 and trace == []  # nothing to change: no set call at all
+
+
+def test_count_restored_after_a_call_that_raises(blas):
+    get, _ = blas
+    x = K.placeholder((None, None))
+    w = K.variable(np.ones((3, 2), "f4"))
+    f = K.function([x], [K.dot(x, w)], device="cpu")
+    with pytest.raises(SymkError):
+        f([np.ones((4, 5), "f4")])  # the product fails inside the call
+    assert get() == 2
+    assert threads.cur[0] == 0 and threads._depth == 0  # noqa: SLF001
+    assert f([np.ones((4, 3), "f4")])[0].shape == (4, 2)
+
+
+def test_large_products_use_the_budget(blas, trace, monkeypatch):
+    monkeypatch.setattr(threads, "free_cores", lambda: 2)
+    monkeypatch.setattr(threads, "MT_MIN_FLOPS", 1000)
+    get, put = blas
+    put(1)
+    f, xv, want = _fn(64, 128, 64)
+    np.testing.assert_allclose(f([xv])[0], want, rtol=1e-4, atol=1e-4)
+    if threads.budget(f.fn.plans[0].interp.nthreads) < 2:
+        pytest.skip("one usable core")
+    assert trace == [2, 1] and get() == 1
+
+
+def test_num_threads_one_keeps_everything_on_one_thread(blas, trace, monkeypatch):
+    monkeypatch.setenv("SYMK_NUM_THREADS", "1")
+    monkeypatch.setattr(threads, "free_cores", lambda: 2)
+    monkeypatch.setattr(threads, "MT_MIN_FLOPS", 1000)
+    f, xv, want = _fn(64, 128, 64)
+    np.testing.assert_allclose(f([xv])[0], want, rtol=1e-4, atol=1e-4)
+    assert set(trace[:-1]) == {1} and trace[-1] == 2  # only the restore uses 2
+    assert threads.kernel_threads(f.fn.plans[0].interp.nthreads) == 1
+    assert threads.budget(f.fn.plans[0].interp.nthreads) == 1
+
+
+def test_results_unchanged_by_the_control(blas, monkeypatch):
+    f, xv, want = _fn(256, 512, 512)  # above MT_MIN_FLOPS
+    on = f([xv])[0]
+    monkeypatch.setattr(threads, "ENABLED", False)
+    off = f([xv])[0]
+    np.testing.assert_allclose(on, want, rtol=1e-4, atol=1e-4)
+    np.testing.assert_allclose(off, want, rtol=1e-4, atol=1e-4)
+
+
+def test_disabled_control_sets_nothing(blas, trace, monkeypatch):
+    monkeypatch.setattr(threads, "ENABLED", False)
+    f, xv, _ = _fn(32, 64, 16)
+    f([xv])
+    assert trace == [] and blas[0]() == 2
+
+
+def test_missing_blas_api_is_no_error(monkeypatch):
+    monkeypatch.setattr(threads, "_api", None)
+    f, xv, want = _fn(32, 64, 16)
+    np.testing.assert_allclose(f([xv])[0], want, rtol=1e-5, atol=1e-5)
+    assert threads.cur[0] == 0 and threads._depth == 0  # noqa: SLF001
+    assert threads.single(lambda: 7) == 7
+
+
+def test_loop_restores_the_count(blas, trace):
+    get, _ = blas
+    rng = np.random.default_rng(1)
+    wv = rng.standard_normal((4, 4)).astype("f4")
+    w = K.variable(wv)
+
+    def step(x, states):
+        h = K.tanh(K.dot(x, w) + states[0])
+        return h, [h]
+
+    x = K.placeholder((2, 5, 4))
+    _, outs, _ = K.rnn(step, x, [K.zeros((2, 4))])
+    f = K.function([x], [outs], device="cpu")
+    xv = rng.standard_normal((2, 5, 4)).astype("f4")
+    got = f([xv])[0]
+    h = np.zeros((2, 4), "f4")
+    for t in range(5):
+        h = np.tanh(xv[:, t] @ wv + h)
+        np.testing.assert_allclose(got[:, t], h, rtol=1e-5, atol=1e-5)
+    assert get() == 2 and trace[-1] == 2 and set(trace[:-1]) == {1}
+
+
+def test_kernel_threads_follow_free_cores(monkeypatch):
+    monkeypatch.setattr(threads, "free_cores", lambda: 1)
+    assert threads.kernel_threads(4) == 1
+    monkeypatch.setenv("SYMK_NUM_THREADS", "3")  # an explicit count is used as given
+    assert threads.kernel_threads(3) == 3
+    monkeypatch.setattr(threads, "ENABLED", False)
+    monkeypatch.delenv("SYMK_NUM_THREADS")
+    assert threads.kernel_threads(4) == 4
+
+
+def test_free_cores_is_sampled(monkeypatch):
+    monkeypatch.setattr(threads, "_sampled", -1e9)
+    monkeypatch.setattr(threads, "_others", [0, 0])
+    monkeypatch.setattr(threads, "_running_others", lambda: 10**6)
+    assert threads.free_cores() == 1
+    monkeypatch.setattr(threads, "_running_others", lambda: 0)
+    assert threads.free_cores() == 1  # within SAMPLE_S: the old sample
+    monkeypatch.setattr(threads, "_sampled", -1e9)
+    threads.free_cores()
+    monkeypatch.setattr(threads, "_sampled", -1e9)
+    assert threads.free_cores() == threads.usable_cores()  # two quiet samples
