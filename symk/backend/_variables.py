@@ -132,10 +132,11 @@ def variable(value, dtype=None, name=None, constraint=None):
     arr = gb.as_array(value, dtype, "value")
     if arr is value:
         arr = arr.copy()
-    if config.device() == "cuda":  # variables of the cuda device live on the GPU
-        from symk.runtime.cuda import to_device
+    from symk.runtime.devices import DEVICES, resolve
 
-        arr = to_device(arr)
+    move = DEVICES[config.device()].to_device  # (cuda's variables live on the GPU)
+    if move is not None:
+        arr = resolve(move)(arr)
     v = Variable(arr, _unique_var_name(name or "variable"), constraint)
     return v
 

@@ -231,3 +231,18 @@ class CudaPlan(InterpPlan):
             return {}
         ck = self.rendered[lk.program.name]
         return {"kir": lk.program.text(), "cuda_source": ck.source, "mode": ck.mode}
+
+
+def finish(fn: Any, plan: Any, vals: list[Any]) -> list[np.ndarray]:
+    """A cuda call's outputs copied to the host; its updated variables keep device (CuPy)
+    arrays (``Device.finish`` of the cuda device, called by ``CompiledFunction._call``)."""
+    import cupy
+
+    outs = [np.array(cupy.asnumpy(vals[s])) for s in plan.out_slots]
+    new = [cupy.asarray(vals[s]) for s in plan.upd_slots]  # all computed before any write
+    fn.check_update_shapes(plan, new)
+    for (var, _), v, leaf in zip(fn.updates, new, plan.upd_leaf):
+        if leaf or v.dtype != var.value.dtype:
+            v = cupy.array(v, dtype=var.value.dtype, copy=True)
+        var.value = v
+    return outs

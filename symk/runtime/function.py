@@ -1,5 +1,8 @@
 """``CompiledFunction``: checks and casts inputs, runs a plan on a device, applies updates.
 
+What a device is (its plan class, how plans are built and cached, how values come back) is
+the table of ``symk.runtime.devices``; this module only looks it up and never names a device.
+
 All new values of a call's updates are computed before any variable is written (atomic, like
 Theano), so ``[(a, b), (b, a)]`` swaps two variables.
 """
@@ -19,6 +22,7 @@ from symk.errors import InputError, ShapeError, SymkError, user_line
 from symk.graph.node import Node, apply, creation_line, fresh_uid, node_name, substitute, toposort
 from symk.graph.tensor import Variable
 from symk.graph.types import shape_str
+from symk.runtime.devices import DEVICES
 from symk.runtime.sparse_feed import SparseInput
 
 
@@ -35,10 +39,10 @@ class CompiledFunction:
                  input_names: Sequence[str] | None = None, device: str | None = None) -> None:
         self.name = name or "function"
         self.device = config.check_device(device, "K.function")
-        if self.device == "cuda":  # a DeviceError saying what is missing (cupy, NVRTC, ...)
-            from symk.runtime.cuda import require_cuda
-
-            require_cuda()
+        self._dev = DEVICES[self.device]
+        self._dev.check()  # a DeviceError saying what is missing (a library, a driver, ...)
+        #: how a call's values come back (None: numpy values, returned and stored as they are)
+        self._finish = self._dev.finisher()
         self.inputs = list(inputs)
         #: input position -> SparseInput for sparse inputs (fed as three placeholders)
         self._sparse = {i: x for i, x in enumerate(self.inputs) if isinstance(x, SparseInput)}
@@ -111,50 +115,30 @@ class CompiledFunction:
         passes and code generation (and then filling the plan cache)."""
         from symk.passes.pipeline import optimize
         from symk.runtime import cache, plan_cache
-        from symk.runtime.interp import InterpPlan
 
-        cpu = self.device == "cpu"
+        dev = self._dev
         pk = None
-        if plan_cache.enabled() and self.device != "cuda":
-            target = ""
-            if cpu:
-                from symk.codegen.llvm_compile import target_key
-
-                target = target_key()
-            pk = plan_cache.plan_key(roots, self._feeds, len(self.outputs), self.device, key,
-                                     target)
+        if plan_cache.enabled() and dev.plan_cache:
+            pk = plan_cache.plan_key(roots, self._feeds, len(self.outputs), dev.name, key,
+                                     dev.target_key())
         if pk is not None:
             t = plan_cache.lookup(pk[0])
             if t is not None:
                 try:
                     opt_roots, schedule, prep = plan_cache.instantiate(t, pk[1])
-                    if cpu:
-                        from symk.runtime.cpu import CpuPlan
-
-                        interp = CpuPlan(schedule, self._feeds, label, prep=prep,
-                                         inplace=self._inplace_gemms(opt_roots))
-                    else:
-                        interp = InterpPlan(schedule, self._feeds)
+                    interp = dev.new_plan(schedule, self._feeds, label, prep,
+                                          lambda: self._inplace_gemms(opt_roots))
                     return opt_roots, schedule, interp, "plan cache hit"
                 except cache.Missing:  # e.g. the object cache was cleared: a plain miss
                     pass
                 except Exception as e:  # noqa: BLE001 - a bad entry must never cost a result
                     plan_cache.discard(pk[0], f"{type(e).__name__}: {e}")
         opt = optimize(roots, name=label)
-        if cpu:
-            from symk.runtime.cpu import CpuPlan
-
-            interp = CpuPlan(opt.schedule, self._feeds, label,
-                             inplace=self._inplace_gemms(opt.roots))
-        elif self.device == "cuda":
-            from symk.runtime.cuda import CudaPlan
-
-            interp = CudaPlan(opt.schedule, self._feeds, label)
-        else:
-            interp = InterpPlan(opt.schedule, self._feeds)
+        interp = dev.new_plan(opt.schedule, self._feeds, label, None,
+                              lambda: self._inplace_gemms(opt.roots))
         if pk is not None:
             t = plan_cache.make_template(opt.roots, opt.schedule, pk[1],
-                                         interp.prep if cpu else None)
+                                         interp.prep if dev.native_prep else None)
             if t is not None:
                 plan_cache.store(pk[0], t)
         return opt.roots, opt.schedule, interp, "compiled"
@@ -288,8 +272,8 @@ class CompiledFunction:
         key = tuple(feeds[i].item() for i in self._spec)
         plan = self._plans.get(key) or self._plan_for(key)
         vals = plan.interp.run(feeds)
-        if self.device == "cuda":
-            return self._finish_cuda(plan, vals)
+        if self._finish is not None:  # the device brings values back and stores updates
+            return self._finish(self, plan, vals)
         outs = []
         for s, leaf in zip(plan.out_slots, plan.out_leaf):
             v = vals[s]
@@ -300,7 +284,7 @@ class CompiledFunction:
         # write into a variable's array in place)
         returned = {id(o) for o in outs} | {id(o.base) for o in outs if o.base is not None}
         if plan.upd_dynamic:
-            self._check_update_shapes(plan, new)
+            self.check_update_shapes(plan, new)
         for (var, _), v, leaf in zip(self.updates, new, plan.upd_leaf):
             if leaf or id(v) in returned or v.dtype != var.value.dtype:
                 v = np.array(v, dtype=var.value.dtype, copy=True)
@@ -308,7 +292,7 @@ class CompiledFunction:
             var.value = v
         return outs
 
-    def _check_update_shapes(self, plan: _Plan, new: list[Any]) -> None:
+    def check_update_shapes(self, plan: _Plan, new: list[Any]) -> None:
         """A value with run-time dims must keep its variable's shape (checked before any
         variable is written)."""
         for k in plan.upd_dynamic:
@@ -318,19 +302,6 @@ class CompiledFunction:
                                  f"value of shape {new[k].shape}, but the variable has shape "
                                  f"{var.value.shape} (the update's value {upd.type} was built "
                                  f"at {creation_line(upd)}); no variable was updated")
-
-    def _finish_cuda(self, plan: _Plan, vals: list[Any]) -> list[np.ndarray]:
-        """Outputs copied to the host; updated variables keep device (CuPy) arrays."""
-        import cupy
-
-        outs = [np.array(cupy.asnumpy(vals[s])) for s in plan.out_slots]
-        new = [cupy.asarray(vals[s]) for s in plan.upd_slots]  # all computed before any write
-        self._check_update_shapes(plan, new)
-        for (var, _), v, leaf in zip(self.updates, new, plan.upd_leaf):
-            if leaf or v.dtype != var.value.dtype:
-                v = cupy.array(v, dtype=var.value.dtype, copy=True)
-            var.value = v
-        return outs
 
 
 def out_of_range(a: np.ndarray, target: np.dtype) -> Any:
