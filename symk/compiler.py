@@ -57,10 +57,7 @@ def compile(inputs: Any, outputs: Any, updates: Any = None, device: str | None =
     """Compile a function of ``inputs`` (placeholders) to ``outputs``; see the module doc."""
     from symk.backend import _function
 
-    device = device or config.device()
-    if device not in ("cpu", "cuda", "interp"):
-        raise ArgumentError(f"symk.compile: unknown device {device!r}; expected 'cpu', "
-                            "'cuda' or 'interp'")
+    device = config.check_device(device, "symk.compile")
     if build:
         return _function.function(inputs, outputs, updates=updates, device=device, **kwargs)
     return _code_plan(outputs, updates, device)
@@ -92,20 +89,9 @@ def _code_plan(outputs: Any, updates: Any, device: str) -> CodePlan:
             plan.kernels.append(KernelCode(step.name, lk.program.text()))
         else:
             plan.steps.append(f"{type(step).__name__.lower()} {step.node.op.name}")
-    if device == "cuda":
-        from symk.codegen.cuda_launch import describe, launch_config
-        from symk.codegen.cuda_render import module_source, render_cuda
+    from symk.runtime.devices import DEVICES, resolve
 
-        rendered = []
-        for kc, prog in zip(plan.kernels, progs):
-            ck = render_cuda(prog)
-            rendered.append(ck)
-            kc.source, kc.mode, kc.launch = ck.source, ck.mode, describe(ck)
-            if not any(e[0] == "size" for w in ck.work + ck.inner for e in w):
-                kc.grid_block = launch_config(ck)
-        plan.source = module_source(list({c.name: c for c in rendered}.values()))
-    elif device == "cpu" and progs:
-        from symk.codegen.llvm_render import render_module
-
-        plan.source = render_module(list({p.name: p for p in progs}.values()))
+    code = DEVICES[device].code
+    if code is not None:
+        plan.source = resolve(code)(plan.kernels, progs)
     return plan

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any
 
 from symk.codegen.cuda_render import CudaKernel, Extent
 
@@ -70,3 +71,19 @@ def describe(k: CudaKernel) -> str:
     if k.mode == "thread":
         return f"grid-stride over {ex(k.work)} elements, blocks of up to 256 threads"
     return f"one block per row ({ex(k.work)} rows), threads over {ex(k.inner)} per row"
+
+
+def code_listing(kernels: Sequence[Any], progs: Sequence[Any]) -> str:
+    """The CUDA C of a schedule's kernel programs for ``symk.compile(..., build=False)``: fills
+    each ``KernelCode`` (source, thread mapping, launch rule, and the launch configuration when
+    it needs no run-time size) and returns the whole compilation unit."""
+    from symk.codegen.cuda_render import module_source, render_cuda
+
+    rendered = []
+    for kc, prog in zip(kernels, progs):
+        ck = render_cuda(prog)
+        rendered.append(ck)
+        kc.source, kc.mode, kc.launch = ck.source, ck.mode, describe(ck)
+        if not any(e[0] == "size" for w in ck.work + ck.inner for e in w):
+            kc.grid_block = launch_config(ck)
+    return module_source(list({c.name: c for c in rendered}.values()))

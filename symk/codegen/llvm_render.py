@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import re
 import struct
+from collections.abc import Sequence
+from typing import Any
 
 from symk.codegen.kir import Ins, Program
 from symk.errors import SymkError
@@ -168,6 +170,8 @@ class _Fn:
                 return self.int_floordiv(in_dt, args, t)
         elif prim == "mod":
             return self.mod(in_dt, ty, args, t)
+        elif prim in ("bitxor", "shr") and not f:
+            e(f"{t} = {'xor' if prim == 'bitxor' else 'lshr'} {ty} {args[0]}, {args[1]}")
         else:
             raise SymkError(f"the LLVM renderer has no rule for primitive '{prim}'")
         return t
@@ -680,3 +684,8 @@ def render_module(progs: list[Program], rendered: dict[str, tuple] | None = None
     return "\n\n".join(x for x in (own, math_ir, *parts) if x) + "\n"
 
 
+
+
+def code_listing(kernels: Sequence[Any], progs: Sequence[Program]) -> str:
+    """The LLVM module of a schedule's kernel programs for ``symk.compile(..., build=False)``."""
+    return render_module(list({p.name: p for p in progs}.values())) if progs else ""

@@ -81,6 +81,10 @@ class Device:
     #: ``"module:function"`` moving a new variable's numpy value to where the device keeps
     #: variables (None: variables stay numpy arrays)
     to_device: str | Callable[[Any], Any] | None = None
+    #: ``"module:function"`` ``(kernels, programs) -> source`` rendering a schedule's Kernel IR
+    #: programs as this device's code for ``symk.compile(..., build=False)`` (it also fills each
+    #: ``KernelCode`` of ``kernels``); None: no code listing (the reference executor)
+    code: str | Callable[[list[Any], list[Any]], str] | None = None
 
     def plan_class(self) -> type:
         return resolve(self.plan)
@@ -103,11 +107,13 @@ class Device:
 
 DEVICES: dict[str, Device] = {d.name: d for d in (
     Device("cpu", "symk.runtime.cpu:CpuPlan", build=native_plan,
-           cache_target="symk.codegen.llvm_compile:target_key", native_prep=True),
+           cache_target="symk.codegen.llvm_compile:target_key", native_prep=True,
+           code="symk.codegen.llvm_render:code_listing"),
     Device("interp", "symk.runtime.interp:InterpPlan"),
     Device("cuda", "symk.runtime.cuda:CudaPlan", build=labelled_plan,
            require="symk.runtime.cuda:require_cuda", plan_cache=False,
-           finish="symk.runtime.cuda:finish", to_device="symk.runtime.cuda:to_device"),
+           finish="symk.runtime.cuda:finish", to_device="symk.runtime.cuda:to_device",
+           code="symk.codegen.cuda_launch:code_listing"),
 )}
 
 
