@@ -164,6 +164,8 @@ def primitive(prim: str, in_dt: str, args: list[str]) -> str:
         return f"symk_floordiv({a}, {b})"
     if prim == "mod":
         return f"symk_mod({a}, {b})"
+    if prim in ("bitxor", "shr") and in_dt.startswith("uint"):
+        return f"(({ct})({a} {'^' if prim == 'bitxor' else '>>'} {b}))"
     raise SymkError(f"the CUDA renderer has no rule for primitive '{prim}'")
 
 

@@ -69,7 +69,8 @@ class LoweredKernel:
     program: Program
     inputs: list[Node]
     outputs: list[Node]
-    #: for each size param: (index into inputs, axis of that input) giving its runtime value
+    #: for each size param: (index into inputs, axis of that input) giving its runtime value;
+    #: the call-number params of counter-based random nodes follow as (-1, node position)
     size_sources: list[tuple[int, int]]
     #: extent of the parallel loop: ("const", n) or ("size", k) = k-th size param
     outer: tuple[str, int]
@@ -151,6 +152,10 @@ class _Lowerer:
         self.dimval: dict[int, int] = {}
         size_index: dict[int, int] = {}
         for a, d in enumerate(self.D):
+            if d is None:
+                d = self._static_extent(a)
+                if d is not None:  # known from now on (out_dims, in_checks, the outer loop)
+                    self.D = self.D[:a] + (d,) + self.D[a + 1:]
             if d is not None:
                 self.dimval[a] = p.const(d, "int64")
                 continue
@@ -159,6 +164,36 @@ class _Lowerer:
             self.size_sources.append(src)
             self.dimval[a] = p.param(f"d{a}", "size", "int64")
         self.size_index = size_index
+        # counter-based random nodes read their call number from an int64 param after the
+        # sizes; its size source is (-1, the node's position in the kernel)
+        self.counter_ids: dict[int, int] = {}
+        for j, node in enumerate(self.k.nodes):
+            if getattr(node.op, "in_kernels", False):
+                self.counter_ids[id(node)] = p.param(f"c{j}", "size", "int64")
+                self.size_sources.append((-1, j))
+
+    def _static_extent(self, axis: int) -> int | None:
+        """The extent of a domain axis the type rules left unknown (None) when a kernel input
+        knows it: a dropout mask shaped by ``shape(x)`` is (None, None) and so is its product
+        with a (None, 512) value (None dims never broadcast, so the extents agree).  Only used
+        when no input has a run-time extent there."""
+        if self.R is not None or not any(getattr(n.op, "in_kernels", False)
+                                         for n in self.k.nodes):
+            return None
+        found = None
+        for node in self.k.nodes:
+            level_axes = list(range(self.rank)) if node is self.R else self._level_axes(node)
+            for x in node.inputs:
+                if id(x) in self.members or getattr(node.op, "in_kernels", False):
+                    continue
+                off = len(level_axes) - x.ndim
+                for j, d in enumerate(x.shape):
+                    if off + j >= 0 and level_axes[off + j] == axis:
+                        if d is None:
+                            return None
+                        if d != 1:
+                            found = d
+        return found
 
     def _find_source(self, axis: int) -> tuple[int, int]:
         for node in self.k.nodes:
@@ -236,7 +271,7 @@ class _Lowerer:
             if id(n) in seen or id(n) not in self.members or self.lookup(n) is not None:
                 continue
             seen.add(id(n))
-            if not n.op.elementwise:
+            if not n.op.elementwise and id(n) not in self.counter_ids:
                 raise SymkError(f"internal error: kernel {self.k.name} needs '{n.op.name}' "
                                 "before it is computed")
             missing.append(n)
@@ -247,8 +282,13 @@ class _Lowerer:
 
     def _emit_elementwise(self, node: Node) -> None:
         own = self._level_axes(node)
-        args = [self.value(i, own) for i in node.inputs]
         op = node.op
+        if id(node) in self.counter_ids:  # Philox of (element index, call number)
+            index = self.index(node.shape, own)
+            v = op.scalar(self.b, index, self.counter_ids[id(node)], **node.attrs)
+            self.scopes[-1][id(node)] = self.b.cast(v, node.dtype)
+            return
+        args = [self.value(i, own) for i in node.inputs]
         ids = op.input_dtypes([i.dtype for i in node.inputs], **node.attrs)
         args = [self.b.cast(a, d) for a, d in zip(args, ids)]
         v = self.b.cast(op.scalar(self.b, *args, **node.attrs),
@@ -304,8 +344,9 @@ class _Lowerer:
         for o in self.k.outputs:
             la = self._level_axes(o)
             off = len(la) - o.ndim
+            dims = [d if d is not None else self.D[la[off + j]] for j, d in enumerate(o.shape)]
             out_dims.append([(d, -1 if d is not None else self.size_index[la[off + j]])
-                             for j, d in enumerate(o.shape)])
+                             for j, d in enumerate(dims)])
         return LoweredKernel(self.p, list(self.inputs), list(self.k.outputs),
                              self.size_sources, outer, out_dims, tuple(self.D), self.scratch,
                              self._in_checks())
@@ -486,7 +527,7 @@ def lower_kernel(k: Kernel) -> LoweredKernel:
 
 def kernel_sizes(lk: LoweredKernel, inputs: Sequence[np.ndarray]) -> list[int]:
     """Runtime values of the kernel's size params, read from its inputs."""
-    return [int(inputs[i].shape[ax]) for i, ax in lk.size_sources]
+    return [int(inputs[i].shape[ax]) if i >= 0 else 0 for i, ax in lk.size_sources]
 
 
 def output_shapes(lk: LoweredKernel, sizes: Sequence[int]) -> list[tuple[int, ...]]:

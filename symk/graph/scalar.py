@@ -18,8 +18,10 @@ PRIMITIVES = (
     "const", "cast", "add", "sub", "mul", "div", "neg", "abs", "exp", "log", "sqrt", "sin",
     "cos", "tanh", "log1p", "expm1", "erf", "floor", "ceil", "rint", "sign", "pow",
     "maximum", "minimum", "where", "lt", "le", "gt", "ge", "eq", "ne", "logical_and",
-    "logical_or", "logical_not", "floordiv", "mod",
+    "logical_or", "logical_not", "floordiv", "mod", "bitxor", "shr",
 )
+# ``bitxor`` and ``shr`` (logical right shift) take unsigned integer operands of one dtype
+# (the counter-based random generator, ``symk.graph.philox``, is their user)
 
 
 class ScalarBuilder(Protocol):
@@ -77,6 +79,8 @@ class NumpyScalarBuilder:
     logical_not = staticmethod(np.logical_not)
     floordiv = staticmethod(np.floor_divide)
     mod = staticmethod(np.mod)
+    bitxor = staticmethod(np.bitwise_xor)
+    shr = staticmethod(np.right_shift)
 
     @staticmethod
     def div(a: np.ndarray, b: np.ndarray) -> np.ndarray:

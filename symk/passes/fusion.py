@@ -51,7 +51,10 @@ def fuse(roots: Sequence[Node], enabled: bool = True) -> Schedule:
         for i in dict.fromkeys(n.inputs):
             consumers[id(i)].append(n)
     root_ids = {id(r) for r in roots}
-    kinds = {id(n): kind_of(n) for n in order}
+    # counter-based random ops (Philox, symk.graph.philox) are elementwise functions of the
+    # element index and the call number: they fuse into their consumers' kernels
+    kinds = {id(n): "elementwise" if getattr(n.op, "in_kernels", False) else kind_of(n)
+             for n in order}
     group: dict[int, _Group] = {}
     for n in order:
         if kinds[id(n)] in ("elementwise", "reduction"):
@@ -175,7 +178,9 @@ def _merge_siblings(order: list[Node], kinds: dict[int, str], group: dict[int, _
 
 def _can_join(p: _Group, g: _Group, consumers: dict[int, list[Node]]) -> bool:
     """Whether the elementwise group ``p`` can be computed inside ``g`` (see _merge_siblings)."""
-    if p.out_domain != g.out_domain:
+    if p.out_domain != g.out_domain and not (
+            len(p.members) == 1 and g.reduction is None and _refines(p.out_domain, g.out_domain)
+            and all(getattr(n.op, "in_kernels", False) for n in p.members.values())):
         return False
     if g.reduction is not None:
         if g.in_domain == g.out_domain:
@@ -189,9 +194,20 @@ def _can_join(p: _Group, g: _Group, consumers: dict[int, list[Node]]) -> bool:
     return len(g.ins_with_group(p)) <= MAX_INPUTS
 
 
+def _refines(shape: tuple, domain: tuple) -> bool:
+    """Whether ``domain`` is ``shape`` with some unknown dims known (a None dim is broadcast
+    nowhere at run time, so it equals the domain's extent there)."""
+    return len(shape) == len(domain) and all(d is None or d == e
+                                             for d, e in zip(shape, domain))
+
+
 def _can_merge(p: Node, kind: str, g: _Group, users: list[Node], is_root: bool) -> bool:
     if len(g.inputs_with(p)) > MAX_INPUTS:
         return False
+    if getattr(p.op, "in_kernels", False) and g.reduction is None:
+        # a random mask shaped by a shape vector (dropout's ``shape(x)``) knows fewer dims
+        # statically than the kernel it feeds: it is computed at the kernel's extents
+        return _refines(p.shape, g.out_domain)
     if kind == "reduction":
         # a reduction joins an elementwise group computed over the reduction's output domain
         return g.reduction is None and g.out_domain == p.shape

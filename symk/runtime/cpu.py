@@ -402,7 +402,9 @@ def _native_step(plan: CpuPlan, lk: KernelCall, fn: Any, nodes: Sequence[Node] =
     known, small = plan.known, plan.small
     rings = [Ring(known, np.dtype(o.dtype)) for o in lk.outputs]
     out_dims = [list(d) for d in lk.out_dims]
-    sources = list(lk.size_sources)
+    sources = [s for s in lk.size_sources if s[0] >= 0]
+    # call counters of the kernel's counter-based random nodes (their params follow the sizes)
+    counters = [plan.counter(nodes[j]) for i, j in lk.size_sources if i < 0]
     checks = list(lk.in_checks)
     outer_kind, outer_v = lk.outer
     static_elems = 1
@@ -461,6 +463,9 @@ def _native_step(plan: CpuPlan, lk: KernelCall, fn: Any, nodes: Sequence[Node] =
             args[n_io + j] = sc[1]
         for j, sz in enumerate(sizes, n_bufs):
             args[j] = sz
+        if counters:
+            for j, c in enumerate(counters, n_bufs + len(sizes)):
+                args[j] = c.take()
         n = outer_v if outer_kind == "const" else sizes[outer_v]
         total = static_elems
         for sz in sizes:

@@ -30,7 +30,7 @@ from symk.errors import DeviceError, SymkError
 from symk.graph.node import Node
 from symk.passes.schedule import Kernel, Schedule
 from symk.runtime.interp import InterpPlan
-from symk.runtime.shape_check import kernel_sizes_checked
+from symk.runtime.shape_check import counter_args, kernel_sizes_checked
 
 _INSTALL = "install it with: pip install 'symk[cuda]' (cupy-cuda13x and nvidia-cuda-nvrtc)"
 
@@ -197,12 +197,14 @@ class CudaPlan(InterpPlan):
             ins = [cp.ascontiguousarray(cp.asarray(vals[s], dtype=d))
                    for s, d in zip(in_slots, in_dt)]
             sizes = [int(d) for d in kernel_sizes_checked(lk, [a.shape for a in ins], k.nodes)]
+            calls = counter_args(self, lk, k.nodes)
             outs = [cp.empty(tuple(d if d is not None else sizes[j] for d, j in dims), dt)
                     for dims, dt in zip(lk.out_dims, out_dt)]
             scratch = [cp.empty(tuple(d if d is not None else sizes[j] for d, j in dims), dt)
                        for dt, dims in (lk.scratch or [])]
             grid, block = launch_config(ck, sizes, props)
-            fn((grid,), (block,), (*ins, *outs, *scratch, *[np.int64(s) for s in sizes]))
+            fn((grid,), (block,), (*ins, *outs, *scratch,
+                                   *[np.int64(s) for s in sizes + calls]))
             for s, o in zip(out_slots, outs):
                 vals[s] = o
         return run

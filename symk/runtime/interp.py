@@ -51,7 +51,9 @@ class InterpPlan:
                 self.constants.append((i, n.attrs["value"].array))
             else:
                 self.defaults.append((i, n))
-        self.rngs: dict[int, np.random.Generator] = {}
+        self.rngs: dict[int, Any] = {}
+        #: node id -> call counter of each counter-based random node (see ``counter``)
+        self.counters: dict[int, Any] = {}
         self.steps: list[tuple[Callable[[list[Any]], None], list[int]]] = []
         self.n_ops = 0
         #: per step: (label, input slots, output slots) for profiling
@@ -85,7 +87,8 @@ class InterpPlan:
         """A step evaluating one node with its numpy reference."""
         i = self.slot[id(n)]
         if n.op.is_random:
-            self.rngs[i] = np.random.default_rng(n.attrs["seed"])
+            self.rngs[i] = self.counter(n) if n.op.counter_based else \
+                np.random.default_rng(n.attrs["seed"])
         rng = self.rngs.get(i)
         ins = tuple(self.slot[id(x)] for x in n.inputs)
         fn, attrs = n.op.ref, dict(n.attrs)
@@ -94,6 +97,13 @@ class InterpPlan:
         def run(vals: list[Any]) -> None:
             vals[i] = _run_op(n, fn, [vals[j] for j in ins], attrs, rng)
         return run
+
+    def counter(self, n: Node) -> Any:
+        """The call counter of the counter-based random node ``n`` (one per plan and node,
+        shared by its native kernel and its reference evaluation)."""
+        from symk.graph.ops.random import Counter
+
+        return self.counters.setdefault(id(n), Counter())
 
     def group_step(self, nodes: list[Node]) -> Callable[[list[Any]], None]:
         """A step computing several results of one multi-result op (a scan) at once."""

@@ -35,9 +35,10 @@ def describe_tensor(node: Node) -> str:
 def kernel_sizes_checked(call: Any, shapes: Sequence[tuple[int, ...]],
                          nodes: Sequence[Node] = ()) -> list[int]:
     """The kernel's size parameters read from its inputs' run-time ``shapes``, after checking
-    every extent its indexing assumes (a ``ShapeError`` if one differs)."""
-    try:
-        sizes = [shapes[i][ax] for i, ax in call.size_sources]
+    every extent its indexing assumes (a ``ShapeError`` if one differs).  The call counters
+    of its random nodes (``counter_args``) follow them in the kernel's parameters."""
+    try:  # (entries (-1, j) of size_sources are call counters of random nodes, not sizes)
+        sizes = [shapes[i][ax] for i, ax in call.size_sources if i >= 0]
         for j, ax, k, d in call.in_checks:
             if shapes[j][ax] != (sizes[k] if k >= 0 else d):
                 raise IndexError
@@ -60,7 +61,7 @@ def kernel_mismatch(call: Any, shapes: Sequence[Any], nodes: Sequence[Node] = ()
         if len(shapes[j]) != x.ndim:
             return ShapeError(f"{describe_tensor(x)} has rank {len(shapes[j])} at run time "
                               f"(shape {shapes[j]}); its type is {x.type}")
-    sizes = [shapes[i][ax] for i, ax in call.size_sources]
+    sizes = [shapes[i][ax] for i, ax in call.size_sources if i >= 0]
     for j, ax, k, d in call.in_checks:
         got = shapes[j][ax]
         want = sizes[k] if k >= 0 else d
@@ -93,3 +94,9 @@ def step_failure(node: Node, e: BaseException, args: Sequence[Any]) -> SymkError
                   for k, (x, a) in enumerate(zip(node.inputs, args)))
     return kind(f"{describe_origin(node)} failed at run time on inputs of shape {shapes}: "
                 f"{e}{ins}")
+
+
+def counter_args(plan: Any, call: Any, nodes: Sequence[Node]) -> list[int]:
+    """The next call numbers of the kernel's counter-based random nodes (the ``(-1, j)``
+    entries of ``size_sources``: node ``j`` of the kernel), passed after its sizes."""
+    return [plan.counter(nodes[j]).take() for i, j in call.size_sources if i < 0]

@@ -25,7 +25,7 @@ from symk.graph.node import Node
 from symk.passes.pipeline import optimize
 from symk.passes.schedule import Kernel
 from symk.runtime.interp import InterpPlan
-from symk.runtime.shape_check import kernel_sizes_checked
+from symk.runtime.shape_check import counter_args, kernel_sizes_checked
 from tests.cuda_emulator.cpu_emulate import compile_kernels, launch
 
 
@@ -89,10 +89,12 @@ class EmuPlan(InterpPlan):
         def run(vals: list[Any]) -> None:
             ins = [np.ascontiguousarray(vals[s], dtype=d) for s, d in zip(in_slots, in_dt)]
             sizes = [int(d) for d in kernel_sizes_checked(lk, [a.shape for a in ins], k.nodes)]
+            calls = counter_args(self, lk, k.nodes)
             outs = [np.full(sh, _poison(d), d) for sh, d in zip(output_shapes(lk, sizes),
                                                                  out_dt)]
             grid, block = launch_config(ck, sizes)
-            args = [*ins, *outs, *scratch_buffers(lk, sizes), *[np.int64(s) for s in sizes]]
+            args = [*ins, *outs, *scratch_buffers(lk, sizes),
+                    *[np.int64(s) for s in sizes + calls]]
             launch(sess.lib, ck.name, grid, block, args, schedule=sess.schedule,
                    fibers=ck.collective)
             sess.launches += 1

@@ -82,7 +82,8 @@ def test_random_draws_differ_per_element_after_passes():
     r = K.random_uniform((1000,), seed=5)
     y = r * 2.0 + 1.0
     f = K.function([], [y])
-    assert [k for k in f.fn.schedule.externs if k.node.op.is_random]
+    # the random op survives the passes (it is computed in the kernel, not folded)
+    assert [n for k in f.fn.schedule.kernels for n in k.nodes if n.op.is_random]
     out = f([])[0]
     assert len(np.unique(out)) > 990 and 1.0 <= out.min() and out.max() <= 3.0
 
