@@ -204,6 +204,9 @@ class CpuPlan(InterpPlan):
         self.split_factor = BLAS_SPLIT_FACTOR if any(
             s.node.op.name in BLAS_OPS for s in schedule.externs) else 1
         super().__init__(schedule, fed)
+        # a plan of native kernels only never runs a numpy ufunc: no FP error state is needed
+        self.numpy_free = all(isinstance(st, Kernel) and id(st) in self.by_step
+                              for st in schedule.steps) and self.native is not None
 
     def _prepare(self, schedule: Schedule, label: str) -> NativePrep:
         calls: dict[int, KernelCall] = {}

@@ -51,6 +51,8 @@ class InterpPlan:
                 self.constants.append((i, n.attrs["value"].array))
             else:
                 self.defaults.append((i, n))
+        #: whether no step runs numpy (then ``run`` skips numpy's FP error-state context)
+        self.numpy_free = False
         self.rngs: dict[int, Any] = {}
         #: node id -> call counter of each counter-based random node (see ``counter``)
         self.counters: dict[int, Any] = {}
@@ -148,10 +150,17 @@ class InterpPlan:
                                 f"{creation_line(n)}) is needed but was not fed; pass it in "
                                 "the function's inputs")
             vals[i] = d.array
-        with np.errstate(all="ignore"):
-            if self.profiling or debug_level() >= 2:
+        if self.profiling or debug_level() >= 2:
+            with np.errstate(all="ignore"):
                 self._run_timed(vals)
-                return vals
+            return vals
+        if self.numpy_free:  # (entering np.errstate costs ~1 us per call)
+            for run, dead in self.steps:
+                run(vals)
+                for j in dead:
+                    vals[j] = None
+            return vals
+        with np.errstate(all="ignore"):
             for run, dead in self.steps:
                 run(vals)
                 for j in dead:
