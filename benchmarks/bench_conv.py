@@ -36,6 +36,7 @@ from common import (  # noqa: E402
     measure_rows,
     optional,
     print_table,
+    standard_arguments,
     target_line,
     time_once,
     wait_for_quiet,
@@ -185,14 +186,7 @@ def run(args: argparse.Namespace) -> None:
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--repeats", type=int, default=15,
-                    help="timed samples per engine")
-    ap.add_argument("--markdown", action="store_true", help="print tables as markdown")
-    ap.add_argument("--unset-openblas", action="store_true",
-                    help="re-exec without OPENBLAS_CORETYPE/OPENBLAS_L2_SIZE (all engines)")
-    ap.add_argument("--wait-quiet", type=float, default=0.0, metavar="S",
-                    help="wait up to S s for the machine to be quiet first")
+    ap = standard_arguments(__doc__.splitlines()[0])
     args = ap.parse_args()
     maybe_unset_openblas(args.unset_openblas)
     print(machine_note())

@@ -15,7 +15,6 @@ warm-up.  Every result is checked against a float64 numpy loop ("max err").
 
 from __future__ import annotations
 
-import argparse
 import os
 import sys
 
@@ -33,6 +32,7 @@ from common import (  # noqa: E402
     measure_rows,
     optional,
     print_table,
+    standard_arguments,
     target_line,
     time_once,
     wait_for_quiet,
@@ -147,14 +147,7 @@ def numpy_row(x, w, u, b, ref) -> Row:
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--repeats", type=int, default=15,
-                    help="timed samples per engine")
-    ap.add_argument("--markdown", action="store_true", help="print tables as markdown")
-    ap.add_argument("--unset-openblas", action="store_true",
-                    help="re-exec without OPENBLAS_CORETYPE/OPENBLAS_L2_SIZE (all engines)")
-    ap.add_argument("--wait-quiet", type=float, default=0.0, metavar="S",
-                    help="wait up to S s for the machine to be quiet first")
+    ap = standard_arguments(__doc__.splitlines()[0])
     ap.add_argument("--profile", action="store_true",
                     help="also print symk's per-kernel profile of the loop")
     args = ap.parse_args()

@@ -266,3 +266,19 @@ def optional(module: str) -> Any | None:
 def target_line(name: str, met: bool | None, detail: str) -> str:
     status = "n/a" if met is None else "MET" if met else "MISSED"
     return f"target {name}: {status} ({detail})"
+
+
+def standard_arguments(description: str) -> Any:
+    """An ``argparse.ArgumentParser`` with the options the engine-comparison benchmarks share:
+    ``--repeats``, ``--markdown``, ``--unset-openblas`` and ``--wait-quiet``."""
+    import argparse
+
+    ap = argparse.ArgumentParser(description=description)
+    ap.add_argument("--repeats", type=int, default=15, help="timed samples per engine")
+    ap.add_argument("--markdown", action="store_true", help="print tables as markdown")
+    ap.add_argument("--unset-openblas", action="store_true",
+                    help="re-exec without OPENBLAS_CORETYPE/OPENBLAS_L2_SIZE (all engines)")
+    ap.add_argument("--wait-quiet", type=float, default=0.0, metavar="S",
+                    help="wait up to S s for the machine to be quiet first")
+    return ap
+
