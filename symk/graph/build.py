@@ -18,7 +18,7 @@ Scalar = int | float | bool
 
 
 #: array kinds symk cannot hold, by numpy dtype kind
-_FOREIGN_KINDS = {"O": "Python objects", "U": "strings", "S": "bytes", "V": "raw records",
+FOREIGN_KINDS = {"O": "Python objects", "U": "strings", "S": "bytes", "V": "raw records",
                   "M": "datetimes", "m": "timedeltas", "c": "complex numbers"}
 
 
@@ -34,37 +34,50 @@ def as_array(value: Any, dtype: str | np.dtype | None = None, what: str = "value
         raise ArgumentError(f"cannot convert {what} ({type(value).__name__}) to an array: "
                             f"{e}") from None
     kind = a.dtype.kind
-    if kind in _FOREIGN_KINDS:
+    if kind in FOREIGN_KINDS:
         if kind == "O" and isinstance(value, int):
             raise ArgumentError(f"{what} {value} is out of the range of int64")
         extra = " (symk has no complex dtypes)" if kind == "c" else ""
-        raise DTypeError(f"{what} holds {_FOREIGN_KINDS[kind]} (dtype {a.dtype}), which "
+        raise DTypeError(f"{what} holds {FOREIGN_KINDS[kind]} (dtype {a.dtype}), which "
                          f"symk cannot store{extra}")
     if dtype is None:
         return a
     target = dtype if isinstance(dtype, np.dtype) else np.dtype(as_dtype(dtype))
     if a.dtype == target:
         return a
-    if target.kind in "iub" and not np.can_cast(a.dtype, target):
-        _check_fits(a, target, what)
+    bad = misfit(a, target)
+    if bad is not None:
+        raise ArgumentError(f"{what} holds {bad[0]!r} ({a.dtype}), which does not fit "
+                            f"{target}: {bad[1]}")
     return a.astype(target)
 
 
-def _check_fits(a: np.ndarray, target: np.dtype, what: str) -> None:
-    """Raise unless every value of ``a`` converts to the int/bool dtype ``target`` unchanged."""
+def misfit(a: np.ndarray, target: np.dtype) -> tuple[Any, str] | None:
+    """The first value of ``a`` that a cast to ``target`` would change, and why (None when
+    every value converts unchanged).  Only casts into int/bool dtypes that numpy does not call
+    safe scan the values: NaN/inf, fractions and out-of-range numbers into an int dtype,
+    anything but 0/1 into bool.  Shared by constants, variables and fed values."""
+    if target.kind not in "iub" or np.can_cast(a.dtype, target) or not a.size:
+        return None
     with np.errstate(invalid="ignore"):
         if target.kind == "b":
-            ok, rule = (a == 0) | (a == 1), "bool holds only 0 and 1"
+            ok = (a == 0) | (a == 1)
         else:
             info = np.iinfo(target)
             ok = (a >= info.min) & (a <= info.max)
-            rule = f"{target} holds whole numbers in [{info.min}, {info.max}]"
             if a.dtype.kind == "f":
                 ok &= np.mod(a, 1) == 0
-    if not np.all(ok):
-        bad = np.asarray(a)[~np.asarray(ok)].flat[0]
-        raise ArgumentError(f"{what} holds {bad.item()!r} ({a.dtype}), which does not fit "
-                            f"{target} ({rule})")
+    if np.all(ok):
+        return None
+    bad = np.asarray(a)[~np.asarray(ok)].flat[0].item()
+    if target.kind == "b":
+        return bad, "bool holds only 0 and 1"
+    if not np.isfinite(bad):
+        return bad, f"{target} holds no nan or inf"
+    if info.min <= bad <= info.max:
+        return bad, "it has a fractional part"
+    return bad, f"it is outside the range [{info.min}, {info.max}] of {target} (it would wrap"\
+        " around)"
 
 
 def const(value: Any, dtype: str | None = None) -> Node:

@@ -19,6 +19,7 @@ import numpy as np
 from symk import config
 from symk.debug import log
 from symk.errors import InputError, ShapeError, SymkError, user_line
+from symk.graph.build import FOREIGN_KINDS, misfit
 from symk.graph.node import Node, apply, creation_line, fresh_uid, node_name, substitute, toposort
 from symk.graph.tensor import Variable
 from symk.graph.types import shape_str
@@ -230,7 +231,7 @@ class CompiledFunction:
             raise InputError(f"{self.name}: {where}: cannot convert {type(value).__name__} to an "
                              f"array: {e}") from None
         target = np.dtype(node.dtype)
-        if a.dtype == object or a.dtype.kind in "USVMmc":
+        if a.dtype.kind in FOREIGN_KINDS:
             raise InputError(f"{self.name}: {where}: got a value of dtype {a.dtype}, which cannot "
                              f"be cast to {target}" + (" (symk has no complex dtypes; pass the "
                                                        "real and imaginary parts separately)"
@@ -243,22 +244,10 @@ class CompiledFunction:
                 raise InputError(f"{self.name}: {where}: expected shape {shape_str(node.shape)}, "
                                  f"got {a.shape} (dimension {k}: {s} != {d})")
         if a.dtype != target:
-            if target.kind in "iub" and a.dtype.kind == "f":
-                with np.errstate(invalid="ignore"):
-                    ok = bool(np.all(np.mod(a, 1) == 0))
-                if not ok:
-                    raise InputError(f"{self.name}: {where}: expected {target}, got {a.dtype} "
-                                     "values with a fractional part (cannot cast safely)")
-            if target.kind == "b" and a.dtype.kind in "iuf" and a.size and \
-                    not np.all((a == 0) | (a == 1)):
-                raise InputError(f"{self.name}: {where}: expected bool, got {a.dtype} values "
-                                 "other than 0 and 1")
-            if target.kind in "iu" and a.size and a.dtype.kind in "iuf":
-                bad = out_of_range(a, target)
-                if bad is not None:
-                    raise InputError(f"{self.name}: {where}: the value {bad} does not fit "
-                                     f"{target} (range [{np.iinfo(target).min}, "
-                                     f"{np.iinfo(target).max}]); it would wrap around")
+            bad = misfit(a, target)
+            if bad is not None:
+                raise InputError(f"{self.name}: {where}: expected {target}, got {a.dtype} "
+                                 f"value {bad[0]!r}, which does not fit: {bad[1]}")
             a = a.astype(target)
         return a
 
@@ -319,18 +308,6 @@ class CompiledFunction:
                                  f"value of shape {new[k].shape}, but the variable has shape "
                                  f"{var.value.shape} (the update's value {upd.type} was built "
                                  f"at {creation_line(upd)}); no variable was updated")
-
-
-def out_of_range(a: np.ndarray, target: np.dtype) -> Any:
-    """A value of ``a`` outside the range of the integer dtype ``target`` (None if all fit)."""
-    info = np.iinfo(target)
-    lo, hi = a.min(), a.max()
-    if a.dtype.kind == "f":
-        if not np.isfinite(lo) or not np.isfinite(hi):
-            return lo if not np.isfinite(lo) else hi
-        return lo if lo < info.min else hi if hi > info.max else None
-    lo_i, hi_i = int(lo), int(hi)
-    return lo_i if lo_i < info.min else hi_i if hi_i > info.max else None
 
 
 #: ops whose numpy implementation may return (a view of) its first input
