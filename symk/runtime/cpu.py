@@ -11,7 +11,6 @@ content.  A kernel's parallel loop is split across a small thread pool when the 
 from __future__ import annotations
 
 import ctypes
-import functools
 import os
 import sys
 import threading
@@ -207,6 +206,9 @@ class CpuPlan(InterpPlan):
         # a plan of native kernels only never runs a numpy ufunc: no FP error state is needed
         self.numpy_free = all(isinstance(st, Kernel) and id(st) in self.by_step
                               for st in schedule.steps) and self.native is not None
+        if not any(s.node.op.name in BLAS_OPS or s.node.op.name == "scan"
+                   for s in schedule.externs):  # no product, convolution or loop: no scope
+            self.run = super().run  # type: ignore[method-assign]
 
     def _prepare(self, schedule: Schedule, label: str) -> NativePrep:
         calls: dict[int, KernelCall] = {}
@@ -298,18 +300,10 @@ class CpuPlan(InterpPlan):
             return super().kernel_step(k)
         return _native_step(self, call, self.native.fns[call.name], k.nodes)
 
-    @functools.cached_property
-    def calls_blas(self) -> bool:
-        """Whether a step may call BLAS (a matrix product, a convolution, a loop)."""
-        return any(s.node.op.name in BLAS_OPS or s.node.op.name == "scan"
-                   for s in self.schedule.externs)
-
     def run(self, feeds: Sequence[np.ndarray]) -> list[Any]:
-        """InterpPlan's run inside a thread scope (``symk.runtime.threads``) when a step may
-        call BLAS: small products on one BLAS thread, numpy's count restored at the end."""
-        if not self.calls_blas:  # later calls skip this method (and its frame) altogether
-            self.run = super().run  # type: ignore[method-assign]
-            return self.run(feeds)
+        """InterpPlan's run inside a thread scope (``symk.runtime.threads``): small products
+        on one BLAS thread, numpy's count restored at the end (plans whose steps never call
+        BLAS run InterpPlan's ``run`` directly, see ``__init__``)."""
         threads.enter(self.nthreads)
         try:
             return super().run(feeds)

@@ -9,6 +9,7 @@ memory plan says they are dead.
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import sys
 import time
@@ -24,6 +25,9 @@ from symk.graph.storage import Storage
 from symk.graph.tensor import storage_of
 from symk.passes.schedule import Kernel, Schedule
 from symk.runtime.shape_check import describe_tensor, step_failure
+
+#: the context of ``InterpPlan.run`` for plans that run no numpy (reusable)
+_NO_ERRSTATE = contextlib.nullcontext()
 
 
 class InterpPlan:
@@ -154,13 +158,8 @@ class InterpPlan:
             with np.errstate(all="ignore"):
                 self._run_timed(vals)
             return vals
-        if self.numpy_free:  # (entering np.errstate costs ~1 us per call)
-            for run, dead in self.steps:
-                run(vals)
-                for j in dead:
-                    vals[j] = None
-            return vals
-        with np.errstate(all="ignore"):
+        # (entering np.errstate costs ~1 us per call; a plan running no numpy skips it)
+        with _NO_ERRSTATE if self.numpy_free else np.errstate(all="ignore"):
             for run, dead in self.steps:
                 run(vals)
                 for j in dead:
