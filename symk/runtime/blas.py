@@ -14,12 +14,14 @@ import ctypes
 import glob
 import os
 from collections.abc import Callable
+from typing import TypeVar
 
 import numpy as np
 
 ROW_MAJOR, NO_TRANS, TRANS = 101, 111, 112
 _NAMES = ("scipy_cblas_{}gemm64_", "cblas_{}gemm64_")
 _cache: dict[str, Callable | None] = {}
+T = TypeVar("T")
 
 
 def _libraries() -> list[str]:
@@ -30,6 +32,27 @@ def _libraries() -> list[str]:
     return found
 
 
+def find_in_blas(pick: Callable[[ctypes.CDLL], T | None], loaded: bool = False) -> T | None:
+    """The first non-None ``pick(library)`` over the BLAS libraries beside numpy (and, with
+    ``loaded``, the OpenBLAS libraries already mapped into the process), or None."""
+    paths = _libraries()
+    if loaded:
+        try:
+            with open("/proc/self/maps") as f:
+                paths += sorted({ln.split()[-1] for ln in f if "openblas" in ln.lower()})
+        except OSError:
+            pass
+    for path in paths:
+        try:
+            lib = ctypes.CDLL(path)
+        except OSError:
+            continue
+        found = pick(lib)
+        if found is not None:
+            return found
+    return None
+
+
 def _load(prefix: str) -> Callable | None:
     from symk.config import cblas_enabled
 
@@ -37,11 +60,8 @@ def _load(prefix: str) -> Callable | None:
         return None
     i64, ptr = ctypes.c_int64, ctypes.c_void_p
     real = ctypes.c_float if prefix == "s" else ctypes.c_double
-    for path in _libraries():
-        try:
-            lib = ctypes.CDLL(path)
-        except OSError:
-            continue
+
+    def pick(lib: ctypes.CDLL) -> Callable | None:
         for name in _NAMES:
             fn = getattr(lib, name.format(prefix), None)
             if fn is not None:
@@ -49,7 +69,8 @@ def _load(prefix: str) -> Callable | None:
                 fn.argtypes = [ctypes.c_int, ctypes.c_int, ctypes.c_int, i64, i64, i64, real, ptr,
                                i64, ptr, i64, real, ptr, i64]
                 return fn
-    return None
+        return None
+    return find_in_blas(pick)
 
 
 def gemm_fn(dtype: np.dtype) -> Callable | None:

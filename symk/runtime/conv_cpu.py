@@ -25,10 +25,6 @@ from symk.runtime.externs import register_cpu_extern
 #: below this many multiply-adds a convolution runs on the calling thread
 PARALLEL_MIN_MACS = 1 << 22
 
-def _openblas() -> tuple[Callable[[], int], Callable[[int], None]] | None:
-    """(get_num_threads, set_num_threads) of numpy's BLAS (``symk.runtime.threads``), or
-    None."""
-    return threads.blas_api()
 
 
 def _split(n: int, parts: int) -> list[tuple[int, int]]:
@@ -43,7 +39,7 @@ def _parallel(n: int, macs: int, work: Callable[[int, int], object]) -> list[obj
 
     cap = num_threads()
     n_thr = min(threads.kernel_threads(cap), n)
-    if n_thr < 2 or macs < PARALLEL_MIN_MACS or _openblas() is None:
+    if n_thr < 2 or macs < PARALLEL_MIN_MACS or threads.blas_api() is None:
         return None
 
     def split() -> list[object]:

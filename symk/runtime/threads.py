@@ -74,19 +74,9 @@ def usable_cores() -> int:
 
 def _openblas_api() -> tuple[Callable[[], int], Callable[[int], None]] | None:
     """(get, set) of the thread count of the OpenBLAS beside numpy (or already loaded)."""
-    from symk.runtime.blas import _libraries
+    from symk.runtime.blas import find_in_blas
 
-    paths = list(_libraries())
-    try:
-        with open("/proc/self/maps") as f:
-            paths += sorted({ln.split()[-1] for ln in f if "openblas" in ln.lower()})
-    except OSError:
-        pass
-    for path in paths:
-        try:
-            lib = ctypes.CDLL(path)
-        except OSError:
-            continue
+    def pick(lib: ctypes.CDLL) -> tuple[Callable[[], int], Callable[[int], None]] | None:
         for prefix in ("scipy_openblas", "openblas"):
             for suffix in ("64_", ""):
                 get = getattr(lib, f"{prefix}_get_num_threads{suffix}", None)
@@ -95,7 +85,8 @@ def _openblas_api() -> tuple[Callable[[], int], Callable[[int], None]] | None:
                     get.restype, get.argtypes = ctypes.c_int, []
                     put.restype, put.argtypes = None, [ctypes.c_int]
                     return get, put
-    return None
+        return None
+    return find_in_blas(pick, loaded=True)
 
 
 def _threadpoolctl_api() -> tuple[Callable[[], int], Callable[[int], None]] | None:

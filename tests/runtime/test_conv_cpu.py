@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from symk import backend as K
-from symk.runtime import conv_cpu
+from symk.runtime import conv_cpu, threads
 from tests.backend.test_conv import naive_conv, ref_transpose
 from tests.gradcheck import check_grad
 from tests.harness import available_devices
@@ -17,10 +17,10 @@ pytestmark = pytest.mark.skipif("cpu" not in available_devices(), reason="no cpu
 
 @pytest.fixture
 def always_parallel(monkeypatch):
-    if conv_cpu._openblas() is None:  # noqa: SLF001
+    if threads.blas_api() is None:
         pytest.skip("OpenBLAS not found among the loaded libraries")
     monkeypatch.setattr(conv_cpu, "PARALLEL_MIN_MACS", 0)
-    get, _ = conv_cpu._openblas()  # noqa: SLF001
+    get, _ = threads.blas_api()
     before = get()
     yield
     assert get() == before, "the BLAS thread count was not restored"
