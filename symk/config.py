@@ -251,8 +251,7 @@ def excluded_tags(known: Iterable[str] | None = None) -> frozenset[str]:
 
 def num_threads() -> int:
     """``SYMK_NUM_THREADS``: threads sharing a large kernel's outer loop (default: cores)."""
-    n = _env("SYMK_NUM_THREADS", _parse_threads, 0)
-    return n or os.cpu_count() or 1
+    return num_threads_set() or os.cpu_count() or 1
 
 
 def num_threads_set() -> int:

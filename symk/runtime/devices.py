@@ -117,11 +117,6 @@ DEVICES: dict[str, Device] = {d.name: d for d in (
 )}
 
 
-def device(name: str) -> Device:
-    """The entry of a device name (checked by ``config.check_device`` first)."""
-    return DEVICES[name]
-
-
 #: the devices symk ships (``register_device`` never replaces them)
 BUILTIN = frozenset(DEVICES)
 
