@@ -271,6 +271,12 @@ def cblas_enabled() -> bool:
     return _env("SYMK_CBLAS", _parse_bool, True)
 
 
+def native_driver() -> bool:
+    """``SYMK_NATIVE_DRIVER``: on ``cpu``, run runs of native steps from one generated driver
+    call (default on; off: one Python step per kernel, as before the driver)."""
+    return _env("SYMK_NATIVE_DRIVER", _parse_bool, True)
+
+
 def cache_enabled() -> bool:
     """``SYMK_CACHE``: the disk cache of object code and plans (default on)."""
     return _env("SYMK_CACHE", _parse_bool, True)

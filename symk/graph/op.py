@@ -42,6 +42,9 @@ class Op:
     extern: ClassVar[bool] = False
     #: True when no gradient flows through the op (comparisons, argmax, shape_of, ...)
     nondifferentiable: ClassVar[bool] = False
+    #: True when the value depends on the inputs' shapes only, never on their data
+    #: (shape_of, count): runtimes compute it once per input shape
+    shape_only: ClassVar[bool] = False
 
     def check_attrs(self, attrs: dict[str, Any]) -> None:
         unknown = set(attrs) - set(self.attr_names)

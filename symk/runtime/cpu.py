@@ -23,14 +23,19 @@ from typing import Any
 import llvmlite.binding as llvm
 import numpy as np
 
+from symk import config
+from symk.codegen.driver_render import with_drivers
 from symk.codegen.llvm_compile import compile_object, target_key
 from symk.codegen.llvm_render import render_kernel, render_module
 from symk.codegen.lowering import LoweredKernel, lower_kernel
+from symk.config import debug_level
 from symk.debug import log
 from symk.errors import SymkError
 from symk.graph.node import Node
 from symk.passes.schedule import Kernel, Schedule
 from symk.runtime import cache, threads
+from symk.runtime.driver import DFUNC, Segment, build_segments
+from symk.runtime.driver import PREFIX as DRIVER_PREFIX
 from symk.runtime.externs import (
     CPU_EXTERNS,
     CPU_GROUP_EXTERNS,
@@ -106,25 +111,28 @@ class NativeModule:
             addr = engine.get_function_address(name)
             if not addr:
                 raise SymkError(f"internal error: kernel {name} missing from its object code")
-            fn = KFUNC(addr)
+            fn = (DFUNC if name.startswith(DRIVER_PREFIX) else KFUNC)(addr)
             fn.engine = engine  # the code at `addr` lives as long as this function object
             self.fns[name] = fn
 
 
 def build_native(progs: list, label: str, rendered: dict[str, tuple] | None = None,
-                 ) -> tuple[NativeModule | None, str, str]:
-    """Compile (or fetch from the caches) one module holding ``progs``: (module, LLVM IR, key).
-    ``rendered`` holds kernels already rendered (name -> ``render_kernel`` result)."""
-    if not progs:
+                 drivers: Sequence[tuple[str, str]] = ()) -> tuple[NativeModule | None, str, str]:
+    """Compile (or fetch from the caches) one module holding ``progs`` and the ``drivers``
+    ((name, function text) from ``driver_render``): (module, LLVM IR, key).  ``rendered``
+    holds kernels already rendered (name -> ``render_kernel`` result)."""
+    if not progs and not drivers:
         return None, "", ""
-    ir = render_module(progs, rendered)
+    ir = with_drivers(render_module(progs, rendered) if progs else "", [d[1] for d in drivers])
     key = cache.key_of(ir, target_key())
-    mod = load_native(key, [p.name for p in progs])
+    names = [p.name for p in progs] + [d[0] for d in drivers]
+    mod = load_native(key, names)
     if mod is None:
         obj, dt = compile_object(ir)
-        log(1, f"LLVM compiled {len(progs)} kernel(s) for '{label}' in {dt * 1e3:.1f} ms")
-        cache.store(key, obj, {"kernels": [p.name for p in progs], "target": target_key()})
-        mod = _loaded[key] = NativeModule(obj, [p.name for p in progs])
+        log(1, f"LLVM compiled {len(progs)} kernel(s) and {len(drivers)} driver(s) for "
+               f"'{label}' in {dt * 1e3:.1f} ms")
+        cache.store(key, obj, {"kernels": names, "target": target_key()})
+        mod = _loaded[key] = NativeModule(obj, names)
     return mod, ir, key
 
 
@@ -176,7 +184,12 @@ class NativePrep:
 
 class CpuPlan(InterpPlan):
     """An InterpPlan whose kernel steps call native code.  ``prep`` (from the plan cache)
-    skips lowering and rendering; without it every kernel is lowered, rendered and compiled."""
+    skips lowering and rendering; without it every kernel is lowered, rendered and compiled.
+    Runs of native steps are run by native drivers (``symk.runtime.driver``)."""
+
+    #: whether plans of this class build drivers (a loop body running its steps itself
+    #: does not need them)
+    drivers = True
 
     def __init__(self, schedule: Schedule, fed: Sequence[Node], label: str = "function",
                  prep: NativePrep | None = None, inplace: frozenset[int] = frozenset()) -> None:
@@ -191,14 +204,20 @@ class CpuPlan(InterpPlan):
         #: as biases and Keras's optimizer scalars, fed arrays): numpy's ``ctypes`` costs ~1 us
         #: per array and call, which dominated the steps of small models; bounded, see below
         self.small: dict[int, tuple[np.ndarray, int]] = {}
+        self.schedule = schedule
+        #: step ranges run by one native driver call each (``symk.runtime.driver``)
+        self.segments: list[Segment] = []
+        want = self.drivers and config.native_driver()
         if prep is not None:
             self.native = load_native(prep.key, prep.names) if prep.names else None
             if prep.names and self.native is None:
                 raise cache.Missing(f"object {prep.key[:12]} is no longer cached")
             self.prep = prep
+            self.by_step = {id(schedule.steps[i]): c for i, c in prep.calls.items()}
+            if want and self.native is not None:  # the same layouts give the same drivers
+                self.segments = [g for g in self._layouts() if g.name in self.native.fns]
         else:
-            self.prep = self._prepare(schedule, label)
-        self.by_step = {id(schedule.steps[i]): c for i, c in self.prep.calls.items()}
+            self.prep = self._prepare(schedule, label, want)
         self.nthreads = num_threads()
         self.split_factor = BLAS_SPLIT_FACTOR if any(
             s.node.op.name in BLAS_OPS for s in schedule.externs) else 1
@@ -206,11 +225,45 @@ class CpuPlan(InterpPlan):
         # a plan of native kernels only never runs a numpy ufunc: no FP error state is needed
         self.numpy_free = all(isinstance(st, Kernel) and id(st) in self.by_step
                               for st in schedule.steps) and self.native is not None
-        if not any(s.node.op.name in BLAS_OPS or s.node.op.name == "scan"
-                   for s in schedule.externs):  # no product, convolution or loop: no scope
+        #: (lo, hi, segment or None): the call's program, in schedule order
+        self.program: list[tuple[int, int, Segment | None]] = []
+        self._bind_drivers()
+        #: whether a call needs a thread scope (a product, convolution or loop)
+        self.scoped = any(s.node.op.name in BLAS_OPS or s.node.op.name == "scan"
+                          for s in schedule.externs)
+        if not self.scoped and not self.segments:
             self.run = super().run  # type: ignore[method-assign]
 
-    def _prepare(self, schedule: Schedule, label: str) -> NativePrep:
+    def _layouts(self) -> list[Segment]:
+        """The segments of this plan's schedule (layouts and driver code, not yet bound)."""
+        try:
+            return [Segment(self, lo, hi) for lo, hi in build_segments(self)]
+        except SymkError as e:  # pragma: no cover - reported; the plan runs step by step
+            log(1, f"no native driver: {e}")
+            return []
+
+    def _bind_drivers(self) -> None:
+        """Bind the segments to the compiled code and the plan's slots; the call program."""
+        if not self.segments or self.native is None:
+            self.segments = []
+            return
+        for seg in self.segments:
+            seg.bind(self, self.native.fns)
+        k = 0
+        for seg in self.segments:
+            if seg.lo > k:
+                self.program.append((k, seg.lo, None))
+            self.program.append((seg.lo, seg.hi, seg))
+            k = seg.hi
+        if k < len(self.steps):
+            self.program.append((k, len(self.steps), None))
+        # every step in one segment: no numpy ufunc runs, no FP error state is needed
+        self.driver_numpy_free = len(self.segments) == 1 and self.segments[0].lo == 0 and \
+            self.segments[0].hi == len(self.steps)
+
+    def _prepare(self, schedule: Schedule, label: str, drivers: bool) -> NativePrep:
+        """Lower and render every kernel (and, with ``drivers``, the segments' drivers) and
+        compile them as one module."""
         calls: dict[int, KernelCall] = {}
         progs: dict[str, Any] = {}
         rendered: dict[str, tuple] = {}
@@ -227,16 +280,19 @@ class CpuPlan(InterpPlan):
             calls[i] = KernelCall.of(lk)
             progs.setdefault(lk.program.name, lk.program)
         self.programs = list(progs.values())
+        self.by_step = {id(schedule.steps[i]): c for i, c in calls.items()}
+        self.segments = self._layouts() if drivers else []
+        code = list({g.name: (g.name, g.ir) for g in self.segments}.values())
         key = ""
         try:
-            self.native, self.ir, key = build_native(self.programs, label, rendered)
+            self.native, self.ir, key = build_native(self.programs, label, rendered, code)
         except SymkError as e:  # an LLVM rejection must not cost the user a result
             warnings.warn(f"symk: native code for '{label}' failed ({e}); its kernels run on "
                           "the reference executor (set SYMK_DEBUG=4 to see the LLVM IR)",
                           RuntimeWarning, stacklevel=3)
-            self.native, calls = None, {}
+            self.native, calls, self.by_step, self.segments = None, {}, {}, []
         _debug_dump(label, self.programs, self.ir)
-        return NativePrep(key, [p.name for p in self.programs], calls)
+        return NativePrep(key, [p.name for p in self.programs] + [c[0] for c in code], calls)
 
     def kernel_sources(self, step: Kernel) -> dict[str, str]:
         """Kernel IR text of a native kernel step and its module's LLVM IR (rendered again
@@ -301,14 +357,40 @@ class CpuPlan(InterpPlan):
         return _native_step(self, call, self.native.fns[call.name], k.nodes)
 
     def run(self, feeds: Sequence[np.ndarray]) -> list[Any]:
-        """InterpPlan's run inside a thread scope (``symk.runtime.threads``): small products
-        on one BLAS thread, numpy's count restored at the end (plans whose steps never call
-        BLAS run InterpPlan's ``run`` directly, see ``__init__``)."""
+        """The call's steps -- runs of them by native drivers, the others one by one --
+        inside a thread scope (``symk.runtime.threads``) when a step calls BLAS: small
+        products on one BLAS thread, numpy's count restored at the end (plans with neither
+        drivers nor BLAS run InterpPlan's ``run`` directly, see ``__init__``)."""
+        if not self.scoped:
+            return self._run(feeds)
         threads.enter(self.nthreads)
         try:
-            return super().run(feeds)
+            return self._run(feeds)
         finally:
             threads.leave()
+
+    def _run(self, feeds: Sequence[np.ndarray]) -> list[Any]:
+        if not self.segments or self.profiling or debug_level() >= 2:
+            return super().run(feeds)
+        vals = self.start(feeds)
+        if self.driver_numpy_free:
+            if not self.segments[0].run(vals):
+                with np.errstate(all="ignore"):
+                    self._steps(vals, 0, len(self.steps))
+            return vals
+        with np.errstate(all="ignore"):
+            for lo, hi, seg in self.program:
+                if seg is None or not seg.run(vals):
+                    self._steps(vals, lo, hi)
+        return vals
+
+    def _steps(self, vals: list[Any], lo: int, hi: int) -> None:
+        """Steps ``[lo, hi)`` one by one (outside segments, or a segment that cannot run
+        natively this call)."""
+        for run, dead in self.steps[lo:hi]:
+            run(vals)
+            for j in dead:
+                vals[j] = None
 
 
 def last_readers_ok(schedule: Schedule, candidates: frozenset[int]) -> frozenset[int]:

@@ -275,15 +275,15 @@ class CompiledFunction:
                     feeds.extend(sp.arrays(v, f"{self.name}: input {i} ('{self.input_names[i]}')"))
         else:
             feeds = [self._coerce(i, v) for i, v in enumerate(values)]
-        key = tuple(feeds[i].item() for i in self._spec)
+        key = tuple([feeds[i].item() for i in self._spec]) if self._spec else ()
         plan = self._plans.get(key) or self._plan_for(key)
         vals = plan.interp.run(feeds)
         if self._finish is not None:  # the device brings values back and stores updates
             return self._finish(self, plan, vals)
-        outs = []
-        for s, leaf in zip(plan.out_slots, plan.out_leaf):
-            v = vals[s]
-            outs.append(np.array(v, copy=True) if leaf else v)
+        outs = [np.array(vals[s], copy=True) if leaf else vals[s]
+                for s, leaf in zip(plan.out_slots, plan.out_leaf)]
+        if not plan.upd_slots:
+            return outs
         new = [vals[s] for s in plan.upd_slots]  # all computed before any write
         # an update value the caller also received (or a view of), or that another variable
         # already took, is stored as a copy: no two variables share an array (gemm updates

@@ -139,6 +139,22 @@ class InterpPlan:
         return run
 
     def run(self, feeds: Sequence[np.ndarray]) -> list[Any]:
+        vals = self.start(feeds)
+        if self.profiling or debug_level() >= 2:
+            with np.errstate(all="ignore"):
+                self._run_timed(vals)
+            return vals
+        # (entering np.errstate costs ~1 us per call; a plan running no numpy skips it)
+        with _NO_ERRSTATE if self.numpy_free else np.errstate(all="ignore"):
+            for run, dead in self.steps:
+                run(vals)
+                for j in dead:
+                    vals[j] = None
+        return vals
+
+    def start(self, feeds: Sequence[np.ndarray]) -> list[Any]:
+        """The value list of a call before its first step: feeds, variables, constants and
+        defaults in their slots."""
         vals: list[Any] = [None] * len(self.order)
         for s, v in zip(self.fed_slots, feeds):
             if s >= 0:
@@ -154,16 +170,6 @@ class InterpPlan:
                                 f"{creation_line(n)}) is needed but was not fed; pass it in "
                                 "the function's inputs")
             vals[i] = d.array
-        if self.profiling or debug_level() >= 2:
-            with np.errstate(all="ignore"):
-                self._run_timed(vals)
-            return vals
-        # (entering np.errstate costs ~1 us per call; a plan running no numpy skips it)
-        with _NO_ERRSTATE if self.numpy_free else np.errstate(all="ignore"):
-            for run, dead in self.steps:
-                run(vals)
-                for j in dead:
-                    vals[j] = None
         return vals
 
     def _run_timed(self, vals: list[Any]) -> None:

@@ -111,8 +111,10 @@ class BodyCpuPlan(CpuPlan):
     the addresses of (``known``: id -> (array, address), also holding the run's constants
     and the current step's sequence slices), so a step call costs a few list and dict look-ups
     rather than ``ndarray.ctypes`` objects, argument arrays and fresh outputs (the kernel and
-    matrix-product steps are CpuPlan's own).
+    matrix-product steps are CpuPlan's own).  The loop runs the steps itself: no drivers.
     """
+
+    drivers = False
 
     def node_step(self, n: Node):
         if n.op.is_random or n.op.name in CPU_EXTERNS:

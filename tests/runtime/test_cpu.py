@@ -260,7 +260,7 @@ def test_llvm_rejection_falls_back_to_the_reference_executor(monkeypatch):
     import symk.runtime.cpu as cpu
     from symk.errors import SymkError
 
-    def refuse(progs, label, rendered=None):
+    def refuse(progs, label, rendered=None, drivers=()):
         raise SymkError("internal error: generated LLVM IR is invalid: (simulated)")
 
     monkeypatch.setattr(cpu, "build_native", refuse)

@@ -480,6 +480,7 @@ class ShapeOf(Op):
     name = "shape_of"
     arity = 1
     nondifferentiable = True
+    shape_only = True
 
     def infer(self, inputs):
         return Type("int32", (inputs[0].ndim,))
@@ -496,6 +497,7 @@ class Count(Op):
     name = "count"
     arity = 1
     nondifferentiable = True
+    shape_only = True
     attr_names = ("axes", "dtype")
 
     def infer(self, inputs, axes, dtype):

@@ -1,0 +1,597 @@
+"""The ``cpu`` device's native driver: runs of schedule steps executed by one native call.
+
+A *segment* is a maximal run of consecutive steps that native code can run on its own: native
+kernels, 2-D matrix products and ``gemm`` accumulations (CBLAS through the addresses numpy's
+OpenBLAS exports), views (reshape, expand_dims, squeeze: an address copy) and ops of the input
+shapes only (``shape_of``, ``count``: constants per input shape).  Its generated driver
+(``symk.codegen.driver_render``) calls them in schedule order on a *frame*: an ``int64`` array
+of addresses and sizes.
+
+Per call, Python does only what depends on the call: it reads the addresses and shapes of the
+segment's *external* inputs (fed arrays, variables, values of earlier Python steps), takes
+output buffers from the plan's rings for the values that *escape* the segment (roots and
+values later Python steps read), draws the call numbers of random nodes, and makes one native
+call.  Everything that depends only on the input shapes -- every kernel's size parameters and
+the checks of its indexing assumptions (``KernelCall.in_checks``), product dimensions, buffers
+of the values that never leave the segment, the shape-only ops' results -- is computed once per
+*signature* (the tuple of the external inputs' shapes) and kept in that signature's frame.
+
+A kernel large enough to split across threads makes the driver return to Python, which runs it
+on the thread pool and resumes the driver at the next step.  When a signature cannot be sized
+(the shapes disagree, a product has an empty dimension) or an in-place accumulation would
+alias an operand, the call runs the segment's steps one by one instead, which raises the
+usual error or computes the result the usual way.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import math
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from symk.codegen.driver_render import (
+    HEADER,
+    NO_TRANS,
+    TRANS,
+    CallGemm,
+    CallKernel,
+    CopyAddress,
+    Step,
+    render_driver,
+)
+from symk.graph.node import Node
+from symk.graph.ops.linalg import matmul2d_layout
+from symk.passes.schedule import Extern, Kernel, View
+from symk.runtime import threads
+from symk.runtime.blas import gemm_fn
+
+#: driver ABI: ``i64 driver(ptr frame, i64 start)``
+DFUNC = ctypes.CFUNCTYPE(ctypes.c_int64, ctypes.c_void_p, ctypes.c_int64)
+#: the prefix of driver names (``driver_render.driver_name``)
+PREFIX = "D_"
+#: signatures (input-shape tuples) kept per segment
+SIGNATURES_KEPT = 16
+_REALS = ("float32", "float64")
+
+
+def _address(fn: Any) -> int:
+    """The native address of a ctypes function (0 when it is not one)."""
+    try:
+        return ctypes.cast(fn, ctypes.c_void_p).value or 0
+    except (TypeError, ctypes.ArgumentError):
+        return 0
+
+
+def native_step_ok(plan: Any, step: Any) -> bool:
+    """Whether a driver can run ``step`` of ``plan`` (a CpuPlan)."""
+    if isinstance(step, Kernel):
+        return id(step) in plan.by_step
+    n = step.node
+    name = n.op.name
+    if isinstance(step, View):
+        return name in ("expand_dims", "squeeze") or (name == "reshape" and len(n.inputs) == 1)
+    if not isinstance(step, Extern):
+        return False
+    if n.op.shape_only:
+        return True
+    if name not in ("einsum", "gemm") or n.dtype not in _REALS:
+        return False
+    layout = matmul2d_layout(n.attrs["spec"])
+    if layout is None or gemm_fn(np.dtype(n.dtype)) is None:
+        return False
+    if name == "einsum":
+        return len(n.inputs) == 2 and all(x.dtype == n.dtype for x in n.inputs)
+    c, a, b, alpha, beta = n.inputs
+    if any(x.dtype != n.dtype for x in (c, a, b)) or alpha.dtype not in _REALS:
+        return False
+    # BLAS does not read C when beta is 0, while 0 * inf must stay nan: constants only
+    if beta.op.name != "constant":
+        return False
+    bv = float(beta.attrs["value"].array)
+    return bv != 0.0 and math.isfinite(bv)
+
+
+def build_segments(plan: Any) -> list[tuple[int, int]]:
+    """``[lo, hi)`` step ranges of ``plan``'s schedule that become segments: maximal runs of
+    native-able steps holding at least one kernel or product."""
+    steps = plan.schedule.steps
+    out: list[tuple[int, int]] = []
+    k = 0
+    while k < len(steps):
+        if not native_step_ok(plan, steps[k]):
+            k += 1
+            continue
+        lo = k
+        while k < len(steps) and native_step_ok(plan, steps[k]):
+            k += 1
+        if any(isinstance(s, Kernel) or s.node.op.name in ("einsum", "gemm")
+               for s in steps[lo:k]):
+            out.append((lo, k))
+    return out
+
+
+@dataclass
+class Sized:
+    """What one signature of a segment needs per call."""
+
+    frame: np.ndarray
+    ptr: int
+    #: the frame as a ctypes array (slice assignment from a list is ~2x numpy's)
+    cframe: Any
+    #: (ring, shape) of each escaping output, in frame order
+    ring_shapes: list[tuple[Any, tuple[int, ...]]]
+    #: node id -> run-time shape (for escaping views and constants)
+    shapes: dict[int, tuple[int, ...]]
+    #: node id -> constant value (results of shape-only ops)
+    consts: dict[int, np.ndarray]
+    #: step index (in the segment) -> (kernel fn, args address, n) of kernels run split
+    split: dict[int, tuple[Any, int, int]]
+    #: arrays the frame points into (internal buffers, scratch, constants)
+    keep: list[np.ndarray] = field(default_factory=list)
+
+
+class Segment:
+    """Steps ``[lo, hi)`` of a CpuPlan's schedule run by one driver (see the module doc)."""
+
+    def __init__(self, plan: Any, lo: int, hi: int) -> None:
+        from symk.runtime.cpu import Ring
+
+        self.plan = plan
+        self.lo, self.hi = lo, hi
+        steps = plan.schedule.steps
+        self.steps = steps[lo:hi]
+        produced: list[Node] = []
+        ext: list[Node] = []
+        seen: set[int] = set()
+        step_of: dict[int, Any] = {}
+        for st in self.steps:
+            ins = st.inputs if isinstance(st, Kernel) else st.node.inputs
+            for x in ins:
+                if id(x) not in seen:
+                    seen.add(id(x))
+                    ext.append(x)
+            for o in (st.outputs if isinstance(st, Kernel) else [st.node]):
+                seen.add(id(o))
+                produced.append(o)
+                step_of[id(o)] = st
+        self.ext = ext
+        # values read after the segment (by any step) or returned: they must be arrays in
+        # the plan's value list after the call
+        later: set[int] = {id(r) for r in plan.schedule.roots}
+        for st in steps[:lo] + steps[hi:]:
+            for x in (st.inputs if isinstance(st, Kernel) else st.node.inputs):
+                later.add(id(x))
+        self.kind: dict[int, str] = {}
+        self.base: dict[int, Node] = {}  # view id -> its input
+        for st in self.steps:
+            if isinstance(st, View):
+                self.base[id(st.node)] = st.node.inputs[0]
+        for o in produced:
+            st = step_of[id(o)]
+            if isinstance(st, View):
+                self.kind[id(o)] = "view"
+            elif isinstance(st, Extern) and o.op.shape_only:
+                self.kind[id(o)] = "shape"
+            elif id(o) in plan.inplace and self._inplace_ok(o):
+                self.kind[id(o)] = "inplace"
+            else:
+                self.kind[id(o)] = "ring" if id(o) in later else "internal"
+        # a view that escapes needs its root to escape too (an internal buffer is reused)
+        for o in produced:
+            if self.kind[id(o)] == "view" and id(o) in later:
+                r = self.root(o)
+                if self.kind.get(id(r)) == "internal":
+                    self.kind[id(r)] = "ring"
+        self.escaping = [o for o in produced if id(o) in later]
+        rings = [o for o in produced if self.kind[id(o)] == "ring"]
+        self.rings = [Ring(plan.known, np.dtype(o.dtype)) for o in rings]
+        # ---- frame layout: [header][externals][ring outputs][counters][the rest]
+        pos = HEADER
+        self.val: dict[int, int] = {}
+        for x in ext:
+            self.val[id(x)] = pos
+            pos += 1
+        for o in rings:
+            self.val[id(o)] = pos
+            pos += 1
+        #: the random nodes whose call numbers the frame holds (``bind`` finds counters)
+        self.counter_nodes: list[Node] = []
+        self.counters: list[Any] = []
+        counter_pos: dict[int, int] = {}
+        for st in self.steps:
+            if isinstance(st, Kernel):
+                call = plan.by_step[id(st)]
+                for i, j in call.size_sources:
+                    if i < 0:
+                        node = st.nodes[j]
+                        counter_pos[id(node)] = pos
+                        self.counter_nodes.append(node)
+                        pos += 1
+        self.dyn_lo, self.dyn_hi = HEADER, pos
+        for o in produced:
+            if id(o) not in self.val:
+                self.val[id(o)] = pos
+                pos += 1
+        self.ext_dtypes = [np.dtype(x.dtype) for x in ext]
+        self.ring_nodes = rings
+        self.ring_ids = [id(o) for o in rings]
+        self.layout: list[Step] = []
+        #: per step: what sizing needs (kernel call / gemm positions)
+        self.info: list[Any] = []
+        self.fns: list[Any] = []  # the ctypes functions the frame points to (kept alive)
+        fixed: list[tuple[int, int]] = []
+        #: (frame position, kernel name) of the kernels' addresses (``bind``)
+        self.kernel_pos: list[tuple[int, str]] = []
+        for st in self.steps:
+            if isinstance(st, Kernel):
+                call = plan.by_step[id(st)]
+                fpos, npos, flag, args = pos, pos + 1, pos + 2, pos + 3
+                pos += 3 + call.nparams
+                n_in, n_io = len(call.inputs), len(call.inputs) + len(call.outputs)
+                copies = [(self.val[id(x)], j) for j, x in enumerate(call.inputs)]
+                copies += [(self.val[id(o)], j) for j, o in enumerate(call.outputs, n_in)]
+                nsizes = sum(1 for i, _ in call.size_sources if i >= 0)
+                first = n_io + len(call.scratch) + nsizes
+                copies += [(counter_pos[id(st.nodes[j])], first + c) for c, (i, j) in
+                           enumerate(s for s in call.size_sources if s[0] < 0)]
+                self.kernel_pos.append((fpos, call.name))
+                self.layout.append(CallKernel(fpos, args, npos, flag, tuple(copies)))
+                self.info.append(["kernel", call, st, args, npos, flag, None])
+            elif isinstance(st, View):
+                n = st.node
+                self.layout.append(CopyAddress(self.val[id(n.inputs[0])], self.val[id(n)]))
+                self.info.append(("view", n))
+            elif st.node.op.shape_only:
+                self.layout.append(CopyAddress(self.val[id(st.node)], self.val[id(st.node)]))
+                self.info.append(("shape", st.node))
+            else:
+                n = st.node
+                ta, tb, swap = matmul2d_layout(n.attrs["spec"])
+                fn = gemm_fn(np.dtype(n.dtype))
+                self.fns.append(fn)
+                fpos, prm = pos, pos + 1
+                pos += 9
+                fixed.append((fpos, _address(fn)))
+                if n.op.name == "einsum":
+                    a, b = n.inputs
+                    alpha = beta = -1
+                    src = -1
+                else:
+                    c, a, b, al, be = n.inputs
+                    alpha, beta = self.val[id(al)], self.val[id(be)]
+                    src = -1 if self.kind[id(n)] == "inplace" else self.val[id(c)]
+                    if self.kind[id(n)] == "inplace":  # the result is the accumulator
+                        self.layout.append(CopyAddress(self.val[id(c)], self.val[id(n)]))
+                        self.info.append(("alias", n))
+                # stored operands are C-contiguous; the flags orient them (see _gemm_dims)
+                fa, fb = (TRANS if ta else NO_TRANS), (TRANS if tb else NO_TRANS)
+                pa, pb = self.val[id(a)], self.val[id(b)]
+                if swap:  # C = (B')^T (A')^T: the operands trade places, each transposed
+                    pa, pb, fa, fb = pb, pa, _flip(fb), _flip(fa)
+                self.layout.append(CallGemm(
+                    fpos, prm, pa, pb, self.val[id(n)], src, fa, fb, n.dtype, alpha,
+                    beta, n.inputs[3].dtype if n.op.name == "gemm" else "float32",
+                    n.inputs[4].dtype if n.op.name == "gemm" else "float32"))
+                self.info.append(("gemm", n, prm, swap, ta, tb))
+        self.size = pos
+        self.template = np.zeros(pos, np.int64)
+        for p, v in fixed:
+            self.template[p] = v
+        self.sized: dict[tuple, Sized | None] = {}
+        self.name, self.ir = render_driver(self.layout)
+        self.ext_slots: list[int] = []
+        self.ring_slots: list[int] = []
+        self.fn: Any = None  # set by ``bind`` once the module is compiled
+        #: positions of the inplace gemms' accumulators among the externals, with the
+        #: externals of their operands (checked per call: the accumulator is written)
+        self.inplace_checks = []
+        for st in self.steps:
+            if not isinstance(st, Kernel) and self.kind.get(id(st.node)) == "inplace":
+                c, a, b = st.node.inputs[:3]
+                ext_pos = {id(x): j for j, x in enumerate(ext)}
+                self.inplace_checks.append((ext_pos[id(c)], [ext_pos[id(x)] for x in (a, b)
+                                                             if id(x) in ext_pos]))
+        self.esc_other = [o for o in self.escaping if self.kind[id(o)] != "ring"]
+        self.ext_index = {id(x): j for j, x in enumerate(ext)}
+        self.ring_index = {id(o): j for j, o in enumerate(rings)}
+
+    def _inplace_ok(self, node: Node) -> bool:
+        """An in-place gemm writes its accumulator: a variable read from outside the segment
+        (its operands may not be views of it)."""
+        if node.op.name != "gemm":
+            return False
+        c = node.inputs[0]
+        return c.op.is_leaf and all(self.root(x) is not c for x in node.inputs[1:3])
+
+    def root(self, node: Node) -> Node:
+        while id(node) in self.base:
+            node = self.base[id(node)]
+        return node
+
+    def bind(self, plan: Any, fns: dict[str, Any]) -> None:
+        """Attach the compiled code (``fns``: name -> ctypes function of the plan's module)
+        and the plan's slots and random counters, once the plan has them."""
+        self.fn = fns[self.name]
+        for pos, name in self.kernel_pos:
+            self.fns.append(fns[name])
+            self.template[pos] = _address(fns[name])
+        for info in self.info:
+            if info[0] == "kernel":
+                info[6] = fns[info[1].name]
+        self.ext_slots = [plan.slot[id(x)] for x in self.ext]
+        self.ring_slots = [plan.slot[id(o)] for o in self.ring_nodes]
+        self.counters = [plan.counter(n) for n in self.counter_nodes]
+
+    # ------------------------------------------------------------------ per signature
+    def size_for(self, sig: tuple) -> Sized | None:
+        """The frame of signature ``sig`` (None: run the steps one by one)."""
+        if len(self.sized) >= SIGNATURES_KEPT:
+            self.sized.clear()
+        sz = self.sized[sig] = self._size(sig)
+        return sz
+
+    def _size(self, sig: tuple) -> Sized | None:
+        from symk.runtime.cpu import PARALLEL_MIN_ELEMENTS
+
+        plan = self.plan
+        shapes: dict[int, tuple[int, ...]] = {}
+        for x, s in zip(self.ext, sig):
+            if len(s) != x.ndim or any(d is not None and d != e for d, e in zip(x.shape, s)):
+                return None
+            shapes[id(x)] = s
+        fr = self.template.copy()
+        keep: list[np.ndarray] = []
+        consts: dict[int, np.ndarray] = {}
+        split: dict[int, tuple[Any, int, int]] = {}
+        ptr = fr.ctypes.data
+
+        def place(node: Node, shape: tuple[int, ...]) -> None:
+            shapes[id(node)] = shape
+            if self.kind[id(node)] == "internal":
+                buf = np.empty(shape, np.dtype(node.dtype))
+                keep.append(buf)
+                fr[self.val[id(node)]] = buf.ctypes.data
+
+        for k, info in enumerate(self.info):
+            what = info[0]
+            if what == "kernel":
+                _, call, st, args, npos, flag, fn = info
+                ins = [shapes[id(x)] for x in call.inputs]
+                if any(len(s) != x.ndim for s, x in zip(ins, call.inputs)):
+                    return None
+                try:
+                    sizes = [ins[i][ax] for i, ax in call.size_sources if i >= 0]
+                    for j, ax, kk, d in call.in_checks:
+                        if ins[j][ax] != (sizes[kk] if kk >= 0 else d):
+                            return None
+                except IndexError:
+                    return None
+                for o, dims in zip(call.outputs, call.out_dims):
+                    place(o, tuple(d if d is not None else sizes[kk] for d, kk in dims))
+                n_io = len(call.inputs) + len(call.outputs)
+                for j, (dt, dims) in enumerate(call.scratch):
+                    buf = np.empty(tuple(d if d is not None else sizes[kk] for d, kk in dims),
+                                   np.dtype(dt))
+                    keep.append(buf)
+                    fr[args + n_io + j] = buf.ctypes.data
+                first = n_io + len(call.scratch)
+                for j, s in enumerate(sizes):
+                    fr[args + first + j] = s
+                kind, v = call.outer
+                n = v if kind == "const" else sizes[v]
+                total = math.prod(d for d in call.domain if d is not None) * math.prod(sizes)
+                big = plan.nthreads > 1 and n >= 2 and \
+                    total >= PARALLEL_MIN_ELEMENTS * plan.split_factor
+                fr[npos] = n
+                fr[flag] = 1 if big else 0
+                if big:
+                    split[k] = (fn, ptr + 8 * args, n)
+            elif what == "view":
+                n = info[1]
+                s = _view_shape(n, shapes[id(n.inputs[0])])
+                if s is None:
+                    return None
+                shapes[id(n)] = s
+            elif what == "alias":
+                n = info[1]
+                shapes[id(n)] = shapes[id(n.inputs[0])]
+            elif what == "shape":
+                n = info[1]  # the op's reference on an array of that shape and no data
+                ghost = [np.broadcast_to(np.zeros((), x.dtype), shapes[id(x)])
+                         for x in n.inputs]
+                val = np.array(n.op.ref(*ghost, **n.attrs), np.dtype(n.dtype), order="C")
+                consts[id(n)] = val
+                keep.append(val)
+                shapes[id(n)] = val.shape
+                fr[self.val[id(n)]] = val.ctypes.data
+            else:
+                _, n, prm, swap, ta, tb = info
+                a, b = (n.inputs if n.op.name == "einsum" else n.inputs[1:3])
+                dims = _gemm_dims(shapes[id(a)], shapes[id(b)], ta, tb, swap)
+                if dims is None:
+                    return None
+                m, nn, kk, lda, ldb = dims
+                if n.op.name == "gemm" and shapes[id(n.inputs[0])] != (m, nn):
+                    return None
+                itemsize = np.dtype(n.dtype).itemsize
+                fr[prm:prm + 8] = (m, nn, kk, lda, ldb, nn, m * nn * itemsize,
+                                   1 if 2 * m * nn * kk >= threads.MT_MIN_FLOPS else 0)
+                if self.kind[id(n)] != "inplace":
+                    place(n, (m, nn))
+                else:
+                    shapes[id(n)] = (m, nn)
+        ring_shapes = [(r, shapes[i]) for r, i in zip(self.rings, self.ring_ids)]
+        cfr = (ctypes.c_int64 * len(fr)).from_buffer(fr)
+        return Sized(fr, ptr, cfr, ring_shapes, shapes, consts, split, keep)
+
+    # ------------------------------------------------------------------ per call
+    def run(self, vals: list[Any]) -> bool:
+        """Run the segment on ``vals`` (the plan's value list); False: nothing was run (the
+        caller runs the steps one by one)."""
+        plan = self.plan
+        known, small = plan.known, plan.small
+        arrs = []
+        addrs = []
+        for s, dt in zip(self.ext_slots, self.ext_dtypes):
+            a = vals[s]
+            ent = known.get(id(a))
+            if ent is None or ent[0] is not a:
+                ent = small.get(id(a))
+                if ent is None or ent[0] is not a:
+                    ent = _admit(a, dt, small)
+            arrs.append(ent[0])
+            addrs.append(ent[1])
+        sig = tuple([a.shape for a in arrs])
+        sz = self.sized.get(sig, False)
+        if sz is False:
+            sz = self.size_for(sig)
+        if sz is None:
+            return False
+        for c, ops in self.inplace_checks:
+            if not arrs[c].flags.writeable or any(addrs[c] == addrs[o] for o in ops):
+                return False
+        outs = []
+        for ring, shape in sz.ring_shapes:
+            ent = ring.get(shape)
+            outs.append(ent[0])
+            addrs.append(ent[1])
+        for ctr in self.counters:
+            addrs.append(ctr.take())
+        cfr = sz.cframe
+        cfr[self.dyn_lo:self.dyn_hi] = addrs
+        managed = threads.cur[0]
+        if managed:
+            cfr[0:3] = (_set_threads_address(), threads.big[0], managed)
+        else:
+            cfr[0] = 0
+        fn, ptr = self.fn, sz.ptr
+        k = fn(ptr, 0)
+        while k >= 0:
+            kfn, aptr, n = sz.split[k]
+            _run_split(plan, kfn, aptr, n)
+            k = fn(ptr, k + 1)
+        if managed:
+            threads.cur[0] = cfr[2]
+        for s, o in zip(self.ring_slots, outs):
+            vals[s] = o
+        if self.esc_other:
+            for o in self.esc_other:
+                vals[plan.slot[id(o)]] = self._materialize(o, sz, arrs, outs)
+        return True
+
+    def _materialize(self, o: Node, sz: Sized, arrs: list[np.ndarray],
+                     outs: list[np.ndarray]) -> np.ndarray:
+        kind = self.kind.get(id(o), "external")
+        if kind == "view":
+            return self._materialize(self.base[id(o)], sz, arrs, outs).reshape(
+                sz.shapes[id(o)])
+        if kind == "shape":
+            return sz.consts[id(o)].copy()
+        if kind == "inplace":
+            return arrs[self.ext_index[id(o.inputs[0])]]
+        if id(o) in self.ring_index:
+            return outs[self.ring_index[id(o)]]
+        return arrs[self.ext_index[id(o)]]
+
+
+def _flip(flag: int) -> int:
+    return NO_TRANS if flag == TRANS else TRANS
+
+
+def _gemm_dims(sa: tuple, sb: tuple, ta: bool, tb: bool, swap: bool,
+               ) -> tuple[int, int, int, int, int] | None:
+    """(m, n, k, lda, ldb) of the CBLAS call for C-contiguous operands of shapes ``sa``/``sb``
+    (lda/ldb in the call's operand order), or None when the sizes disagree or one is 0."""
+    if len(sa) != 2 or len(sb) != 2:
+        return None
+    am, ak = (sa[1], sa[0]) if ta else sa
+    bk, bn = (sb[1], sb[0]) if tb else sb
+    if ak != bk or not (am and bn and ak):
+        return None
+    lda, ldb = sa[1], sb[1]
+    if swap:  # C (N x M) = B'^T A'^T
+        return bn, am, ak, ldb, lda
+    return am, bn, ak, lda, ldb
+
+
+def _view_shape(n: Node, s: tuple[int, ...]) -> tuple[int, ...] | None:
+    """The run-time shape of a view node of input shape ``s`` (None: it does not apply)."""
+    name = n.op.name
+    if name == "expand_dims":
+        a = n.attrs["axis"]
+        a = a + len(s) + 1 if a < 0 else a
+        return s[:a] + (1,) + s[a:]
+    if name == "squeeze":
+        a = n.attrs["axis"]
+        a = a + len(s) if a < 0 else a
+        return s[:a] + s[a + 1:] if 0 <= a < len(s) and s[a] == 1 else None
+    target = list(n.attrs["shape"])
+    total = math.prod(s)
+    if -1 in target:
+        i = target.index(-1)
+        known = math.prod(d for d in target if d != -1)
+        if known == 0 or total % known:
+            return None
+        target[i] = total // known
+    if math.prod(target) != total:
+        return None
+    return tuple(target)
+
+
+def _admit(a: Any, dt: np.dtype, small: dict) -> tuple[np.ndarray, int]:
+    """(array, address) of an external input: C-contiguous, of the kernel's dtype (copied
+    when it is not); small ones that need no copy are remembered (see ``CpuPlan.small``)."""
+    from symk.runtime.cpu import SMALL_INPUT_BYTES, SMALL_INPUTS_KEPT
+
+    if not isinstance(a, np.ndarray):
+        a = np.asarray(a)
+    if a.dtype != dt or not a.flags.c_contiguous:
+        a = a.astype(dt, order="C")
+        return a, a.ctypes.data
+    ent = (a, a.ctypes.data)
+    if a.nbytes <= SMALL_INPUT_BYTES:
+        if len(small) >= SMALL_INPUTS_KEPT:
+            small.clear()
+        small[id(a)] = ent
+    return ent
+
+
+_set_addr: list[int] = []
+_SETFN = ctypes.CFUNCTYPE(None, ctypes.c_int)
+
+
+@_SETFN
+def _traced_set(n: int) -> None:
+    """The drivers' set-thread-count function while ``threads.trace`` is on (tests): the
+    same ``threads._set`` the Python steps use, so its hooks see every change."""
+    threads._set(n)  # noqa: SLF001
+
+
+def _set_threads_address() -> int:
+    """The address of the BLAS's set-thread-count function (0: none with a C entry); a
+    callback into ``threads`` while its test hook ``trace`` is on."""
+    if threads.trace is not None:
+        return _address(_traced_set)
+    if not _set_addr:
+        api = threads.blas_api()
+        _set_addr.append(_address(api[1]) if api else 0)
+    return _set_addr[0]
+
+
+def _run_split(plan: Any, fn: Any, args: int, n: int) -> None:
+    """A large kernel of a driver, split across the free cores like ``_native_step`` does."""
+    from symk.runtime.cpu import _get_pool
+
+    parts = min(threads.kernel_threads(plan.nthreads), n)
+    if parts <= 1:
+        fn(args, 0, n)
+        return
+    bounds = [n * i // parts for i in range(parts + 1)]
+    tp = _get_pool(plan.nthreads)
+    futs = [tp.submit(fn, args, bounds[i], bounds[i + 1]) for i in range(1, parts)]
+    fn(args, bounds[0], bounds[1])
+    for f in futs:
+        f.result()
