@@ -379,10 +379,16 @@ class CpuPlan(InterpPlan):
                     self._steps(vals, 0, len(self.steps))
             return vals
         with np.errstate(all="ignore"):
-            for lo, hi, seg in self.program:
-                if seg is None or not seg.run(vals):
-                    self._steps(vals, lo, hi)
+            self.execute(vals)
         return vals
+
+    def execute(self, vals: list[Any]) -> None:
+        """Run every step on a filled value list (a loop's body, once per time step): the
+        segments by their drivers, the rest one by one; the caller holds the FP error state
+        and the thread scope."""
+        for lo, hi, seg in self.program:
+            if seg is None or not seg.run(vals):
+                self._steps(vals, lo, hi)
 
     def _steps(self, vals: list[Any], lo: int, hi: int) -> None:
         """Steps ``[lo, hi)`` one by one (outside segments, or a segment that cannot run

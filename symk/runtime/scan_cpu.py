@@ -111,10 +111,8 @@ class BodyCpuPlan(CpuPlan):
     the addresses of (``known``: id -> (array, address), also holding the run's constants
     and the current step's sequence slices), so a step call costs a few list and dict look-ups
     rather than ``ndarray.ctypes`` objects, argument arrays and fresh outputs (the kernel and
-    matrix-product steps are CpuPlan's own).  The loop runs the steps itself: no drivers.
+    matrix-product steps are CpuPlan's own); runs of native steps are run by drivers.
     """
-
-    drivers = False
 
     def node_step(self, n: Node):
         if n.op.is_random or n.op.name in CPU_EXTERNS:
@@ -199,6 +197,7 @@ def scan_group(nodes: list[Node]):
     out_dt = [np.dtype(body.outs[i].dtype) for i in want_seq]
     traj_dt = [np.dtype(body.new_carries[i].dtype) for i in want_traj]
     steps = bp.steps
+    execute = bp.plan.execute if bp.plan.segments else None
 
     def run(*args: np.ndarray) -> list[np.ndarray]:
         n_steps = time_steps(body, args)
@@ -232,10 +231,13 @@ def scan_group(nodes: list[Node]):
                     for s, c in zip(carry_slots, carries):
                         if s >= 0:
                             vals[s] = c
-                    for step, dead in steps:
-                        step(vals)
-                        for j in dead:
-                            vals[j] = None
+                    if execute is not None:  # the body's drivers: a native call or a few
+                        execute(vals)
+                    else:
+                        for step, dead in steps:
+                            step(vals)
+                            for j in dead:
+                                vals[j] = None
                     carries = [vals[s] for s in new_carry_slots]
                     if first:
                         stacked = [np.empty((n_steps,) + np.shape(vals[s]), dt)
