@@ -93,6 +93,12 @@ class _Emitter:
     def emit(self, line: str) -> None:
         self.lines.append("  " + line)
 
+    def op(self, rhs: str) -> str:
+        """A fresh SSA value ``= rhs``."""
+        v = self.tmp()
+        self.emit(f"{v} = {rhs}")
+        return v
+
     def label(self, name: str) -> None:
         self.lines.append(f"{name}:")
 
@@ -115,15 +121,11 @@ class _Emitter:
         """The 0-d value of ``dtype`` at the address in ``frame[idx]``, as ``real``."""
         if idx < 0:
             return default
-        addr = self.load(idx, "ptr")
-        v = self.tmp()
-        self.emit(f"{v} = load {_LL[dtype]}, ptr {addr}, align 4")
+        v = self.op(f"load {_LL[dtype]}, ptr {self.load(idx, 'ptr')}, align 4")
         if dtype == real:
             return v
-        w = self.tmp()
-        op = "fpext" if dtype == "float32" else "fptrunc"
-        self.emit(f"{w} = {op} {_LL[dtype]} {v} to {_LL[real]}")
-        return w
+        conv = "fpext" if dtype == "float32" else "fptrunc"
+        return self.op(f"{conv} {_LL[dtype]} {v} to {_LL[real]}")
 
 
 def driver_name(steps: list[Step]) -> str:
@@ -161,9 +163,7 @@ def render_driver(steps: list[Step]) -> tuple[str, str]:
         elif isinstance(st, CallKernel):
             for src, dst in st.copies:
                 e.store(st.args + dst, e.load(src))
-            flag = e.load(st.flag)
-            yes = e.tmp()
-            e.emit(f"{yes} = icmp ne i64 {flag}, 0")
+            yes = e.op(f"icmp ne i64 {e.load(st.flag)}, 0")
             e.emit(f"br i1 {yes}, label %yld{k}, label %cal{k}")
             e.label(f"yld{k}")
             e.emit(f"ret i64 {k}")
@@ -186,24 +186,16 @@ def _gemm(e: _Emitter, k: int, st: CallGemm, nxt: str) -> None:
     m, n, kk, lda, ldb, ldc, nbytes, big = prm
     # the BLAS thread count this product wants (frame header), set only when it changes
     setfn = e.load(0)
-    has = e.tmp()
-    e.emit(f"{has} = icmp ne i64 {setfn}, 0")
+    has = e.op(f"icmp ne i64 {setfn}, 0")
     e.emit(f"br i1 {has}, label %thr{k}, label %gem{k}")
     e.label(f"thr{k}")
-    isbig = e.tmp()
-    e.emit(f"{isbig} = icmp ne i64 {big}, 0")
-    bign = e.load(1)
-    want = e.tmp()
-    e.emit(f"{want} = select i1 {isbig}, i64 {bign}, i64 1")
-    cur = e.load(2)
-    chg = e.tmp()
-    e.emit(f"{chg} = icmp ne i64 {want}, {cur}")
+    isbig = e.op(f"icmp ne i64 {big}, 0")
+    want = e.op(f"select i1 {isbig}, i64 {e.load(1)}, i64 1")
+    chg = e.op(f"icmp ne i64 {want}, {e.load(2)}")
     e.emit(f"br i1 {chg}, label %upd{k}, label %gem{k}")
     e.label(f"upd{k}")
-    w32 = e.tmp()
-    e.emit(f"{w32} = trunc i64 {want} to i32")
-    fp = e.tmp()
-    e.emit(f"{fp} = inttoptr i64 {setfn} to ptr")
+    w32 = e.op(f"trunc i64 {want} to i32")
+    fp = e.op(f"inttoptr i64 {setfn} to ptr")
     e.emit(f"call void {fp}(i32 {w32})")
     e.store(2, want)
     e.emit(f"br label %gem{k}")
