@@ -11,10 +11,16 @@ entered by ``CpuPlan.run`` and by a scan loop):
   (never more than the usable cores);
 * a large kernel splits its outer loop across the free cores (:func:`kernel_threads`, also
   outside scopes), or across exactly ``SYMK_NUM_THREADS`` threads when it is set;
-* *free cores* are the cores of the process's affinity mask minus the tasks of other
-  processes that were runnable in the last two samples of ``/proc/loadavg`` (taken at most
-  every ``SAMPLE_S`` seconds, at a scope's entry): with one core taken, everything runs on
-  one thread;
+* *free cores* are the cores of the process's affinity mask minus those other processes
+  take: their load is the busy time of the mask's CPUs (``/proc/stat``) minus this process's
+  own CPU time (all its threads: BLAS workers, JAX's, symk's kernels), over the wall time
+  since the previous sample.  A sample is taken at most every ``SAMPLE_S`` seconds, at a
+  scope's entry, and costs one file read (~15 us; the per-thread ``/proc`` reads it replaced
+  cost 0.3-0.6 ms with JAX's ~20 threads in the process, and their instantaneous runnable
+  count saw a core taken in ~8% of samples on an idle machine).  A core counts as taken
+  from half a core's load up and is given back below a quarter (hysteresis); with no recent
+  sample (the first, one older than ``_STALE_S``, after a fork) ``/proc/loadavg``'s runnable
+  count stands in.  With one core taken, everything runs on one thread;
 * the BLAS thread count is set through the BLAS's own API (OpenBLAS's
   ``openblas_set_num_threads`` found beside numpy, ~0.3 us a call, made only when the wanted
   count differs from the current one), else through ``threadpoolctl`` when installed, else
@@ -60,16 +66,34 @@ _depth = 0
 _saved = 0
 _api: tuple[Callable[[], int], Callable[[int], None]] | None | bool = False
 _sampled = -1e9
-_others: list[int] = [0, 0]
 _free = 1
+_others_taken = 0
+#: the previous load sample: (monotonic s, busy CPU s of the CPUs, this process's CPU s, pid)
+_prev: tuple[float, float, float, int] | None = None
+#: test hook: the last estimate (other processes' load in cores, cores taken, free cores)
+last: dict[str, float] = {"others": 0.0, "taken": 0, "free": 0}
+#: a previous sample older than this many seconds says nothing about the load now
+_STALE_S = 5.0
+_NCPU = os.cpu_count() or 1
+_STAT = "/proc/stat"
+_LOADAVG = "/proc/loadavg"
+try:
+    _TCK = float(os.sysconf("SC_CLK_TCK"))
+except (AttributeError, ValueError, OSError):
+    _TCK = 100.0
+
+
+def _mask() -> set[int]:
+    """The CPUs this process may run on (its affinity mask; else all of them)."""
+    try:
+        return os.sched_getaffinity(0) or set(range(_NCPU))
+    except (AttributeError, OSError):
+        return set(range(_NCPU))
 
 
 def usable_cores() -> int:
     """Cores this process may run on (its affinity mask; else os.cpu_count())."""
-    try:
-        return len(os.sched_getaffinity(0)) or 1
-    except (AttributeError, OSError):
-        return os.cpu_count() or 1
+    return len(_mask())
 
 
 def _openblas_api() -> tuple[Callable[[], int], Callable[[int], None]] | None:
@@ -112,35 +136,87 @@ def blas_api() -> tuple[Callable[[], int], Callable[[int], None]] | None:
     return _api  # type: ignore[return-value]
 
 
-def _running_others() -> int:
-    """Runnable tasks of other processes now (``/proc/loadavg``'s running count minus this
-    process's running threads), or 0 when unknown."""
+def _read_loadavg_running() -> int | None:
+    """Runnable tasks on the machine now (``/proc/loadavg``'s 4th field), or None."""
     try:
-        with open("/proc/loadavg") as f:
-            running = int(f.read().split()[3].split("/")[0])
-        own = 0
-        for task in os.listdir("/proc/self/task"):
-            try:
-                with open(f"/proc/self/task/{task}/stat") as f:
-                    st = f.read()
-            except OSError:
-                continue
-            if st[st.rfind(")") + 2:st.rfind(")") + 3] == "R":
-                own += 1
-        return max(0, running - max(own, 1))
+        with open(_LOADAVG, "rb") as f:
+            return int(f.read().split()[3].split(b"/")[0])
     except (OSError, ValueError, IndexError):
-        return 0
+        return None
+
+
+def _busy_seconds(mask: set[int]) -> tuple[float, int] | None:
+    """(busy CPU seconds since boot, number of CPUs) of the CPUs in ``mask`` that
+    ``/proc/stat`` lists (its aggregate line when ``mask`` holds every online CPU), or None
+    when unknown.  Busy is every state but idle and iowait (steal included: a core the
+    hypervisor took is not ours either).  ~15 us."""
+    whole = len(mask) >= _NCPU
+    try:
+        fd = os.open(_STAT, os.O_RDONLY)
+        try:
+            data = os.read(fd, 256 if whole else 1 << 16)
+        finally:
+            os.close(fd)
+        lines = data.split(b"\n")
+        rows = [lines[0].split()]
+        if not whole:
+            rows = [f for f in map(bytes.split, lines[1:])
+                    if f and f[0].startswith(b"cpu") and int(f[0][3:]) in mask] or rows
+            whole = len(rows) == 1 and rows[0][0] == b"cpu"  # no ids like the mask's: all
+        ticks = 0
+        for fields in rows:
+            vals = [int(v) for v in fields[1:9]]
+            ticks += sum(vals) - vals[3] - vals[4]
+    except (OSError, ValueError, IndexError):
+        return None
+    return ticks / _TCK, _NCPU if whole else len(rows)
+
+
+def _sample(now: float, mask: set[int]) -> tuple[float, int]:
+    """(cores' worth of busy time of other processes on this process's CPUs, CPUs counted)
+    since the previous sample: the CPUs' busy seconds from ``/proc/stat`` minus this
+    process's CPU seconds (``time.process_time``, all its threads: BLAS workers spinning, JAX,
+    symk's kernels), over the wall time.  Without a usable previous sample (the first one, or
+    one older than ``_STALE_S``, or another process: after a fork) it is the runnable tasks of
+    ``/proc/loadavg`` minus the caller; (0, cores) when nothing is known."""
+    global _prev
+    cpus = _busy_seconds(mask)
+    own = time.process_time()
+    prev, pid = _prev, os.getpid()
+    _prev = None if cpus is None else (now, cpus[0], own, pid)
+    n = cpus[1] if cpus else _NCPU
+    if cpus is not None and prev is not None and prev[3] == pid \
+            and SAMPLE_S * 0.5 <= now - prev[0] <= _STALE_S:
+        others = (cpus[0] - prev[1] - (own - prev[2])) / (now - prev[0])
+        return max(0.0, others), n
+    running = _read_loadavg_running()
+    return (0.0 if running is None else float(max(0, running - 1))), n
+
+
+def _taken(others: float, taken: int) -> int:
+    """Cores taken by other processes, from ``others`` (cores' worth of their busy time) and
+    the previous count ``taken``, with hysteresis: a core is taken from half a core's load
+    up, and given back only below a quarter (so a load near the threshold does not switch
+    the thread count at every sample)."""
+    up = int(others + 0.5)
+    if up > taken:
+        return up
+    down = int(others + 0.75)
+    return down if down < taken else taken
 
 
 def free_cores() -> int:
-    """Usable cores not taken by other processes in the last two load samples (>= 1)."""
-    global _sampled, _free
+    """Usable cores not taken by other processes (>= 1): re-estimated at most every
+    ``SAMPLE_S`` seconds from the busy time of this process's CPUs (see :func:`_sample`)."""
+    global _sampled, _free, _others_taken
     now = time.monotonic()
     if now - _sampled >= SAMPLE_S:
         _sampled = now
-        _others[0], _others[1] = _others[1], _running_others()
-        cores = usable_cores()
-        _free = max(1, min(cores, (os.cpu_count() or cores) - max(_others)))
+        mask = _mask()
+        others, n = _sample(now, mask)
+        _others_taken = _taken(others, _others_taken)
+        _free = max(1, min(len(mask), n - _others_taken))
+        last["others"], last["taken"], last["free"] = others, _others_taken, _free
     return _free
 
 
@@ -236,3 +312,6 @@ def single(fn: Callable[[], object]) -> object:
         return fn()
     finally:
         api[1](old)
+
+
+_sample(time.monotonic(), _mask())  # the baseline: the first estimate covers the build

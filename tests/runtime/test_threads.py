@@ -161,14 +161,105 @@ def test_kernel_threads_follow_free_cores(monkeypatch):
     assert threads.kernel_threads(4) == 4
 
 
-def test_free_cores_is_sampled(monkeypatch):
+def test_free_cores_is_sampled_with_hysteresis(monkeypatch):
+    cores = threads.usable_cores()
     monkeypatch.setattr(threads, "_sampled", -1e9)
-    monkeypatch.setattr(threads, "_others", [0, 0])
-    monkeypatch.setattr(threads, "_running_others", lambda: 10**6)
+    monkeypatch.setattr(threads, "_others_taken", 0)
+    load = [10.0**6]
+    monkeypatch.setattr(threads, "_sample", lambda now, mask: (load[0], cores))
     assert threads.free_cores() == 1
-    monkeypatch.setattr(threads, "_running_others", lambda: 0)
+    load[0] = 0.0
     assert threads.free_cores() == 1  # within SAMPLE_S: the old sample
+
+    def sample(others: float) -> int:
+        load[0] = others
+        monkeypatch.setattr(threads, "_sampled", -1e9)
+        return threads.free_cores()
+
+    assert sample(0.0) == cores
+    if cores < 2:
+        return
+    assert sample(0.4) == cores  # below half a core: still free
+    assert sample(0.6) == cores - 1  # taken
+    assert sample(0.3) == cores - 1  # hysteresis: given back only below a quarter
+    assert sample(0.2) == cores
+    assert sample(1.6) == max(1, cores - 2)
+
+
+def test_taken_hysteresis():
+    taken = threads._taken  # noqa: SLF001
+    assert [taken(x, 0) for x in (0.0, 0.49, 0.5, 1.2, 1.5)] == [0, 0, 1, 1, 2]
+    assert [taken(x, 1) for x in (0.0, 0.24, 0.25, 1.0, 1.49, 1.5)] == [0, 0, 1, 1, 1, 2]
+    assert [taken(x, 2) for x in (1.3, 1.24, 0.1)] == [2, 1, 0]
+
+
+_STAT = """cpu  {u} 0 {s} {i} 10 0 5 {st} 7 0
+cpu0 {u0} 0 0 {i0} 0 0 0 0 0 0
+cpu1 {u1} 0 0 {i1} 0 0 0 0 0 0
+intr 1 2 3
+ctxt 4
+"""
+
+
+def _stat_file(tmp_path, **kw) -> str:
+    path = tmp_path / "stat"
+    path.write_text(_STAT.format(**{"u": 0, "s": 0, "i": 0, "st": 0, "u0": 0, "i0": 0, "u1": 0,
+                                    "i1": 0, **kw}))
+    return str(path)
+
+
+def test_busy_seconds_of_the_mask(tmp_path, monkeypatch):
+    monkeypatch.setattr(threads, "_TCK", 100.0)
+    monkeypatch.setattr(threads, "_NCPU", 2)
+    monkeypatch.setattr(threads, "_STAT", _stat_file(tmp_path, u=300, s=100, i=900, st=20,
+                                                     u0=250, i0=50, u1=50, i1=850))
+    assert threads._busy_seconds({0, 1}) == (4.25, 2)  # noqa: SLF001  user+system+softirq+steal
+    assert threads._busy_seconds({1}) == (0.5, 1)  # noqa: SLF001  cpu1's line only
+    assert threads._busy_seconds({5}) == (4.25, 2)  # noqa: SLF001  unknown ids: all CPUs
+    monkeypatch.setattr(threads, "_STAT", str(tmp_path / "missing"))
+    assert threads._busy_seconds({0, 1}) is None  # noqa: SLF001
+
+
+def test_sample_subtracts_own_cpu_time(tmp_path, monkeypatch):
+    """Other processes' load = the CPUs' busy time minus this process's (all its threads:
+    JAX's, BLAS's), over the wall time since the previous sample."""
+    import os
+    import time
+
+    monkeypatch.setattr(threads, "_TCK", 100.0)
+    monkeypatch.setattr(threads, "_NCPU", 2)
+    monkeypatch.setattr(threads, "_STAT", _stat_file(tmp_path, u=145))  # 1.5 s busy
+    pid, now = os.getpid(), 100.0
+    own = time.process_time()
+    monkeypatch.setattr(threads, "_prev", (now - 1.0, 0.0, own - 1.5, pid))
+    others, n = threads._sample(now, {0, 1})  # noqa: SLF001
+    assert n == 2 and others < 0.01  # all of it was this process's
+    monkeypatch.setattr(threads, "_prev", (now - 1.0, 0.0, own - 0.5, pid))
+    others, _ = threads._sample(now, {0, 1})  # noqa: SLF001
+    assert 0.95 < others <= 1.0  # one core's worth by others
+    assert threads._prev[:2] == (now, 1.5)  # noqa: SLF001  the next baseline
+    # no usable baseline (another process after a fork, or a stale one): /proc/loadavg's
+    # runnable tasks minus the caller
+    loadavg = tmp_path / "loadavg"
+    loadavg.write_text("0.50 0.40 0.30 3/120 999\n")
+    monkeypatch.setattr(threads, "_LOADAVG", str(loadavg))
+    monkeypatch.setattr(threads, "_prev", (now - 1.0, 0.0, own, pid + 1))
+    assert threads._sample(now, {0, 1}) == (2.0, 2)  # noqa: SLF001
+    monkeypatch.setattr(threads, "_prev", (now - threads._STALE_S - 1, 0.0, own, pid))  # noqa: SLF001
+    assert threads._sample(now, {0, 1}) == (2.0, 2)  # noqa: SLF001
+
+
+def test_free_cores_reads_no_per_thread_files(monkeypatch):
+    """A sample opens /proc/stat only (not one file per thread of the process)."""
+    import builtins
+    import os
+
+    opened: list[str] = []
+    real_open, real_os_open = builtins.open, os.open
+    monkeypatch.setattr(builtins, "open", lambda f, *a, **k: opened.append(str(f))
+                        or real_open(f, *a, **k))
+    monkeypatch.setattr(os, "open", lambda f, *a, **k: opened.append(str(f))
+                        or real_os_open(f, *a, **k))
     monkeypatch.setattr(threads, "_sampled", -1e9)
     threads.free_cores()
-    monkeypatch.setattr(threads, "_sampled", -1e9)
-    assert threads.free_cores() == threads.usable_cores()  # two quiet samples
+    assert all("/task/" not in f for f in opened) and len(opened) <= 2
