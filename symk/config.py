@@ -177,8 +177,26 @@ _FALSE = ("0", "false", "no", "off")
 _parsed: dict[tuple[str, str], Any] = {}
 
 
+#: CPython's storage behind ``os.environ`` (encoded key -> encoded value; ``os.environ``'s
+#: setters keep it current): a miss through ``os.environ.get`` raises and catches a KeyError
+#: (~0.7 us), which ``debug_level()`` paid on every call of every compiled function
+_ENV_DATA: Any = getattr(os.environ, "_data", None)
+_ENV_KEYS: dict[str, Any] = {}
+
+
+def _getenv(name: str) -> str | None:
+    """``os.environ.get(name)`` without the exception on a miss."""
+    if _ENV_DATA is None:  # pragma: no cover - another Python's os.environ
+        return os.environ.get(name)
+    key = _ENV_KEYS.get(name)
+    if key is None:
+        key = _ENV_KEYS[name] = os.environ.encodekey(name)  # type: ignore[attr-defined]
+    raw = _ENV_DATA.get(key)
+    return None if raw is None else os.environ.decodevalue(raw)  # type: ignore[attr-defined]
+
+
 def _env(name: str, parse: Callable[[str, str], T], default: T) -> T:
-    raw = os.environ.get(name)
+    raw = _getenv(name)
     if not raw:
         return default
     try:

@@ -231,8 +231,8 @@ class CpuPlan(InterpPlan):
         #: whether a call needs a thread scope (a product, convolution or loop)
         self.scoped = any(s.node.op.name in BLAS_OPS or s.node.op.name == "scan"
                           for s in schedule.externs)
-        if not self.scoped and not self.segments:
-            self.run = super().run  # type: ignore[method-assign]
+        if not self.scoped:  # no thread scope: straight to the steps
+            self.run = self._run if self.segments else super().run  # type: ignore[method-assign]
 
     def _layouts(self) -> list[Segment]:
         """The segments of this plan's schedule (layouts and driver code, not yet bound)."""

@@ -283,6 +283,7 @@ class Segment:
         self.sized: dict[tuple, Sized | None] = {}
         self.name, self.ir = render_driver(self.layout)
         self.ext_slots: list[int] = []
+        self.ext_spec: list[tuple[int, np.dtype]] = []
         self.ring_slots: list[int] = []
         self.fn: Any = None  # set by ``bind`` once the module is compiled
         #: positions of the inplace gemms' accumulators among the externals, with the
@@ -322,8 +323,10 @@ class Segment:
             if info[0] == "kernel":
                 info[6] = fns[info[1].name]
         self.ext_slots = [plan.slot[id(x)] for x in self.ext]
+        self.ext_spec = list(zip(self.ext_slots, self.ext_dtypes))
         self.ring_slots = [plan.slot[id(o)] for o in self.ring_nodes]
         self.counters = [plan.counter(n) for n in self.counter_nodes]
+        self.known, self.small = plan.known, plan.small
 
     # ------------------------------------------------------------------ per signature
     def size_for(self, sig: tuple) -> Sized | None:
@@ -431,11 +434,10 @@ class Segment:
     def run(self, vals: list[Any]) -> bool:
         """Run the segment on ``vals`` (the plan's value list); False: nothing was run (the
         caller runs the steps one by one)."""
-        plan = self.plan
-        known, small = plan.known, plan.small
+        known, small = self.known, self.small
         arrs = []
         addrs = []
-        for s, dt in zip(self.ext_slots, self.ext_dtypes):
+        for s, dt in self.ext_spec:
             a = vals[s]
             ent = known.get(id(a))
             if ent is None or ent[0] is not a:
@@ -444,22 +446,23 @@ class Segment:
                     ent = _admit(a, dt, small)
             arrs.append(ent[0])
             addrs.append(ent[1])
-        sig = tuple([a.shape for a in arrs])
-        sz = self.sized.get(sig, False)
+        sz = self.sized.get(tuple([a.shape for a in arrs]), False)
         if sz is False:
-            sz = self.size_for(sig)
+            sz = self.size_for(tuple([a.shape for a in arrs]))
         if sz is None:
             return False
-        for c, ops in self.inplace_checks:
-            if not arrs[c].flags.writeable or any(addrs[c] == addrs[o] for o in ops):
-                return False
+        if self.inplace_checks:
+            for c, ops in self.inplace_checks:
+                if not arrs[c].flags.writeable or any(addrs[c] == addrs[o] for o in ops):
+                    return False
         outs = []
         for ring, shape in sz.ring_shapes:
             ent = ring.get(shape)
             outs.append(ent[0])
             addrs.append(ent[1])
-        for ctr in self.counters:
-            addrs.append(ctr.take())
+        if self.counters:
+            for ctr in self.counters:
+                addrs.append(ctr.take())
         cfr = sz.cframe
         cfr[self.dyn_lo:self.dyn_hi] = addrs
         managed = threads.cur[0]
@@ -471,15 +474,16 @@ class Segment:
         k = fn(ptr, 0)
         while k >= 0:
             kfn, aptr, n = sz.split[k]
-            _run_split(plan, kfn, aptr, n)
+            _run_split(self.plan, kfn, aptr, n)
             k = fn(ptr, k + 1)
         if managed:
             threads.cur[0] = cfr[2]
         for s, o in zip(self.ring_slots, outs):
             vals[s] = o
         if self.esc_other:
+            slot = self.plan.slot
             for o in self.esc_other:
-                vals[plan.slot[id(o)]] = self._materialize(o, sz, arrs, outs)
+                vals[slot[id(o)]] = self._materialize(o, sz, arrs, outs)
         return True
 
     def _materialize(self, o: Node, sz: Sized, arrs: list[np.ndarray],
