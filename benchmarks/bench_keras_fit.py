@@ -36,8 +36,9 @@ then one warm-up epoch (``fit(epochs=1)``) and ``--epochs`` timed epochs, each i
 interleaved: ``for round: for load: for engine: for batch size: spawn``, so a change in the
 machine's load hits every engine alike; the report gives, per load, engine and batch size, the
 median over rounds (and the range of the per-run medians), ms per training step, CPU seconds
-per wall second during the timed epochs (how many cores the engine kept busy) and
-``symk / best peer``.
+per wall second during the timed epochs (how many cores the engine kept busy),
+``symk / best peer``, and the median time of ``model.predict`` on one sample after training
+(30 calls; what a served model pays per request) with symk's ratio to the fastest peer.
 
 ``--contended on`` (or ``both``: quiet and contended runs interleaved, the order alternating
 by round) starts a bounded busy process (``python -c "while time.time() < t: pass"``) before
@@ -77,6 +78,8 @@ ENGINES = ("symk", "keras3-jax", "keras3-tf")
 MODELS = ("mlp256", "bn-dropout")
 RESULT_MARK = "BENCH_KERAS_FIT_RESULT "
 LEARNING_RATE = 0.005
+#: timed single-sample ``predict`` calls per run
+PREDICT_CALLS = 30
 SPIN_CORE = 1
 
 
@@ -147,7 +150,22 @@ def _time_epochs(model: Any, x: Any, y: Any, epochs: int,
     cpu = (time.process_time() - c0) / max(time.perf_counter() - w0, 1e-9)
     acc = hist.get("accuracy", hist.get("acc", [None]))[-1]
     return warm, times, {"cpu_per_wall": cpu, "loss": float(hist["loss"][-1]),
-                         "accuracy": None if acc is None else float(acc)}
+                         "accuracy": None if acc is None else float(acc),
+                         "predict1_s": time_predict_one(model, x)}
+
+
+def time_predict_one(model: Any, x: Any, calls: int = PREDICT_CALLS) -> float:
+    """Median seconds of ``model.predict`` on one sample (after 3 untimed calls): what a
+    served model pays per request."""
+    one = x[:1]
+    for _ in range(3):
+        model.predict(one, verbose=0)
+    ts = []
+    for _ in range(calls):
+        t0 = time.perf_counter()
+        model.predict(one, verbose=0)
+        ts.append(time.perf_counter() - t0)
+    return statistics.median(ts)
 
 
 def _process_info() -> dict:
@@ -400,7 +418,9 @@ def summarize(runs: list[dict], engines: list[str], batches: list[int], loads: l
                                ms_per_step=med / steps * 1e3, steps_per_epoch=steps,
                                cpu_per_wall=_med([r["cpu_per_wall"] for r in ok]),
                                accuracy=_med([r["accuracy"] for r in ok
-                                              if r.get("accuracy") is not None] or [0.0]))
+                                              if r.get("accuracy") is not None] or [0.0]),
+                               predict1_ms=_med([r.get("predict1_s", math.nan)
+                                                 for r in ok]) * 1e3)
                 elif failed:
                     row["error"] = failed[-1]["error"]
                 rows.append(row)
@@ -413,6 +433,8 @@ def summarize(runs: list[dict], engines: list[str], batches: list[int], loads: l
                 best = min(peers, key=lambda p: p["epoch_s"])
                 r["symk_over_best_peer"] = r["epoch_s"] / best["epoch_s"]
                 r["best_peer"] = best["engine"]
+                fastest = min(p["predict1_ms"] for p in peers)
+                r["predict_over_best_peer"] = r["predict1_ms"] / fastest
         quiet = by.get(("quiet", r["batch_size"], r["engine"]))
         if r["load"] == "contended" and quiet and "epoch_s" in r and "epoch_s" in quiet:
             r["contended_over_quiet"] = r["epoch_s"] / quiet["epoch_s"]
@@ -426,7 +448,8 @@ def _range(xs: list[float]) -> str:
 def report(rows: list[dict], runs: list[dict], meta: dict, notes: list[str]) -> str:
     title = {"mlp256": "MLP 64-256-256-10", "bn-dropout": "MLP 64-64-BN-Dropout-32-10"}
     head = ["load", "batch", "engine", "build s", "warm-up epoch s", "median s/epoch (range)",
-            "ms/step", "CPU s/wall s", "symk / best peer", "contended / quiet"]
+            "ms/step", "CPU s/wall s", "symk / best peer", "contended / quiet",
+            "predict(1 sample) ms"]
     lines = [f"{title[meta['model']]} on digits ({meta['samples']} samples), Adam, "
              f"{meta['epochs']} timed epochs per process, {meta['rounds']} round(s); medians "
              "over rounds (range: the per-run medians)", "",
@@ -437,15 +460,18 @@ def report(rows: list[dict], runs: list[dict], meta: dict, notes: list[str]) -> 
         if "epoch_s" not in r:
             why = r.get("error", "not measured")
             lines.append(f"| {r['load']} | {r['batch_size']} | {name} | - | - | failed "
-                         f"({r['failed']}x): {why[:80]} | - | - | - | - |")
+                         f"({r['failed']}x): {why[:80]} | - | - | - | - | - |")
             continue
         rng = f"{r['epoch_s_min']:.4f}–{r['epoch_s_max']:.4f}"
         ratio = f"{r['symk_over_best_peer']:.2f}× (vs {r['best_peer']})" \
             if "symk_over_best_peer" in r else "-"
         cq = f"{r['contended_over_quiet']:.2f}×" if "contended_over_quiet" in r else "-"
+        pr = f"{r['predict1_ms']:.3f}" + (f" ({r['predict_over_best_peer']:.2f}×)"
+                                          if "predict_over_best_peer" in r else "")
         lines.append(f"| {r['load']} | {r['batch_size']} | {name} | {r['build_s']:.3f} | "
                      f"{r['warmup_epoch_s']:.3f} | {r['epoch_s']:.4f} ({rng}) | "
-                     f"{r['ms_per_step']:.3f} | {r['cpu_per_wall']:.2f} | {ratio} | {cq} |")
+                     f"{r['ms_per_step']:.3f} | {r['cpu_per_wall']:.2f} | {ratio} | {cq} | "
+                     f"{pr} |")
     lines.append("")
     for load in meta["loads"]:
         rs = [r for r in runs if r["load"] == load]
