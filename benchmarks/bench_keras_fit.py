@@ -24,9 +24,14 @@ Models (``--model``):
 * ``mlp256`` (default; the model of the issue "A training step is one native call, and symk
   owns its threads"): Dense 256 relu, Dense 256 relu, Dense 10 softmax on the 64 pixels;
 * ``bn-dropout`` (the earlier model of this benchmark): Dense 64 relu, BatchNormalization,
-  Dropout 0.2, Dense 32 relu, Dense 10 softmax.
+  Dropout 0.2, Dense 32 relu, Dense 10 softmax;
+* ``cnn`` (issue "Convolutional and recurrent training at least as fast as the best peer"):
+  Conv2D 32 3x3 relu, MaxPooling 2, Conv2D 64 3x3 relu, Flatten, Dense 10 softmax on the
+  digits upscaled to 28x28x1 (nearest neighbour);
+* ``lstm`` (same issue): LSTM(64), Dense 4 softmax on 2000 random sequences of 30 steps of 16
+  features, labelled by which of the first four features has the largest sum (seed 0).
 
-Both with Adam (learning rate 0.005), sparse categorical cross-entropy and the accuracy metric,
+All with Adam (learning rate 0.005), sparse categorical cross-entropy and the accuracy metric,
 at every batch size of ``--batch-size`` (default ``32,256``).
 
 Each run: "build" is ``compile`` up to a ready train function (Keras 2.3.1 builds it in
@@ -75,7 +80,7 @@ from typing import Any
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 ENGINES = ("symk", "keras3-jax", "keras3-tf")
-MODELS = ("mlp256", "bn-dropout")
+MODELS = ("mlp256", "bn-dropout", "cnn", "lstm")
 RESULT_MARK = "BENCH_KERAS_FIT_RESULT "
 LEARNING_RATE = 0.005
 #: timed single-sample ``predict`` calls per run
@@ -99,10 +104,28 @@ def digits() -> tuple[Any, Any]:
     return xtr, ytr
 
 
-def load_data(path: str | None) -> tuple[Any, Any]:
-    """The training digits from the parent's ``.npz`` file, or made here without one."""
+def make_data(model: str) -> tuple[Any, Any]:
+    """The training data of ``model``: the digits as 64 pixels (the MLPs), upscaled to
+    28x28x1 images by nearest neighbour (``cnn``), or 2000 random sequences of 30 steps of
+    16 features whose class (of 4) is the feature among the first four with the largest sum
+    over time (``lstm``, a fixed seed)."""
+    import numpy as np
+
+    if model == "lstm":
+        rng = np.random.default_rng(0)
+        x = rng.standard_normal((2000, 30, 16)).astype("float32")
+        return x, x[:, :, :4].sum(axis=1).argmax(axis=1).astype("int64")
+    x, y = digits()
+    if model == "cnn":
+        idx = np.arange(28) * 8 // 28
+        x = x.reshape(-1, 8, 8)[:, idx][:, :, idx][..., None].copy()
+    return x, y
+
+
+def load_data(path: str | None, model: str = "mlp256") -> tuple[Any, Any]:
+    """The training data from the parent's ``.npz`` file, or made here without one."""
     if not path:
-        return digits()
+        return make_data(model)
     import numpy as np
 
     with np.load(path) as f:
@@ -112,6 +135,18 @@ def load_data(path: str | None) -> tuple[Any, Any]:
 def build_model(keras: Any, three: bool, model: str = "bn-dropout") -> Any:
     """``model`` for Keras 3 (``three``) or Keras 2.3.1."""
     L = keras.layers
+    if model in ("cnn", "lstm"):
+        shape = (28, 28, 1) if model == "cnn" else (30, 16)
+        if model == "cnn":
+            body = [L.Conv2D(32, 3, activation="relu"), L.MaxPooling2D(2),
+                    L.Conv2D(64, 3, activation="relu"), L.Flatten(),
+                    L.Dense(10, activation="softmax")]
+        else:
+            body = [L.LSTM(64), L.Dense(4, activation="softmax")]
+        if three:
+            return keras.Sequential([L.Input(shape)] + body)
+        first = type(body[0])(**{**body[0].get_config(), "input_shape": shape})
+        return keras.Sequential([first] + body[1:])
     if model == "mlp256":
         width = 256
         middle = [L.Dense(256, activation="relu")]
@@ -203,7 +238,7 @@ def run_symk(epochs: int, batch_size: int, model: str = "bn-dropout",
     from symk import config
 
     np.random.seed(0)
-    x, y = load_data(data)
+    x, y = load_data(data, model)
     net = build_model(keras, three=False, model=model)
     t0 = time.perf_counter()
     net.compile(keras.optimizers.Adam(learning_rate=LEARNING_RATE),
@@ -241,7 +276,7 @@ def run_keras3(epochs: int, batch_size: int, backend: str = "jax", model: str = 
 
         versions.update(tensorflow=tf.__version__)
     keras.utils.set_random_seed(0)
-    x, y = load_data(data)
+    x, y = load_data(data, model)
     net = build_model(keras, three=True, model=model)
     t0 = time.perf_counter()
     net.compile(keras.optimizers.Adam(learning_rate=LEARNING_RATE),
@@ -446,11 +481,15 @@ def _range(xs: list[float]) -> str:
 
 
 def report(rows: list[dict], runs: list[dict], meta: dict, notes: list[str]) -> str:
-    title = {"mlp256": "MLP 64-256-256-10", "bn-dropout": "MLP 64-64-BN-Dropout-32-10"}
+    title = {"mlp256": "MLP 64-256-256-10 on digits",
+             "bn-dropout": "MLP 64-64-BN-Dropout-32-10 on digits",
+             "cnn": "CNN (Conv2D 32 3x3, MaxPool 2, Conv2D 64 3x3, Flatten, Dense 10) on digits "
+                    "upscaled to 28x28x1",
+             "lstm": "LSTM(64) + Dense 4 on 2000 random sequences of 30x16"}
     head = ["load", "batch", "engine", "build s", "warm-up epoch s", "median s/epoch (range)",
             "ms/step", "CPU s/wall s", "symk / best peer", "contended / quiet",
             "predict(1 sample) ms"]
-    lines = [f"{title[meta['model']]} on digits ({meta['samples']} samples), Adam, "
+    lines = [f"{title[meta['model']]} ({meta['samples']} samples), Adam, "
              f"{meta['epochs']} timed epochs per process, {meta['rounds']} round(s); medians "
              "over rounds (range: the per-run medians)", "",
              "| " + " | ".join(head) + " |",
@@ -575,8 +614,8 @@ def main() -> None:
     loads = {"off": ["quiet"], "on": ["contended"], "both": ["quiet", "contended"]}[
         args.contended]
     tmp = tempfile.mkdtemp(prefix="symk-bench-keras-fit-")
-    x, y = digits()
-    data = os.path.join(tmp, "digits.npz")
+    x, y = make_data(args.model)
+    data = os.path.join(tmp, f"{args.model}.npz")
     np.savez(data, x=x, y=y)
     symk_tree = os.path.join(ROOT, "symk")
     src = ROOT

@@ -125,7 +125,7 @@ class Function:
             raise ArgumentError("K.function takes a list of input values, not a dict")
         if not isinstance(inputs, (list, tuple)):
             inputs = [inputs]
-        outs = self.fn(list(inputs))
+        outs = self.fn(inputs)  # (the function only reads the sequence)
         return outs[0] if self.single else outs
 
     @property

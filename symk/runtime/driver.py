@@ -157,6 +157,11 @@ class Segment:
                 seen.add(id(o))
                 produced.append(o)
                 step_of[id(o)] = st
+        # constants never change: their addresses go into the frame once (not per call)
+        self.const_arrays = {id(x): np.asarray(x.attrs["value"].array, np.dtype(x.dtype),
+                                               order="C")
+                             for x in ext if x.op.name == "constant"}
+        ext = [x for x in ext if id(x) not in self.const_arrays]
         self.ext = ext
         # values read after the segment (by any step) or returned: they must be arrays in
         # the plan's value list after the call
@@ -215,6 +220,9 @@ class Segment:
             if id(o) not in self.val:
                 self.val[id(o)] = pos
                 pos += 1
+        for c in self.const_arrays:
+            self.val[c] = pos
+            pos += 1
         self.ext_dtypes = [np.dtype(x.dtype) for x in ext]
         self.ring_nodes = rings
         self.ring_ids = [id(o) for o in rings]
@@ -280,6 +288,8 @@ class Segment:
         self.template = np.zeros(pos, np.int64)
         for p, v in fixed:
             self.template[p] = v
+        for c, arr in self.const_arrays.items():
+            self.template[self.val[c]] = arr.ctypes.data
         self.sized: dict[tuple, Sized | None] = {}
         self.name, self.ir = render_driver(self.layout)
         self.ext_slots: list[int] = []
@@ -345,6 +355,8 @@ class Segment:
             if len(s) != x.ndim or any(d is not None and d != e for d, e in zip(x.shape, s)):
                 return None
             shapes[id(x)] = s
+        for c, arr in self.const_arrays.items():
+            shapes[c] = arr.shape
         fr = self.template.copy()
         keep: list[np.ndarray] = []
         consts: dict[int, np.ndarray] = {}
@@ -437,6 +449,7 @@ class Segment:
         known, small = self.known, self.small
         arrs = []
         addrs = []
+        shapes = []
         for s, dt in self.ext_spec:
             a = vals[s]
             ent = known.get(id(a))
@@ -444,11 +457,14 @@ class Segment:
                 ent = small.get(id(a))
                 if ent is None or ent[0] is not a:
                     ent = _admit(a, dt, small)
-            arrs.append(ent[0])
+            a = ent[0]
+            arrs.append(a)
             addrs.append(ent[1])
-        sz = self.sized.get(tuple([a.shape for a in arrs]), False)
+            shapes.append(a.shape)
+        sig = tuple(shapes)
+        sz = self.sized.get(sig, False)
         if sz is False:
-            sz = self.size_for(tuple([a.shape for a in arrs]))
+            sz = self.size_for(sig)
         if sz is None:
             return False
         if self.inplace_checks:
@@ -498,6 +514,8 @@ class Segment:
             return arrs[self.ext_index[id(o.inputs[0])]]
         if id(o) in self.ring_index:
             return outs[self.ring_index[id(o)]]
+        if id(o) in self.const_arrays:
+            return self.const_arrays[id(o)]
         return arrs[self.ext_index[id(o)]]
 
 
