@@ -77,7 +77,7 @@ class CompiledFunction:
         self._spec = [i for i, x in enumerate(feeds)
                       if x.attrs.get("default") is not None and x.ndim == 0]
         self._plans: dict[tuple, _Plan] = {}
-        #: per input: (dtype, rank, [(axis, static extent)]) for ``_coerce``'s fast path
+        #: per input: (dtype, rank, [(axis, static extent)]) for ``_call``'s fast path
         self._in_specs = [(np.dtype(x.dtype), len(x.shape),
                            [(k, d) for k, d in enumerate(x.shape) if d is not None])
                           for x in self.inputs]
@@ -209,20 +209,10 @@ class CompiledFunction:
         """The Schedule of the default plan (learning phase 0 when specialized)."""
         return self._plan_for(self._default_key()).schedule
 
-    def _coerce(self, i: int, value: Any) -> np.ndarray:
-        """The fed value of input ``i`` as its placeholder's dtype, after the checks; an array
-        that already fits is returned as it is without building any message."""
-        target, ndim, static = self._in_specs[i]
-        if value.__class__ is np.ndarray and value.dtype == target and value.ndim == ndim:
-            shape = value.shape
-            for k, d in static:
-                if shape[k] != d:
-                    break
-            else:
-                return value
-        return self._coerce_checked(i, value)
-
     def _coerce_checked(self, i: int, value: Any) -> np.ndarray:
+        """The fed value of input ``i`` as its placeholder's dtype after every check (a
+        clear InputError naming the input otherwise); ``_call`` takes arrays that already
+        fit without coming here."""
         node, name = self.inputs[i], self.input_names[i]
         where = f"input {i} ('{name}', created at {creation_line(node)})"
         try:
@@ -270,18 +260,32 @@ class CompiledFunction:
             for i, v in enumerate(values):
                 sp = self._sparse.get(i)
                 if sp is None:
-                    feeds.append(self._coerce(i, v))
+                    feeds.append(self._coerce_checked(i, v))
                 else:
                     feeds.extend(sp.arrays(v, f"{self.name}: input {i} ('{self.input_names[i]}')"))
         else:
-            feeds = [self._coerce(i, v) for i, v in enumerate(values)]
+            feeds = []
+            for i, (v, (target, ndim, static)) in enumerate(zip(values, self._in_specs)):
+                # an array that already fits is fed as it is, without building any message
+                if v.__class__ is np.ndarray and v.dtype == target and v.ndim == ndim:
+                    shape = v.shape
+                    for k, d in static:
+                        if shape[k] != d:
+                            break
+                    else:
+                        feeds.append(v)
+                        continue
+                feeds.append(self._coerce_checked(i, v))
         key = tuple([feeds[i].item() for i in self._spec]) if self._spec else ()
         plan = self._plans.get(key) or self._plan_for(key)
         vals = plan.interp.run(feeds)
         if self._finish is not None:  # the device brings values back and stores updates
             return self._finish(self, plan, vals)
-        outs = [np.array(vals[s], copy=True) if leaf else vals[s]
-                for s, leaf in zip(plan.out_slots, plan.out_leaf)]
+        if plan.any_leaf:
+            outs = [np.array(vals[s], copy=True) if leaf else vals[s]
+                    for s, leaf in zip(plan.out_slots, plan.out_leaf)]
+        else:
+            outs = [vals[s] for s in plan.out_slots]
         if not plan.upd_slots:
             return outs
         new = [vals[s] for s in plan.upd_slots]  # all computed before any write
@@ -331,7 +335,7 @@ def aliases_leaf(node: Node) -> bool:
 
 class _Plan:
     __slots__ = ("interp", "schedule", "out_slots", "upd_slots", "out_leaf", "upd_leaf",
-                 "upd_dynamic")
+                 "upd_dynamic", "any_leaf")
 
     def __init__(self, interp: Any, schedule: Any, out_slots: list[int], upd_slots: list[int],
                  out_leaf: list[bool], upd_leaf: list[bool], upd_dynamic: list[int]) -> None:
@@ -343,3 +347,5 @@ class _Plan:
         self.upd_slots = upd_slots
         self.out_leaf = out_leaf
         self.upd_leaf = upd_leaf
+        #: whether an output may alias a leaf (then it is copied before it is returned)
+        self.any_leaf = any(out_leaf)
