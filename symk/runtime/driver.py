@@ -131,6 +131,8 @@ class Sized:
     split: dict[int, tuple[Any, int, int]]
     #: arrays the frame points into (internal buffers, scratch, constants)
     keep: list[np.ndarray] = field(default_factory=list)
+    #: whether the frame's header names a set-thread-count function (from the last call)
+    managed: bool = False
 
 
 class Segment:
@@ -484,8 +486,10 @@ class Segment:
         managed = threads.cur[0]
         if managed:
             cfr[0:3] = (_set_threads_address(), threads.big[0], managed)
-        else:
+            sz.managed = True
+        elif sz.managed:  # outside a thread scope: the driver leaves BLAS alone
             cfr[0] = 0
+            sz.managed = False
         fn, ptr = self.fn, sz.ptr
         k = fn(ptr, 0)
         while k >= 0:
