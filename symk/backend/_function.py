@@ -121,10 +121,11 @@ class Function:
         self.single = single
 
     def __call__(self, inputs: Any) -> Any:
-        if isinstance(inputs, dict):
-            raise ArgumentError("K.function takes a list of input values, not a dict")
-        if not isinstance(inputs, (list, tuple)):
-            inputs = [inputs]
+        if inputs.__class__ is not list:  # (the usual case skips both checks)
+            if isinstance(inputs, dict):
+                raise ArgumentError("K.function takes a list of input values, not a dict")
+            if not isinstance(inputs, (list, tuple)):
+                inputs = [inputs]
         outs = self.fn(inputs)  # (the function only reads the sequence)
         return outs[0] if self.single else outs
 

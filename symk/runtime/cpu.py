@@ -260,6 +260,8 @@ class CpuPlan(InterpPlan):
         # every step in one segment: no numpy ufunc runs, no FP error state is needed
         self.driver_numpy_free = len(self.segments) == 1 and self.segments[0].lo == 0 and \
             self.segments[0].hi == len(self.steps)
+        #: the run of the only segment when it holds every step
+        self.only = self.segments[0].run if self.driver_numpy_free else None
 
     def _prepare(self, schedule: Schedule, label: str, drivers: bool) -> NativePrep:
         """Lower and render every kernel (and, with ``drivers``, the segments' drivers) and
@@ -374,7 +376,7 @@ class CpuPlan(InterpPlan):
             return super().run(feeds)
         vals = self.start(feeds)
         if self.driver_numpy_free:
-            if not self.segments[0].run(vals):
+            if not self.only(vals):
                 with np.errstate(all="ignore"):
                     self._steps(vals, 0, len(self.steps))
             return vals

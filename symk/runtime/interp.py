@@ -55,6 +55,19 @@ class InterpPlan:
                 self.constants.append((i, n.attrs["value"].array))
             else:
                 self.defaults.append((i, n))
+        #: the value list's part that never changes between calls (constants, placeholder
+        #: defaults in their slots), copied by ``start``; placeholders without a default that
+        #: a step needs (``start`` raises for them)
+        self.base: list[Any] = [None] * len(nodes)
+        for i, c in self.constants:
+            self.base[i] = c
+        self.unfed: list[Node] = []
+        for i, n in self.defaults:
+            d = n.attrs.get("default")
+            if d is None:
+                self.unfed.append(n)
+            else:
+                self.base[i] = d.array
         #: whether no step runs numpy (then ``run`` skips numpy's FP error-state context)
         self.numpy_free = False
         self.rngs: dict[int, Any] = {}
@@ -155,21 +168,17 @@ class InterpPlan:
     def start(self, feeds: Sequence[np.ndarray]) -> list[Any]:
         """The value list of a call before its first step: feeds, variables, constants and
         defaults in their slots."""
-        vals: list[Any] = [None] * len(self.order)
+        if self.unfed:
+            n = self.unfed[0]
+            raise SymkError(f"placeholder '{node_name(n) or 'placeholder'}' (created at "
+                            f"{creation_line(n)}) is needed but was not fed; pass it in the "
+                            "function's inputs")
+        vals = self.base.copy()
         for s, v in zip(self.fed_slots, feeds):
             if s >= 0:
                 vals[s] = v
         for i, st in self.variables:
             vals[i] = st.value
-        for i, c in self.constants:
-            vals[i] = c
-        for i, n in self.defaults:
-            d = n.attrs.get("default")
-            if d is None:
-                raise SymkError(f"placeholder '{node_name(n) or 'placeholder'}' (created at "
-                                f"{creation_line(n)}) is needed but was not fed; pass it in "
-                                "the function's inputs")
-            vals[i] = d.array
         return vals
 
     def _run_timed(self, vals: list[Any]) -> None:
