@@ -204,3 +204,33 @@ def test_driver_ir_names_only_frame_positions():
     name, ir = render_driver(steps)
     assert render_driver(list(steps)) == (name, ir)
     assert "inttoptr" not in ir.split("switch")[0] and "0x" not in ir
+
+
+def test_scan_body_steps_run_through_its_drivers(monkeypatch):
+    """A K.rnn step body of native steps runs by its drivers, once per time step, with the
+    numbers of a numpy loop."""
+    from symk.runtime.cpu import CpuPlan
+
+    calls: list[int] = []
+    real = CpuPlan.execute
+
+    def counted(self, vals):
+        calls.append(1)
+        real(self, vals)
+    monkeypatch.setattr(CpuPlan, "execute", counted)
+    xv, wv, uv = _arr(3, 7, 4), _arr(4, 5) * 0.5, _arr(5, 5) * 0.5
+    x = K.placeholder((None, 7, 4))
+    w, u = K.constant(wv), K.constant(uv)
+
+    def step(inp, states):
+        h = K.tanh(K.dot(inp, w) + K.dot(states[0], u))
+        return h, [h]
+    last, outs, _ = K.rnn(step, x, [K.zeros_like(K.dot(x[:, 0, :], w))])
+    f = K.function([x], [last, outs])
+    got_last, got_outs = f([xv])
+    h = np.zeros((3, 5), np.float32)
+    for t in range(7):
+        h = np.tanh(xv[:, t] @ wv + h @ uv)
+        assert_match(got_outs[:, t], h, rtol=1e-4, atol=1e-5)
+    assert_match(got_last, h, rtol=1e-4, atol=1e-5)
+    assert len(calls) >= 7  # the body's drivers ran every time step
