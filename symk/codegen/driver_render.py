@@ -27,6 +27,8 @@ from dataclasses import dataclass
 
 #: frame entries before the layout's own: [set-threads fn, big count, current count]
 HEADER = 3
+#: the prefix of every driver's name (kernels are ``E_``/``R_``)
+PREFIX = "D_"
 #: CBLAS layout and transpose flags
 ROW_MAJOR, NO_TRANS, TRANS = 101, 111, 112
 
@@ -130,7 +132,7 @@ class _Emitter:
 
 def driver_name(steps: list[Step]) -> str:
     """``D_<hash>``: the driver's name from its layout (same layout, same code)."""
-    return "D_" + hashlib.sha256(repr(steps).encode()).hexdigest()[:16]
+    return PREFIX + hashlib.sha256(repr(steps).encode()).hexdigest()[:16]
 
 
 #: the declarations a driver function needs in its module

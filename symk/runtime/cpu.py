@@ -24,6 +24,7 @@ import llvmlite.binding as llvm
 import numpy as np
 
 from symk import config
+from symk.codegen.driver_render import PREFIX as DRIVER_PREFIX
 from symk.codegen.driver_render import with_drivers
 from symk.codegen.llvm_compile import compile_object, target_key
 from symk.codegen.llvm_render import render_kernel, render_module
@@ -35,7 +36,6 @@ from symk.graph.node import Node
 from symk.passes.schedule import Kernel, Schedule
 from symk.runtime import cache, threads
 from symk.runtime.driver import DFUNC, Segment, build_segments
-from symk.runtime.driver import PREFIX as DRIVER_PREFIX
 from symk.runtime.externs import (
     CPU_EXTERNS,
     CPU_GROUP_EXTERNS,

@@ -50,8 +50,6 @@ from symk.runtime.blas import gemm_fn
 
 #: driver ABI: ``i64 driver(ptr frame, i64 start)``
 DFUNC = ctypes.CFUNCTYPE(ctypes.c_int64, ctypes.c_void_p, ctypes.c_int64)
-#: the prefix of driver names (``driver_render.driver_name``)
-PREFIX = "D_"
 #: signatures (input-shape tuples) kept per segment
 SIGNATURES_KEPT = 16
 _REALS = ("float32", "float64")
