@@ -478,6 +478,27 @@ class Ring:
         return ent
 
 
+def split_wanted(plan: CpuPlan, n: int, total: int) -> bool:
+    """Whether a kernel of ``n`` outer iterations over ``total`` elements is split across
+    threads (see PARALLEL_MIN_ELEMENTS and BLAS_SPLIT_FACTOR)."""
+    return plan.nthreads > 1 and n >= 2 and total >= PARALLEL_MIN_ELEMENTS * plan.split_factor
+
+
+def run_split(plan: CpuPlan, fn: Any, ptr: int, n: int) -> None:
+    """Run a kernel (argument block at ``ptr``) over ``[0, n)`` split across the free cores,
+    at most the plan's thread count (on the calling thread alone when that is one)."""
+    parts = min(threads.kernel_threads(plan.nthreads), n)
+    if parts <= 1:
+        fn(ptr, 0, n)
+        return
+    bounds = [n * i // parts for i in range(parts + 1)]
+    tp = _get_pool(plan.nthreads)
+    futs = [tp.submit(fn, ptr, bounds[i], bounds[i + 1]) for i in range(1, parts)]
+    fn(ptr, bounds[0], bounds[1])
+    for f in futs:
+        f.result()
+
+
 def _native_step(plan: CpuPlan, lk: KernelCall, fn: Any, nodes: Sequence[Node] = ()
                  ) -> Callable[[list[Any]], None]:
     """One kernel step: bind the input/output/scratch addresses and runtime sizes into the
@@ -497,9 +518,6 @@ def _native_step(plan: CpuPlan, lk: KernelCall, fn: Any, nodes: Sequence[Node] =
     static_elems = 1
     for d in lk.domain:
         static_elems *= d if d is not None else 1
-    nthreads = plan.nthreads
-    kernel_threads = threads.kernel_threads  # the free cores (load), at most nthreads
-    split_factor = plan.split_factor
     n_in = len(in_slots)
     n_io = n_in + len(out_slots)
     scratch = [(np.dtype(dt), dims) for dt, dims in (lk.scratch or [])]
@@ -558,14 +576,8 @@ def _native_step(plan: CpuPlan, lk: KernelCall, fn: Any, nodes: Sequence[Node] =
         for sz in sizes:
             total *= sz
         try:
-            if nthreads > 1 and n >= 2 and total >= PARALLEL_MIN_ELEMENTS * split_factor \
-                    and (parts := min(kernel_threads(nthreads), n)) > 1:
-                bounds = [n * i // parts for i in range(parts + 1)]
-                tp = _get_pool(nthreads)
-                futs = [tp.submit(fn, ptr, bounds[i], bounds[i + 1]) for i in range(1, parts)]
-                fn(ptr, bounds[0], bounds[1])
-                for f in futs:
-                    f.result()
+            if split_wanted(plan, n, total):
+                run_split(plan, fn, ptr, n)
             else:
                 fn(ptr, 0, n)
         finally:

@@ -42,11 +42,13 @@ from symk.codegen.driver_render import (
     Step,
     render_driver,
 )
+from symk.errors import ShapeError
 from symk.graph.node import Node
 from symk.graph.ops.linalg import matmul2d_layout
 from symk.passes.schedule import Extern, Kernel, View
 from symk.runtime import threads
 from symk.runtime.blas import gemm_fn
+from symk.runtime.shape_check import kernel_sizes_checked
 
 #: driver ABI: ``i64 driver(ptr frame, i64 start)``
 DFUNC = ctypes.CFUNCTYPE(ctypes.c_int64, ctypes.c_void_p, ctypes.c_int64)
@@ -125,7 +127,7 @@ class Sized:
     shapes: dict[int, tuple[int, ...]]
     #: node id -> constant value (results of shape-only ops)
     consts: dict[int, np.ndarray]
-    #: step index (in the segment) -> (kernel fn, args address, n) of kernels run split
+    #: driver step (layout index) -> (kernel fn, args address, n) of kernels run split
     split: dict[int, tuple[Any, int, int]]
     #: arrays the frame points into (internal buffers, scratch, constants)
     keep: list[np.ndarray] = field(default_factory=list)
@@ -225,7 +227,7 @@ class Segment:
             pos += 1
         self.ext_dtypes = [np.dtype(x.dtype) for x in ext]
         self.ring_nodes = rings
-        self.ring_ids = [id(o) for o in rings]
+        self.ext_index = {id(x): j for j, x in enumerate(ext)}
         self.layout: list[Step] = []
         #: per step: what sizing needs (kernel call / gemm positions)
         self.info: list[Any] = []
@@ -246,14 +248,14 @@ class Segment:
                 copies += [(counter_pos[id(st.nodes[j])], first + c) for c, (i, j) in
                            enumerate(s for s in call.size_sources if s[0] < 0)]
                 self.kernel_pos.append((fpos, call.name))
+                # (its index in the layout is the step the driver returns to split it)
+                self.info.append(["kernel", call, len(self.layout), args, npos, flag, None])
                 self.layout.append(CallKernel(fpos, args, npos, flag, tuple(copies)))
-                self.info.append(["kernel", call, st, args, npos, flag, None])
             elif isinstance(st, View):
                 n = st.node
                 self.layout.append(CopyAddress(self.val[id(n.inputs[0])], self.val[id(n)]))
                 self.info.append(("view", n))
-            elif st.node.op.shape_only:
-                self.layout.append(CopyAddress(self.val[id(st.node)], self.val[id(st.node)]))
+            elif st.node.op.shape_only:  # a constant of the signature: no driver step
                 self.info.append(("shape", st.node))
             else:
                 n = st.node
@@ -302,11 +304,10 @@ class Segment:
         for st in self.steps:
             if not isinstance(st, Kernel) and self.kind.get(id(st.node)) == "inplace":
                 c, a, b = st.node.inputs[:3]
-                ext_pos = {id(x): j for j, x in enumerate(ext)}
-                self.inplace_checks.append((ext_pos[id(c)], [ext_pos[id(x)] for x in (a, b)
-                                                             if id(x) in ext_pos]))
+                pos_of = self.ext_index
+                self.inplace_checks.append((pos_of[id(c)], [pos_of[id(x)] for x in (a, b)
+                                                            if id(x) in pos_of]))
         self.esc_other = [o for o in self.escaping if self.kind[id(o)] != "ring"]
-        self.ext_index = {id(x): j for j, x in enumerate(ext)}
         self.ring_index = {id(o): j for j, o in enumerate(rings)}
 
     def _inplace_ok(self, node: Node) -> bool:
@@ -347,7 +348,7 @@ class Segment:
         return sz
 
     def _size(self, sig: tuple) -> Sized | None:
-        from symk.runtime.cpu import PARALLEL_MIN_ELEMENTS
+        from symk.runtime.cpu import split_wanted
 
         plan = self.plan
         shapes: dict[int, tuple[int, ...]] = {}
@@ -370,19 +371,16 @@ class Segment:
                 keep.append(buf)
                 fr[self.val[id(node)]] = buf.ctypes.data
 
-        for k, info in enumerate(self.info):
+        for info in self.info:
             what = info[0]
             if what == "kernel":
-                _, call, st, args, npos, flag, fn = info
+                _, call, k, args, npos, flag, fn = info
                 ins = [shapes[id(x)] for x in call.inputs]
                 if any(len(s) != x.ndim for s, x in zip(ins, call.inputs)):
                     return None
-                try:
-                    sizes = [ins[i][ax] for i, ax in call.size_sources if i >= 0]
-                    for j, ax, kk, d in call.in_checks:
-                        if ins[j][ax] != (sizes[kk] if kk >= 0 else d):
-                            return None
-                except IndexError:
+                try:  # (a mismatch: the step path raises the error, with its message)
+                    sizes = kernel_sizes_checked(call, ins)
+                except ShapeError:
                     return None
                 for o, dims in zip(call.outputs, call.out_dims):
                     place(o, tuple(d if d is not None else sizes[kk] for d, kk in dims))
@@ -398,8 +396,7 @@ class Segment:
                 kind, v = call.outer
                 n = v if kind == "const" else sizes[v]
                 total = math.prod(d for d in call.domain if d is not None) * math.prod(sizes)
-                big = plan.nthreads > 1 and n >= 2 and \
-                    total >= PARALLEL_MIN_ELEMENTS * plan.split_factor
+                big = split_wanted(plan, n, total)
                 fr[npos] = n
                 fr[flag] = 1 if big else 0
                 if big:
@@ -438,7 +435,7 @@ class Segment:
                     place(n, (m, nn))
                 else:
                     shapes[id(n)] = (m, nn)
-        ring_shapes = [(r, shapes[i]) for r, i in zip(self.rings, self.ring_ids)]
+        ring_shapes = [(r, shapes[id(o)]) for r, o in zip(self.rings, self.ring_nodes)]
         cfr = (ctypes.c_int64 * len(fr)).from_buffer(fr)
         return Sized(fr, ptr, cfr, ring_shapes, shapes, consts, split, keep)
 
@@ -490,9 +487,11 @@ class Segment:
             sz.managed = False
         fn, ptr = self.fn, sz.ptr
         k = fn(ptr, 0)
-        while k >= 0:
+        while k >= 0:  # a kernel to split across threads, then the rest of the driver
+            from symk.runtime import cpu
+
             kfn, aptr, n = sz.split[k]
-            _run_split(self.plan, kfn, aptr, n)
+            cpu.run_split(self.plan, kfn, aptr, n)
             k = fn(ptr, k + 1)
         if managed:
             threads.cur[0] = cfr[2]
@@ -603,19 +602,3 @@ def _set_threads_address() -> int:
         api = threads.blas_api()
         _set_addr.append(_address(api[1]) if api else 0)
     return _set_addr[0]
-
-
-def _run_split(plan: Any, fn: Any, args: int, n: int) -> None:
-    """A large kernel of a driver, split across the free cores like ``_native_step`` does."""
-    from symk.runtime.cpu import _get_pool
-
-    parts = min(threads.kernel_threads(plan.nthreads), n)
-    if parts <= 1:
-        fn(args, 0, n)
-        return
-    bounds = [n * i // parts for i in range(parts + 1)]
-    tp = _get_pool(plan.nthreads)
-    futs = [tp.submit(fn, args, bounds[i], bounds[i + 1]) for i in range(1, parts)]
-    fn(args, bounds[0], bounds[1])
-    for f in futs:
-        f.result()
