@@ -187,10 +187,6 @@ class CpuPlan(InterpPlan):
     skips lowering and rendering; without it every kernel is lowered, rendered and compiled.
     Runs of native steps are run by native drivers (``symk.runtime.driver``)."""
 
-    #: whether plans of this class build drivers (a loop body running its steps itself
-    #: does not need them)
-    drivers = True
-
     def __init__(self, schedule: Schedule, fed: Sequence[Node], label: str = "function",
                  prep: NativePrep | None = None, inplace: frozenset[int] = frozenset()) -> None:
         self.ir = ""
@@ -207,7 +203,7 @@ class CpuPlan(InterpPlan):
         self.schedule = schedule
         #: step ranges run by one native driver call each (``symk.runtime.driver``)
         self.segments: list[Segment] = []
-        want = self.drivers and config.native_driver()
+        want = config.native_driver()
         if prep is not None:
             self.native = load_native(prep.key, prep.names) if prep.names else None
             if prep.names and self.native is None:
@@ -246,6 +242,7 @@ class CpuPlan(InterpPlan):
         """Bind the segments to the compiled code and the plan's slots; the call program."""
         if not self.segments or self.native is None:
             self.segments = []
+            self.program = [(0, len(self.steps), None)]
             return
         for seg in self.segments:
             seg.bind(self, self.native.fns)
@@ -386,19 +383,13 @@ class CpuPlan(InterpPlan):
 
     def execute(self, vals: list[Any]) -> None:
         """Run every step on a filled value list (a loop's body, once per time step): the
-        segments by their drivers, the rest one by one; the caller holds the FP error state
-        and the thread scope."""
+        segments by their drivers, the rest one by one (``_steps``, also when a segment
+        cannot run natively this call); the caller holds the FP error state and the thread
+        scope."""
         for lo, hi, seg in self.program:
             if seg is None or not seg.run(vals):
                 self._steps(vals, lo, hi)
 
-    def _steps(self, vals: list[Any], lo: int, hi: int) -> None:
-        """Steps ``[lo, hi)`` one by one (outside segments, or a segment that cannot run
-        natively this call)."""
-        for run, dead in self.steps[lo:hi]:
-            run(vals)
-            for j in dead:
-                vals[j] = None
 
 
 def last_readers_ok(schedule: Schedule, candidates: frozenset[int]) -> frozenset[int]:

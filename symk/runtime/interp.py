@@ -159,11 +159,16 @@ class InterpPlan:
             return vals
         # (entering np.errstate costs ~1 us per call; a plan running no numpy skips it)
         with _NO_ERRSTATE if self.numpy_free else np.errstate(all="ignore"):
-            for run, dead in self.steps:
-                run(vals)
-                for j in dead:
-                    vals[j] = None
+            self._steps(vals, 0, len(self.steps))
         return vals
+
+    def _steps(self, vals: list[Any], lo: int, hi: int) -> None:
+        """Steps ``[lo, hi)`` one by one, each value dropped after its last use."""
+        for run, dead in (self.steps if lo == 0 and hi == len(self.steps)
+                          else self.steps[lo:hi]):
+            run(vals)
+            for j in dead:
+                vals[j] = None
 
     def start(self, feeds: Sequence[np.ndarray]) -> list[Any]:
         """The value list of a call before its first step: feeds, variables, constants and

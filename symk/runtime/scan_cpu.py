@@ -3,9 +3,9 @@
 A scan's body is optimized, fused and compiled to native kernels once (the same passes and
 ``CpuPlan`` as ``K.function``; cached per body in memory, and in the plan cache like a
 function, so a later process builds it without passes or LLVM), then run once per time step by
-a tight Python loop that binds the step's slices and carries to the plan's slots and calls its
-steps directly: per step there is no input checking, no plan lookup and no list building beyond the
-steps themselves.  All results of one loop (stacked outputs, final carries, carry
+a tight Python loop that binds the step's slices and carries to the plan's slots and runs the
+plan's drivers and remaining steps (``CpuPlan.execute``): per step there is no input checking
+and no plan lookup.  All results of one loop (stacked outputs, final carries, carry
 trajectories for the gradient) are produced by one run.
 """
 
@@ -85,7 +85,6 @@ class BodyPlan:
             fed[ns + nc:]
         roots = [plan.slot[id(r)] for r in opt_roots]
         self.out_slots, self.new_carry_slots = roots[:len(body.outs)], roots[len(body.outs):]
-        self.steps = list(plan.steps)
         self.size = len(plan.order)
         self.has_matmul = any(n.op.name == "einsum" for n in plan.order)
         self.lock = threading.Lock()
@@ -196,8 +195,7 @@ def scan_group(nodes: list[Node]):
     carry_slots, new_carry_slots = bp.carry_slots, bp.new_carry_slots
     out_dt = [np.dtype(body.outs[i].dtype) for i in want_seq]
     traj_dt = [np.dtype(body.new_carries[i].dtype) for i in want_traj]
-    steps = bp.steps
-    execute = bp.plan.execute if bp.plan.segments else None
+    execute = bp.plan.execute
 
     def run(*args: np.ndarray) -> list[np.ndarray]:
         n_steps = time_steps(body, args)
@@ -231,13 +229,7 @@ def scan_group(nodes: list[Node]):
                     for s, c in zip(carry_slots, carries):
                         if s >= 0:
                             vals[s] = c
-                    if execute is not None:  # the body's drivers: a native call or a few
-                        execute(vals)
-                    else:
-                        for step, dead in steps:
-                            step(vals)
-                            for j in dead:
-                                vals[j] = None
+                    execute(vals)  # the body's drivers (a native call or a few), its steps
                     carries = [vals[s] for s in new_carry_slots]
                     if first:
                         stacked = [np.empty((n_steps,) + np.shape(vals[s]), dt)
