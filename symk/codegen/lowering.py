@@ -333,12 +333,13 @@ class _Lowerer:
                 axes = [-1]
             elif self._flat():
                 self.flat = True
-                self.dimval[-1] = self.p.const(int(np.prod(self.D)), "int64")
+                flat_n = int(np.prod(self.D))
+                self.dimval[-1] = self.p.const(flat_n, "int64")
                 axes = [-1]
             opened = self.open_loops(axes, True)
             self.store_outputs(self.k.outputs)
             self.close_loops(opened)
-            outer = ("const", int(np.prod(self.D))) if self.flat else self._outer(axes[0])
+            outer = ("const", flat_n) if self.flat else self._outer(axes[0])
         elif self._column_mode():
             outer = self._column_reduction()
         else:
