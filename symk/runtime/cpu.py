@@ -29,7 +29,7 @@ from symk.codegen.driver_render import with_drivers
 from symk.codegen.llvm_compile import compile_object, target_key
 from symk.codegen.llvm_render import render_kernel, render_module
 from symk.codegen.lowering import LoweredKernel, lower_kernel
-from symk.config import debug_level
+from symk.config import debug_level, num_threads_set
 from symk.debug import log
 from symk.errors import SymkError
 from symk.graph.node import Node
@@ -227,6 +227,10 @@ class CpuPlan(InterpPlan):
         #: whether a call needs a thread scope (a product, convolution or loop)
         self.scoped = any(s.node.op.name in BLAS_OPS or s.node.op.name == "scan"
                           for s in schedule.externs)
+        #: times calls to choose the BLAS threads of big products (``threads.Tuner``); not
+        #: when SYMK_NUM_THREADS fixes the count or the plan has no product
+        self.tuner = threads.Tuner() if self.nthreads > 1 and not num_threads_set() and any(
+            s.node.op.name in BLAS_OPS for s in schedule.externs) else None
         if not self.scoped:  # no thread scope: straight to the steps
             self.run = self._run if self.segments else super().run  # type: ignore[method-assign]
 
@@ -364,7 +368,9 @@ class CpuPlan(InterpPlan):
             return self._run(feeds)
         threads.enter(self.nthreads)
         try:
-            return self._run(feeds)
+            if self.tuner is None:
+                return self._run(feeds)
+            return threads.tuned(self.tuner, feeds, self._run)
         finally:
             threads.leave()
 

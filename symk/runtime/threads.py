@@ -9,6 +9,8 @@ entered by ``CpuPlan.run`` and by a scan loop):
 * a matrix product below ``MT_MIN_FLOPS`` runs with one BLAS thread; a larger one with the
   *budget* (:func:`budget`, :data:`big`): the free cores, or ``SYMK_NUM_THREADS`` when set
   (never more than the usable cores);
+* whether the budget's threads actually beat one for a plan's big products is measured on
+  the plan's own calls (:class:`Tuner`: they do or do not per process, on the same machine);
 * a large kernel splits its outer loop across the free cores (:func:`kernel_threads`, also
   outside scopes), or across exactly ``SYMK_NUM_THREADS`` threads when it is set;
 * *free cores* are the cores of the process's affinity mask minus those other processes
@@ -36,16 +38,19 @@ import ctypes
 import os
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
+from typing import Any
 
 import numpy as np
 
 from symk.config import num_threads_set
 
 #: products with at least this many floating-point operations (2*m*n*k) may use more than one
-#: BLAS thread (idle 2-core machine, OpenBLAS 0.3.31 float32: 2 threads gain ~1.7x from 32x256
-#: by 256x512 (8.4 MFLOP) up; see benchmarks/RESULTS.md, "threads")
-MT_MIN_FLOPS = 4_000_000
+#: BLAS thread (a :class:`Tuner` then checks that they gain from it).  In a loop of the same
+#: product, 2 OpenBLAS threads gain ~1.7x from 32x256 by 256x512 (8.4 MFLOP) up; inside Keras
+#: training at batch 32 (4.2 MFLOP products) they gained nothing even when they were fast
+#: (benchmarks/RESULTS.md, "threads")
+MT_MIN_FLOPS = 8_000_000
 #: seconds between two samples of the machine's load
 SAMPLE_S = 0.5
 #: False: no thread control at all (BLAS as numpy configured it, kernels split over
@@ -56,8 +61,8 @@ ENABLED = True
 cur = [0]
 #: BLAS threads for a product of at least MT_MIN_FLOPS inside the current scope
 big = [1]
-#: test hooks: number of BLAS set calls, and the last count set
-stats = {"sets": 0, "last": 0}
+#: test hooks: number of BLAS set calls, the last count set, the last count a Tuner chose
+stats = {"sets": 0, "last": 0, "tuned": 0}
 #: test hook: a list that every count set is appended to (None: off)
 trace: list[int] | None = None
 
@@ -312,6 +317,119 @@ def single(fn: Callable[[], object]) -> object:
         return fn()
     finally:
         api[1](old)
+
+
+class _Signature:
+    """What a :class:`Tuner` knows about one call signature."""
+
+    __slots__ = ("budget", "calls", "many", "one", "choice", "ref", "slow")
+
+    def __init__(self, budget: int) -> None:
+        self.budget = budget
+        self.calls = 0  # calls since the measurement (or the choice) began
+        self.many: list[float] = []  # call times with the budget's threads
+        self.one: list[float] = []  # call times with one thread
+        self.choice = 0  # the chosen count (0: measuring)
+        self.ref = 0.0  # the chosen count's median call time
+        self.slow = 0  # consecutive calls slower than SLOWER * ref
+
+    def measure(self) -> None:
+        self.calls, self.many, self.one, self.choice, self.slow = 0, [], [], 0, 0
+
+
+class Tuner:
+    """Measures, per call signature, whether a plan's big products run faster on the budget's
+    threads or on one, and keeps the faster.
+
+    Whether a product gains from a second thread is not a property of its size.  On the idle
+    2-core machine of benchmarks/RESULTS.md ("Tuned BLAS threads"), a Keras MLP step at batch
+    256 ran in one of two modes per fresh process with 2 BLAS threads (epoch 0.0064-0.0072 s
+    or 0.0097-0.012 s; the same with symk splitting a product over two one-thread BLAS calls,
+    and with OpenBLAS's workers sleeping between products; consistently fast with address
+    space randomization off, so it depends on the process's memory layout), and in one mode
+    with one thread (0.0090-0.0096 s).  So a plan whose calls may use more than one thread
+    times them: after ``WARM`` calls, ``SAMPLES`` calls with the budget and then ``SAMPLES``
+    with one thread (each block after one unrecorded call, so a block does not pay for the
+    other's cache state), and it keeps the count with the lower median (one thread unless the
+    budget wins by ``MARGIN``).  It keeps timing the calls (~0.1 us) and measures again when
+    ``SLOW_CALLS`` calls in a row take ``SLOWER`` times the chosen count's median, or after
+    ``KEEP`` calls.  A signature is the first fed array's shape and the budget (a change of
+    free cores starts a new measurement)."""
+
+    WARM = 2
+    SAMPLES = 5
+    MARGIN = 0.95
+    SLOWER = 1.3
+    SLOW_CALLS = 8
+    KEEP = 5000
+    #: signatures kept per plan (a plan fed ever-new shapes stops tuning new ones)
+    MAX_KEYS = 32
+
+    __slots__ = ("states",)
+
+    def __init__(self) -> None:
+        self.states: dict[tuple, _Signature] = {}
+
+    def pick(self, key: tuple) -> tuple[_Signature | None, int]:
+        """(the signature to :meth:`record` this call's time in, or None; the BLAS threads
+        for this call's big products).  ``key[-1]`` is the budget."""
+        st = self.states.get(key)
+        if st is None:
+            if len(self.states) >= self.MAX_KEYS:
+                return None, 1
+            st = self.states[key] = _Signature(key[-1])
+        c = st.calls = st.calls + 1
+        if st.choice:
+            if c < self.KEEP:
+                return st, st.choice
+            st.measure()
+            c = st.calls = self.WARM + 1
+        block = self.SAMPLES + 1
+        if c <= self.WARM:
+            return None, st.budget
+        if c <= self.WARM + block:  # the budget's block; its first call is not recorded
+            return (st if c > self.WARM + 1 else None), st.budget
+        return (st if c > self.WARM + block + 1 else None), 1
+
+    def record(self, st: _Signature, n: int, seconds: float) -> None:
+        """Store one call's time with ``n`` threads: choose once both blocks are measured;
+        after the choice, watch for it turning slow."""
+        if st.choice:
+            if seconds <= st.ref * self.SLOWER:
+                st.slow = 0
+                return
+            st.slow += 1
+            if st.slow >= self.SLOW_CALLS:
+                st.measure()
+            return
+        (st.one if n == 1 else st.many).append(seconds)
+        if len(st.one) >= self.SAMPLES:
+            many, one = _median(st.many), _median(st.one)
+            st.choice = 1 if many >= one * self.MARGIN else st.budget
+            st.ref = one if st.choice == 1 else many
+            st.calls = 0
+            stats["tuned"] = st.choice
+
+
+def _median(xs: list[float]) -> float:
+    return sorted(xs)[len(xs) // 2]
+
+
+def tuned(tuner: Tuner, feeds: Sequence[Any], run: Callable[[Sequence[Any]], Any]) -> Any:
+    """``run(feeds)`` in the current (outermost) scope with the BLAS thread count for big
+    products that ``tuner`` chooses, timing the call while it measures or watches."""
+    n = big[0]
+    if n < 2 or _depth != 1 or not cur[0]:
+        return run(feeds)
+    f0 = feeds[0] if feeds else None
+    st, k = tuner.pick((getattr(f0, "shape", None), n))
+    big[0] = k
+    if st is None:
+        return run(feeds)
+    t0 = time.perf_counter()
+    out = run(feeds)
+    tuner.record(st, k, time.perf_counter() - t0)
+    return out
 
 
 _sample(time.monotonic(), _mask())  # the baseline: the first estimate covers the build

@@ -263,3 +263,92 @@ def test_free_cores_reads_no_per_thread_files(monkeypatch):
     monkeypatch.setattr(threads, "_sampled", -1e9)
     threads.free_cores()
     assert all("/task/" not in f for f in opened) and len(opened) <= 2
+
+
+def _tune(tuner: threads.Tuner, key: tuple, seconds) -> list[int]:
+    """Drive ``tuner`` through calls whose time is ``seconds(n)`` for ``n`` threads; returns
+    the counts it gave, one per call, until it has chosen."""
+    st = tuner.states.get(key)
+    counts = []
+    while st is None or not st.choice:
+        s, n = tuner.pick(key)
+        counts.append(n)
+        if s is not None:
+            tuner.record(s, n, seconds(n))
+        st = tuner.states[key]
+        assert len(counts) < 100
+    return counts
+
+
+def test_tuner_measures_blocks_then_keeps_the_faster():
+    t = threads.Tuner()
+    w, s = t.WARM, t.SAMPLES
+    counts = _tune(t, ("a", 2), lambda n: 1.0 if n == 2 else 2.0)
+    # warm-up, then a block with the budget and a block with one thread (each after one
+    # unrecorded call)
+    assert counts == [2] * w + [2] * (s + 1) + [1] * (s + 1)
+    assert t.states[("a", 2)].choice == 2 and threads.stats["tuned"] == 2
+    assert t.pick(("a", 2))[1] == 2
+    _tune(t, ("b", 2), lambda n: 1.0 if n == 1 else 2.0)
+    assert t.states[("b", 2)].choice == 1 and t.pick(("b", 2))[1] == 1
+    # within MARGIN the budget does not win: fewer threads are kinder to a shared machine
+    _tune(t, ("c", 2), lambda n: 1.0 if n == 1 else 0.99)
+    assert t.states[("c", 2)].choice == 1
+
+
+def test_tuner_measures_again_when_the_choice_turns_slow():
+    t = threads.Tuner()
+    key = ("a", 2)
+    _tune(t, key, lambda n: 1.0 if n == 2 else 2.0)
+    for _ in range(t.SLOW_CALLS - 1):  # a few slow calls are noise
+        st, n = t.pick(key)
+        t.record(st, n, 5.0)
+    st, n = t.pick(key)
+    t.record(st, n, 1.0)
+    assert t.states[key].choice == 2 and t.states[key].slow == 0
+    for _ in range(t.SLOW_CALLS):  # a run of them means the choice no longer holds
+        st, n = t.pick(key)
+        t.record(st, n, 5.0)
+    assert t.states[key].choice == 0
+    counts = _tune(t, key, lambda n: 5.0 if n == 2 else 2.0)
+    assert counts[-1] == 1 and t.states[key].choice == 1
+
+
+def test_tuner_measures_again_after_keep_calls_and_bounds_its_keys(monkeypatch):
+    monkeypatch.setattr(threads.Tuner, "KEEP", 20)
+    monkeypatch.setattr(threads.Tuner, "MAX_KEYS", 2)
+    t = threads.Tuner()
+    _tune(t, ("a", 2), lambda n: 1.0 if n == 2 else 2.0)
+    for _ in range(19):
+        st, n = t.pick(("a", 2))
+        t.record(st, n, 1.0)
+    assert t.states[("a", 2)].choice == 2
+    t.pick(("a", 2))
+    assert t.states[("a", 2)].choice == 0  # measuring again (warm: no warm-up calls)
+    _tune(t, ("b", 2), lambda n: 1.0)
+    assert t.pick(("c", 2)) == (None, 1)  # a third signature is not tuned: one thread
+    assert ("c", 2) not in t.states
+
+
+def test_plan_tunes_its_big_products(blas, trace, monkeypatch):
+    monkeypatch.setattr(threads, "free_cores", lambda: 2)
+    monkeypatch.setattr(threads, "MT_MIN_FLOPS", 1000)
+    f, xv, want = _fn(64, 128, 64)
+    for _ in range(threads.Tuner.WARM + 2 * (threads.Tuner.SAMPLES + 1)):
+        np.testing.assert_allclose(f([xv])[0], want, rtol=1e-4, atol=1e-4)
+    plan = f.fn.plans[0].interp
+    if threads.budget(plan.nthreads) < 2:
+        pytest.skip("one usable core")
+    (st,) = plan.tuner.states.values()
+    assert st.choice in (1, 2) and len(st.many) == len(st.one) == threads.Tuner.SAMPLES
+    trace.clear()
+    f([xv])
+    # numpy's count is 2: the budget's choice sets nothing; one thread is set, then restored
+    assert trace == ([] if st.choice == 2 else [1, 2])
+
+
+def test_no_tuner_when_the_thread_count_is_fixed(monkeypatch):
+    monkeypatch.setenv("SYMK_NUM_THREADS", "2")
+    f, xv, _ = _fn(64, 128, 64)
+    f([xv])
+    assert f.fn.plans[0].interp.tuner is None
