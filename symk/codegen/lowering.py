@@ -21,6 +21,7 @@ import numpy as np
 from symk.codegen.kir import Program
 from symk.errors import SymkError
 from symk.graph.node import Node
+from symk.graph.op import IndexMap
 from symk.graph.ops.leaves import const_array
 from symk.graph.types import is_float
 from symk.passes.schedule import Kernel
@@ -139,6 +140,8 @@ class _Lowerer:
         self.loopvar: dict[int, int] = {}
         #: (input node id, D axis of each of its axes) of every input load emitted
         self.loads: dict[tuple[int, tuple[int, ...]], None] = {}
+        #: (input node id, its axis, D axis) of each run-time dim an index-map load assumes
+        self.map_checks: dict[tuple[int, int, int], None] = {}
         #: an elementwise kernel over a static domain whose every value is the domain's shape
         #: or a broadcast scalar runs one flat loop (see ``_flat``)
         self.flat = False
@@ -276,7 +279,8 @@ class _Lowerer:
             if id(n) in seen or id(n) not in self.members or self.lookup(n) is not None:
                 continue
             seen.add(id(n))
-            if not n.op.elementwise and id(n) not in self.counter_ids:
+            if not n.op.elementwise and id(n) not in self.counter_ids and \
+                    n.op.index_map(n) is None:
                 raise SymkError(f"internal error: kernel {self.k.name} needs '{n.op.name}' "
                                 "before it is computed")
             missing.append(n)
@@ -288,6 +292,10 @@ class _Lowerer:
     def _emit_elementwise(self, node: Node) -> None:
         own = self._level_axes(node)
         op = node.op
+        im = op.index_map(node)
+        if im is not None:
+            self._emit_index_map(node, im, own)
+            return
         if id(node) in self.counter_ids:  # Philox of (element index, call number)
             index = self.index(node.shape, own)
             v = op.scalar(self.b, index, self.counter_ids[id(node)], **node.attrs)
@@ -299,6 +307,58 @@ class _Lowerer:
         v = self.b.cast(op.scalar(self.b, *args, **node.attrs),
                         op.out_dtype([i.dtype for i in node.inputs], **node.attrs))
         self.scopes[-1][id(node)] = v
+
+    def _emit_index_map(self, node: Node, im: IndexMap, own: list[int]) -> None:
+        """A static slice, or its gradient, as one load of its input at the mapped index
+        (``IndexMap``); the gradient's elements outside the slice are zero."""
+        p, b = self.p, self.b
+        off = len(own) - node.ndim
+        zero = p.const(0, "int64")
+
+        def at(a: int) -> int:  # the loop index of the node's axis a (0 on a broadcast 1)
+            return zero if node.shape[a] == 1 else self.loopvar[own[off + a]]
+
+        def i64(v: int) -> int:
+            return p.const(v, "int64")
+
+        src = node.inputs[im.source]
+        pred = None
+        idx: list[int] = []
+        for j, (oa, start, step) in enumerate(im.axes):
+            if oa is None:
+                idx.append(i64(start) if not im.scatter else zero)
+            elif im.scatter:  # the source index is i - start, inside [0, extent)
+                pos = at(oa) if not start else b.sub(at(oa), i64(start))
+                n = im.extents[j]
+                if n >= 0:
+                    ok = b.logical_and(b.ge(pos, zero), b.lt(pos, i64(n)))
+                    pred = ok if pred is None else b.logical_and(pred, ok)
+                    pos = b.where(ok, pos, zero)  # never read outside the source
+                idx.append(pos)
+            else:  # the source index is start + step * i
+                v = at(oa) if step == 1 else b.mul(at(oa), i64(step))
+                idx.append(v if not start else b.add(v, i64(start)))
+        for a, k in im.pins:
+            ok = b.eq(at(a), i64(k))
+            pred = ok if pred is None else b.logical_and(pred, ok)
+        flat = stride = None
+        for j in range(src.ndim - 1, -1, -1):
+            d = src.shape[j]
+            if d == 1:
+                continue
+            term = idx[j] if stride is None else b.mul(idx[j], stride)
+            flat = term if flat is None else b.add(flat, term)
+            if d is None:  # read whole (slice_axes): the extent of the node's axis
+                a = own[off + im.axes[j][0]]
+                self.map_checks[(id(src), j, a)] = None
+                dv = self.dimval[a]
+            else:
+                dv = i64(d)
+            stride = dv if stride is None else b.mul(stride, dv)
+        v = p.emit("load", src.dtype, (self.in_ids[id(src)], zero if flat is None else flat))
+        if pred is not None:
+            v = b.where(pred, v, b.const(0, src.dtype))
+        self.scopes[-1][id(node)] = b.cast(v, node.dtype)
 
     # ------------------------------------------------------------ loops
     def open_loops(self, axes: list[int], parallel_first: bool) -> list[int]:
@@ -369,6 +429,8 @@ class _Lowerer:
         if self.rank < 2 or any(d is None for d in self.D):
             return False
         values = [x for x in self.k.inputs if not _is_scalar_const(x)] + list(self.k.nodes)
+        if any(n.op.index_map(n) is not None for n in self.k.nodes):
+            return False
         return all(tuple(x.shape) == self.D or all(d == 1 for d in x.shape) for x in values)
 
     def _in_checks(self) -> list[tuple[int, int, int, int]]:
@@ -386,6 +448,12 @@ class _Lowerer:
                     checks[(j, ax, self.size_index[a], 0)] = None
                 elif d is None:
                     checks[(j, ax, -1, self.D[a])] = None
+        for nid, ax, a in self.map_checks:
+            j = pos[nid]
+            if (j, ax) in sources:
+                continue
+            checks[(j, ax, self.size_index[a], 0) if self.D[a] is None
+                   else (j, ax, -1, self.D[a])] = None
         return list(checks)
 
     def _outer(self, axis: int) -> tuple[str, int]:

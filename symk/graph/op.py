@@ -9,6 +9,7 @@ per target.
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, ClassVar
 
 import numpy as np
@@ -20,6 +21,23 @@ if TYPE_CHECKING:
     from symk.graph.types import Type
 
 REGISTRY: dict[str, Op] = {}
+
+
+@dataclass(frozen=True)
+class IndexMap:
+    """An op whose output element ``i`` is an element of its input ``source`` (a kernel
+    computes it with one load).  ``axes`` has one ``(out_axis, start, step)`` per axis of the
+    source: with ``scatter`` False, the source is read at ``start + step * i[out_axis]`` on
+    that axis (``out_axis`` None: at ``start``); with ``scatter`` True (steps are 1), the
+    output is the source at ``i[out_axis] - start`` where that lies in ``[0, extent)`` on
+    every axis with an extent (``extents``: static, -1 for an axis read whole) and
+    ``i[a] == k`` for every ``(a, k)`` in ``pins``, else zero."""
+
+    source: int
+    axes: tuple[tuple[int | None, int, int], ...]
+    scatter: bool = False
+    extents: tuple[int, ...] = ()
+    pins: tuple[tuple[int, int], ...] = ()
 
 
 class Op:
@@ -45,6 +63,11 @@ class Op:
     #: True when the value depends on the inputs' shapes only, never on their data
     #: (shape_of, count): runtimes compute it once per input shape
     shape_only: ClassVar[bool] = False
+
+    def index_map(self, node: Node) -> IndexMap | None:
+        """How a fused kernel computes ``node`` by reading one input at other indices (a
+        static slice and its gradient), or None (the op is not such a read)."""
+        return None
 
     def check_attrs(self, attrs: dict[str, Any]) -> None:
         unknown = set(attrs) - set(self.attr_names)

@@ -178,6 +178,9 @@ def _merge_siblings(order: list[Node], kinds: dict[int, str], group: dict[int, _
 
 def _can_join(p: _Group, g: _Group, consumers: dict[int, list[Node]]) -> bool:
     """Whether the elementwise group ``p`` can be computed inside ``g`` (see _merge_siblings)."""
+    for n in p.members.values():
+        if any(id(u) in g.members and u.op.index_map(u) is not None for u in consumers[id(n)]):
+            return False  # g reads n at other indices (a slice): n must be g's input
     if p.out_domain != g.out_domain and not (
             len(p.members) == 1 and g.reduction is None and _refines(p.out_domain, g.out_domain)
             and all(getattr(n.op, "in_kernels", False) for n in p.members.values())):
@@ -204,6 +207,8 @@ def _refines(shape: tuple, domain: tuple) -> bool:
 def _can_merge(p: Node, kind: str, g: _Group, users: list[Node], is_root: bool) -> bool:
     if len(g.inputs_with(p)) > MAX_INPUTS:
         return False
+    if any(u.op.index_map(u) is not None for u in users):
+        return False  # a slice reads its input at other indices: it is a kernel input
     if getattr(p.op, "in_kernels", False) and g.reduction is None:
         # a random mask shaped by a shape vector (dropout's ``shape(x)``) knows fewer dims
         # statically than the kernel it feeds: it is computed at the kernel's extents

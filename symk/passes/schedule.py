@@ -22,7 +22,7 @@ def kind_of(node: Node) -> str:
         return "leaf"
     if op.name in VIEW_OPS:
         return "view"
-    if op.elementwise:
+    if op.elementwise or op.index_map(node) is not None:  # a static slice is a kernel's load
         return "elementwise"
     if op.reduction:
         return "reduction"

@@ -85,7 +85,8 @@ def check_schedule(s) -> None:
             computed |= members
             available |= {id(o) for o in step.outputs}
             for n in step.nodes:
-                assert n.op.elementwise or n.op.reduction, f"{n.op.name} in a kernel"
+                assert n.op.elementwise or n.op.reduction or n.op.index_map(n) is not None, \
+                    f"{n.op.name} in a kernel"
         else:
             for i in step.node.inputs:
                 assert id(i) in available, f"step {k} reads a value not computed yet: {i}"

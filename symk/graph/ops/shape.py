@@ -8,7 +8,7 @@ import numpy as np
 
 from symk.errors import ShapeError
 from symk.graph import build as gb
-from symk.graph.op import Op, register
+from symk.graph.op import IndexMap, Op, register
 from symk.graph.types import Type, as_dtype, is_int, normalize_axis, shape_str
 
 
@@ -256,6 +256,45 @@ def spec_index(spec):
     return tuple(idx)
 
 
+def slice_axes(spec, shape) -> list[tuple] | None:
+    """Per axis of a tensor of ``shape`` indexed by ``spec``: ``("full", out_axis)``,
+    ``("slice", out_axis, start, step, n)`` (normalized, static) or ``("index", k)`` (k >= 0);
+    None when a dim the spec slices or indexes is unknown, or for a window (its bounds are
+    checked at run time by the reference)."""
+    out: list[tuple] = []
+    oa = 0
+    ax = 0
+    for e in spec:
+        if e[0] == "n":
+            oa += 1
+            continue
+        if e[0] == "w" or ax >= len(shape):
+            return None
+        d = shape[ax]
+        if e[0] == "i":
+            if d is None:
+                return None
+            out.append(("index", e[1] % d))
+        else:
+            _, start, stop, step = e
+            if d is None:
+                if start not in (None, 0) or stop is not None or step not in (None, 1):
+                    return None
+                out.append(("full", oa))
+            else:
+                r = range(*slice(start, stop, step).indices(d))
+                if r.start == 0 and r.step == 1 and len(r) == d:
+                    out.append(("full", oa))
+                else:
+                    out.append(("slice", oa, r.start, r.step, len(r)))
+            oa += 1
+        ax += 1
+    for _ in range(ax, len(shape)):
+        out.append(("full", oa))
+        oa += 1
+    return out
+
+
 @register
 class GetItem(Op):
     """x[spec] with static ints, slices and newaxis (``spec`` entries: ('i', k),
@@ -282,6 +321,14 @@ class GetItem(Op):
     def vjp(self, node, g):
         return [gb.apply_op("slice_grad", [g, node.inputs[0]], spec=node.attrs["spec"])]
 
+    def index_map(self, node):
+        m = slice_axes(node.attrs["spec"], node.inputs[0].shape)
+        if m is None:
+            return None
+        axes = tuple((e[1], 0, 1) if e[0] == "full" else (e[1], e[2], e[3])
+                     if e[0] == "slice" else (None, e[1], 0) for e in m)
+        return IndexMap(0, axes)
+
 
 @register
 class SliceGrad(Op):
@@ -301,6 +348,24 @@ class SliceGrad(Op):
 
     def vjp(self, node, g):
         return [gb.apply_op("getitem", [g], spec=node.attrs["spec"]), None]
+
+    def index_map(self, node):
+        g, x = node.inputs
+        m = slice_axes(node.attrs["spec"], x.shape)
+        if m is None or any(e[0] == "slice" and (e[3] != 1 or e[4] < 1) for e in m):
+            return None
+        by_out = {e[1]: (j, e) for j, e in enumerate(m) if e[0] != "index"}
+        axes, extents = [], []
+        for b in range(g.ndim):  # g's axes: the slice's output axes
+            if b not in by_out:  # a new axis: g's dim is 1
+                axes.append((None, 0, 0))
+                extents.append(-1)
+                continue
+            j, e = by_out[b]
+            axes.append((j, 0, 1) if e[0] == "full" else (j, e[2], 1))
+            extents.append(e[4] if e[0] == "slice" else -1)
+        pins = tuple((j, e[1]) for j, e in enumerate(m) if e[0] == "index")
+        return IndexMap(0, tuple(axes), True, tuple(extents), pins)
 
 
 @register
