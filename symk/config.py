@@ -278,6 +278,12 @@ def num_threads_set() -> int:
     return _env("SYMK_NUM_THREADS", _parse_threads, 0)
 
 
+def native_scan_loop() -> bool:
+    """``SYMK_NATIVE_SCAN_LOOP`` (default 1; 0: a scan's time loop runs in Python even when
+    its body is one native segment, see ``symk.runtime.scan_loop``); read at every loop."""
+    return _env("SYMK_NATIVE_SCAN_LOOP", _parse_bool, True)
+
+
 def scan_blas_threads() -> int:
     """``SYMK_SCAN_BLAS_THREADS``: BLAS threads inside a loop's steps (default 1, 0: leave
     BLAS as configured)."""

@@ -216,3 +216,106 @@ def _gemm(e: _Emitter, k: int, st: CallGemm, nxt: str) -> None:
            f"i64 {kk}, {real} {al}, ptr {a}, i64 {lda}, ptr {b}, i64 {ldb}, {real} {be}, "
            f"ptr {c}, i64 {ldc})")
     e.emit(f"br label {nxt}")
+
+
+#: the name of the scan loop function (a driver's ABI, so modules load it like one)
+SCAN_LOOP = PREFIX + "scan_loop"
+#: scan loop spec entries before the bindings: driver, frame, steps, reverse, #binds, #carries
+LOOP_HEADER = 6
+
+
+def render_scan_loop() -> tuple[str, str]:
+    """(name, LLVM function text) of the loop that runs a scan body's driver once per time
+    step: ``i64 D_scan_loop(ptr spec, i64 unused)``.  ``spec`` is an ``int64`` array:
+    ``[driver address, frame address, steps, reverse, B, C]``, then B bindings
+    ``(frame position, base, stride, by parity)`` -- before each step, ``frame[position] =
+    base + i * stride`` where ``i`` is the step's sequence index (``steps - 1 - t`` when
+    reversed) or, with ``by parity``, ``t % 2`` (two buffers in turn) -- then C carries
+    ``(in, out)``: after each step ``frame[in] = frame[out]`` (the next step reads the new
+    carry where this one wrote it).  Returns -1, or the step ``t`` whose driver asked to
+    return (it never should: the caller checks that no kernel splits)."""
+    name = SCAN_LOOP
+    h = LOOP_HEADER
+    lines = [f"define i64 @{name}(ptr noalias %sp, i64 %unused) nounwind {{",
+             "entry:"]
+    body = f"""
+  %p0 = getelementptr inbounds i64, ptr %sp, i64 0
+  %drv = load ptr, ptr %p0, align 8
+  %p1 = getelementptr inbounds i64, ptr %sp, i64 1
+  %fr = load ptr, ptr %p1, align 8
+  %p2 = getelementptr inbounds i64, ptr %sp, i64 2
+  %n = load i64, ptr %p2, align 8
+  %p3 = getelementptr inbounds i64, ptr %sp, i64 3
+  %rev = load i64, ptr %p3, align 8
+  %p4 = getelementptr inbounds i64, ptr %sp, i64 4
+  %nb = load i64, ptr %p4, align 8
+  %p5 = getelementptr inbounds i64, ptr %sp, i64 5
+  %nc = load i64, ptr %p5, align 8
+  %isrev = icmp ne i64 %rev, 0
+  %last = sub i64 %n, 1
+  %cbase = mul i64 %nb, 4
+  %cstart = add i64 %cbase, {h}
+  br label %loop
+loop:
+  %t = phi i64 [ 0, %entry ], [ %t1, %cdone ]
+  %more = icmp slt i64 %t, %n
+  br i1 %more, label %step, label %exit
+step:
+  %tr = sub i64 %last, %t
+  %idx = select i1 %isrev, i64 %tr, i64 %t
+  %par = and i64 %t, 1
+  br label %bind
+bind:
+  %j = phi i64 [ 0, %step ], [ %j1, %bset ]
+  %bmore = icmp slt i64 %j, %nb
+  br i1 %bmore, label %bset, label %call
+bset:
+  %e = mul i64 %j, 4
+  %e0 = add i64 %e, {h}
+  %q0 = getelementptr inbounds i64, ptr %sp, i64 %e0
+  %pos = load i64, ptr %q0, align 8
+  %q1 = getelementptr inbounds i64, ptr %q0, i64 1
+  %base = load i64, ptr %q1, align 8
+  %q2 = getelementptr inbounds i64, ptr %q0, i64 2
+  %stride = load i64, ptr %q2, align 8
+  %q3 = getelementptr inbounds i64, ptr %q0, i64 3
+  %bypar = load i64, ptr %q3, align 8
+  %usepar = icmp ne i64 %bypar, 0
+  %i = select i1 %usepar, i64 %par, i64 %idx
+  %off = mul i64 %i, %stride
+  %addr = add i64 %base, %off
+  %slot = getelementptr inbounds i64, ptr %fr, i64 %pos
+  store i64 %addr, ptr %slot, align 8
+  %j1 = add i64 %j, 1
+  br label %bind
+call:
+  %r = call i64 %drv(ptr %fr, i64 0)
+  %asked = icmp sge i64 %r, 0
+  br i1 %asked, label %fail, label %carry
+carry:
+  %k = phi i64 [ 0, %call ], [ %k1, %cset ]
+  %cmore = icmp slt i64 %k, %nc
+  br i1 %cmore, label %cset, label %cdone
+cset:
+  %ce = mul i64 %k, 2
+  %ce0 = add i64 %ce, %cstart
+  %c0 = getelementptr inbounds i64, ptr %sp, i64 %ce0
+  %cin = load i64, ptr %c0, align 8
+  %c1 = getelementptr inbounds i64, ptr %c0, i64 1
+  %cout = load i64, ptr %c1, align 8
+  %src = getelementptr inbounds i64, ptr %fr, i64 %cout
+  %v = load i64, ptr %src, align 8
+  %dst = getelementptr inbounds i64, ptr %fr, i64 %cin
+  store i64 %v, ptr %dst, align 8
+  %k1 = add i64 %k, 1
+  br label %carry
+cdone:
+  %t1 = add i64 %t, 1
+  br label %loop
+fail:
+  ret i64 %t
+exit:
+  ret i64 -1
+}}
+"""
+    return name, "\n".join(lines) + body

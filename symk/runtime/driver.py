@@ -440,10 +440,20 @@ class Segment:
         return Sized(fr, ptr, cfr, ring_shapes, shapes, consts, split, keep)
 
     # ------------------------------------------------------------------ per call
+    def external(self, a: Any, dt: np.dtype) -> tuple[np.ndarray, int]:
+        """(array, address) of an external input's value: a known or remembered small array,
+        else ``a`` made C-contiguous and of dtype ``dt`` (``_admit``)."""
+        ent = self.known.get(id(a))
+        if ent is None or ent[0] is not a:
+            ent = self.small.get(id(a))
+            if ent is None or ent[0] is not a:
+                ent = _admit(a, dt, self.small)
+        return ent
+
     def run(self, vals: list[Any]) -> bool:
         """Run the segment on ``vals`` (the plan's value list); False: nothing was run (the
         caller runs the steps one by one)."""
-        known, small = self.known, self.small
+        known = self.known
         arrs = []
         addrs = []
         shapes = []
@@ -451,9 +461,7 @@ class Segment:
             a = vals[s]
             ent = known.get(id(a))
             if ent is None or ent[0] is not a:
-                ent = small.get(id(a))
-                if ent is None or ent[0] is not a:
-                    ent = _admit(a, dt, small)
+                ent = self.external(a, dt)
             a = ent[0]
             arrs.append(a)
             addrs.append(ent[1])

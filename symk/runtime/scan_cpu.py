@@ -19,12 +19,14 @@ from typing import Any
 
 import numpy as np
 
+from symk import config
 from symk.debug import log
 from symk.graph.node import Node
 from symk.graph.ops.scan import CARRIES, LAST, SEQ, ScanBody, time_steps
 from symk.runtime import threads
 from symk.runtime.cpu import CpuPlan
 from symk.runtime.externs import CPU_EXTERNS, register_cpu_group_extern
+from symk.runtime.scan_loop import NativeLoop
 
 #: the label of a scan body's compilation (logs, dump folders)
 LABEL = "scan body"
@@ -88,6 +90,9 @@ class BodyPlan:
         self.size = len(plan.order)
         self.has_matmul = any(n.op.name == "einsum" for n in plan.order)
         self.lock = threading.Lock()
+        #: the whole time loop in one native call, when the body is one native segment
+        native = NativeLoop(self)
+        self.native = native if native.ok else None
         log(1, f"compiled scan body: {len(schedule.kernels)} kernels, "
                f"{len(schedule.externs)} extern calls ({how})")
 
@@ -204,6 +209,12 @@ def scan_group(nodes: list[Node]):
         with bp.lock, (blas_threads_limit() if bp.has_matmul else contextlib.nullcontext()):
             consts = [np.ascontiguousarray(c) for c in args[ns + nc:]]
             vals = bp.fresh_vals(consts)
+            if bp.native is not None and n_steps > 0 and config.native_scan_loop():
+                done = bp.native.run(bp, n_steps, reverse,
+                                     [np.ascontiguousarray(a) for a in seqs], carries, vals,
+                                     want_seq, want_traj)
+                if done is not None:
+                    return _results(results, want_seq, want_traj, *done, body)
             known = bp.plan.known
             pinned = [c for c in consts if id(c) not in known]
             for c in pinned:
@@ -250,19 +261,25 @@ def scan_group(nodes: list[Node]):
                        for i, dt in zip(want_seq, out_dt)]
             trajs = [np.zeros((0,) + np.shape(carries[i]), dt)
                      for i, dt in zip(want_traj, traj_dt)]
-        out = []
-        for kind, i in results:
-            if kind == SEQ:
-                out.append(stacked[want_seq.index(i)])
-            elif kind == CARRIES:
-                out.append(trajs[want_traj.index(i)])
-            else:
-                assert kind == LAST
-                c = np.asarray(carries[i])
-                out.append(np.array(c, dtype=body.new_carries[i].dtype, copy=True))
-        return out
+        return _results(results, want_seq, want_traj, stacked, trajs, carries, body)
 
     return run
+
+
+def _results(results: list, want_seq: list[int], want_traj: list[int], stacked: list,
+             trajs: list, carries: list, body: ScanBody) -> list[np.ndarray]:
+    """The scan's results in the order of ``results`` ((kind, index) pairs)."""
+    out = []
+    for kind, i in results:
+        if kind == SEQ:
+            out.append(stacked[want_seq.index(i)])
+        elif kind == CARRIES:
+            out.append(trajs[want_traj.index(i)])
+        else:
+            assert kind == LAST
+            c = np.asarray(carries[i])
+            out.append(np.array(c, dtype=body.new_carries[i].dtype, copy=True))
+    return out
 
 
 def _static(n: Node) -> tuple[int, ...]:

@@ -208,8 +208,11 @@ def test_driver_ir_names_only_frame_positions():
 
 def test_scan_body_steps_run_through_its_drivers(monkeypatch):
     """A K.rnn step body of native steps runs by its drivers, once per time step, with the
-    numbers of a numpy loop."""
+    numbers of a numpy loop (the Python loop: without SYMK_NATIVE_SCAN_LOOP=0 the whole loop
+    is one native call, tests/runtime/test_scan_loop.py)."""
     from symk.runtime.cpu import CpuPlan
+
+    monkeypatch.setenv("SYMK_NATIVE_SCAN_LOOP", "0")
 
     calls: list[int] = []
     real = CpuPlan.execute
