@@ -145,6 +145,8 @@ class _Lowerer:
         #: an elementwise kernel over a static domain whose every value is the domain's shape
         #: or a broadcast scalar runs one flat loop (see ``_flat``)
         self.flat = False
+        #: (axis, lo, hi): the innermost loop runs over [lo, hi) only (see ``_cuts``)
+        self.interval: tuple[int, int, int] | None = None
 
     # ------------------------------------------------------------ params and dims
     def params(self) -> None:
@@ -189,27 +191,37 @@ class _Lowerer:
         found = None
         for node in self.k.nodes:
             level_axes = list(range(self.rank)) if node is self.R else self._level_axes(node)
-            for x in node.inputs:
+            for i, x in enumerate(node.inputs):
                 if id(x) in self.members or getattr(node.op, "in_kernels", False):
                     continue
-                off = len(level_axes) - x.ndim
                 for j, d in enumerate(x.shape):
-                    if off + j >= 0 and level_axes[off + j] == axis:
+                    if self._input_axes(node, i, level_axes)[j] == axis:
                         if d is None:
                             return None
                         if d != 1:
                             found = d
         return found
 
+    def _input_axes(self, node: Node, i: int, level_axes: list[int]) -> list[int | None]:
+        """The D axis of each axis of ``node``'s input ``i`` (None: an axis no loop walks, as
+        an index a slice fixes): aligned to the right for elementwise ops, through the
+        ``IndexMap`` for the input a slice or a transpose reads."""
+        x = node.inputs[i]
+        im = node.op.index_map(node)
+        if im is not None and i == im.source:
+            off = len(level_axes) - node.ndim
+            return [None if oa is None else level_axes[off + oa] for oa, _, _ in im.axes]
+        off = len(level_axes) - x.ndim
+        return [level_axes[off + j] if off + j >= 0 else None for j in range(x.ndim)]
+
     def _find_source(self, axis: int) -> tuple[int, int]:
         for node in self.k.nodes:
             level_axes = list(range(self.rank)) if node is self.R else self._level_axes(node)
-            for x in node.inputs:
+            for i, x in enumerate(node.inputs):
                 if id(x) in self.members:
                     continue
-                off = len(level_axes) - x.ndim
                 for j, d in enumerate(x.shape):
-                    if d is None and level_axes[off + j] == axis:
+                    if d is None and self._input_axes(node, i, level_axes)[j] == axis:
                         return self.inputs.index(x), j
         raise SymkError(f"internal error: kernel {self.k.name} has no input giving the size of "
                         f"its domain axis {axis}")
@@ -330,6 +342,14 @@ class _Lowerer:
             elif im.scatter:  # the source index is i - start, inside [0, extent)
                 pos = at(oa) if not start else b.sub(at(oa), i64(start))
                 n = im.extents[j]
+                cut = self.interval
+                if n >= 0 and cut is not None and node.shape[oa] != 1 and \
+                        own[off + oa] == cut[0]:
+                    if cut[2] <= start or cut[1] >= start + n:  # outside the slice: zero
+                        self.scopes[-1][id(node)] = b.const(0, node.dtype)
+                        return
+                    if start <= cut[1] and cut[2] <= start + n:  # inside: no guard
+                        n = -1
                 if n >= 0:
                     ok = b.logical_and(b.ge(pos, zero), b.lt(pos, i64(n)))
                     pred = ok if pred is None else b.logical_and(pred, ok)
@@ -361,11 +381,15 @@ class _Lowerer:
         self.scopes[-1][id(node)] = b.cast(v, node.dtype)
 
     # ------------------------------------------------------------ loops
-    def open_loops(self, axes: list[int], parallel_first: bool) -> list[int]:
+    def open_loops(self, axes: list[int], parallel_first: bool,
+                   bounds: tuple[int, int] | None = None) -> list[int]:
+        """Loops over ``axes`` (outermost first), each over its whole extent, or the single
+        one over ``bounds``."""
         opened = []
         for n, a in enumerate(axes):
-            zero = self.p.const(0, "int64")
-            r = self.p.emit("range", "int64", (zero, self.dimval[a]),
+            lo, hi = (self.p.const(0, "int64"), self.dimval[a]) if bounds is None else (
+                self.p.const(bounds[0], "int64"), self.p.const(bounds[1], "int64"))
+            r = self.p.emit("range", "int64", (lo, hi),
                             {"axis": a, "parallel": parallel_first and n == 0})
             self.loopvar[a] = r
             self.scopes.append({})
@@ -396,8 +420,19 @@ class _Lowerer:
                 flat_n = int(np.prod(self.D))
                 self.dimval[-1] = self.p.const(flat_n, "int64")
                 axes = [-1]
-            opened = self.open_loops(axes, True)
-            self.store_outputs(self.k.outputs)
+            cuts = [] if self.flat else self._cuts()
+            if cuts:  # one innermost loop per interval between the slices' bounds
+                opened = self.open_loops(axes[:-1], True)
+                last = axes[-1]
+                for lo, hi in zip(cuts, cuts[1:]):
+                    self.interval = (last, lo, hi)
+                    inner = self.open_loops([last], False, (lo, hi))
+                    self.store_outputs(self.k.outputs)
+                    self.close_loops(inner)
+                self.interval = None
+            else:
+                opened = self.open_loops(axes, True)
+                self.store_outputs(self.k.outputs)
             self.close_loops(opened)
             outer = ("const", flat_n) if self.flat else self._outer(axes[0])
         elif self._column_mode():
@@ -420,6 +455,28 @@ class _Lowerer:
         return LoweredKernel(self.p, list(self.inputs), list(self.k.outputs),
                              self.size_sources, outer, out_dims, tuple(self.D), self.scratch,
                              self._in_checks())
+
+    def _cuts(self) -> list[int]:
+        """The innermost axis's bounds ``[0, c1, ..., extent]`` at the static bounds of the
+        slices that gradients of slices read there (``IndexMap.scatter``), or [] (no such
+        slice, a run-time extent, or rank 1: the parallel loop is never cut).  Within each
+        interval a slice's gradient is a plain load or zero, so the loops vectorize instead
+        of gathering with a guard per element."""
+        last = self.rank - 1
+        if self.rank < 2 or self.D[last] is None:
+            return []
+        cuts = {0, self.D[last]}
+        for node in self.k.nodes:
+            im = node.op.index_map(node)
+            if im is None or not im.scatter:
+                continue
+            own = self._level_axes(node)
+            off = len(own) - node.ndim
+            for (oa, start, _), n in zip(im.axes, im.extents):
+                if oa is not None and n >= 0 and node.shape[oa] != 1 and own[off + oa] == last:
+                    cuts |= {min(max(start, 0), self.D[last]),
+                             min(max(start + n, 0), self.D[last])}
+        return sorted(cuts) if len(cuts) > 2 else []
 
     def _flat(self) -> bool:
         """Whether an elementwise kernel can run as one loop over all its elements: a static

@@ -8,6 +8,7 @@ import numpy as np
 from symk.graph import build as gb
 from symk.graph.node import apply
 from symk.graph.ops.leaves import const_array
+from symk.graph.ops.linalg import parse_spec
 from symk.graph.types import is_float
 from symk.passes.canonicalize import same
 from symk.passes.pattern import Const, Pat, Var
@@ -58,3 +59,61 @@ def _wc(b, n):
     if c is None or c.size != 1:
         return None
     return same(b["a"] if bool(c.reshape(())) else b["b"], n)
+
+
+def _free_letter(used: str) -> str:
+    return next(c for c in "xyzuvwpqrs" if c not in used)
+
+
+def _flat(dims: tuple) -> tuple[int, ...] | None:
+    """A reshape target for ``dims`` (at most one unknown dim, as -1), else None."""
+    if sum(d is None for d in dims) > 1:
+        return None
+    return tuple(-1 if d is None else d for d in dims)
+
+
+@rules.rule("einsum_rows", Pat("einsum", Var("a"), Var("b")),
+            "einsum('FK,KM->FM', A, B) -> reshape(reshape(A, (-1, K)) @ B, F + M): "
+            "a product over the last axis of A with a matrix is one 2-D product")
+def _einsum_rows(b, n):
+    (la, lb), out = parse_spec(n.attrs["spec"])
+    a, m = b["a"], b["b"]
+    if len(la) < 3 or len(lb) != 2 or len(set(la + lb)) != len(la) + 1:
+        return None
+    k, free = la[-1], la[:-1]
+    if k not in lb or out != free + lb.replace(k, ""):
+        return None
+    kdim, ndim = a.shape[-1], m.shape[1 - lb.index(k)]
+    kdim = m.shape[lb.index(k)] if kdim is None else kdim
+    target = _flat(a.shape[:-1])
+    if kdim is None or ndim is None or target is None:
+        return None
+    x = _free_letter(lb)
+    flat = gb.einsum(f"{x}{k},{lb}->{x}{out[-1]}", [gb.reshape(a, (-1, kdim)), m])
+    return same(gb.reshape(flat, target + (ndim,)), n)
+
+
+@rules.rule("einsum_sum_rows", Pat("einsum", Var("a"), Var("b")),
+            "einsum('SI,SJ->IJ', A, B) -> reshape(A, (-1, I))^T @ reshape(B, (-1, J)): "
+            "a product summed over shared leading axes is one 2-D product")
+def _einsum_sum_rows(b, n):
+    (la, lb), out = parse_spec(n.attrs["spec"])
+    a, c = b["a"], b["b"]
+    if len(la) != len(lb) or len(la) < 3 or la[:-1] != lb[:-1] or la[-1] == lb[-1]:
+        return None
+    i, j = la[-1], lb[-1]
+    if out not in (i + j, j + i) or len(set(la + lb)) != len(la) + 1:
+        return None
+    lead_a, lead_b = a.shape[:-1], c.shape[:-1]
+    # the leading axes must agree at run time iff their products do: static and equal, but
+    # for one unknown axis at the same place in both
+    if sum(d is None for d in lead_a) > 1 or any(
+            (d is None) != (e is None) or (d is not None and d != e)
+            for d, e in zip(lead_a, lead_b)):
+        return None
+    if a.shape[-1] is None or c.shape[-1] is None:
+        return None
+    x = _free_letter(i + j)
+    flat = gb.einsum(f"{x}{i},{x}{j}->{out}", [gb.reshape(a, (-1, a.shape[-1])),
+                                                 gb.reshape(c, (-1, c.shape[-1]))])
+    return same(flat, n)

@@ -211,7 +211,10 @@ class CpuPlan(InterpPlan):
             self.prep = prep
             self.by_step = {id(schedule.steps[i]): c for i, c in prep.calls.items()}
             if want and self.native is not None:  # the same layouts give the same drivers
-                self.segments = [g for g in self._layouts() if g.name in self.native.fns]
+                self.segments = self._layouts()
+                if any(g.name not in self.native.fns for g in self.segments):
+                    # cached while SYMK_NATIVE_DRIVER=0: compile again, with the drivers
+                    raise cache.Missing(f"object {prep.key[:12]} has no drivers")
         else:
             self.prep = self._prepare(schedule, label, want)
         self.nthreads = num_threads()
@@ -247,6 +250,7 @@ class CpuPlan(InterpPlan):
         if not self.segments or self.native is None:
             self.segments = []
             self.program = [(0, len(self.steps), None)]
+            self.driver_numpy_free, self.only = False, None
             return
         for seg in self.segments:
             seg.bind(self, self.native.fns)

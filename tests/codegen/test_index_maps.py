@@ -146,3 +146,53 @@ def test_a_producer_is_never_computed_inside_its_slice_s_kernel():
     fn = K.function([x], [r], device="cpu")
     xv = RNG.standard_normal(8).astype("f4")
     np.testing.assert_allclose(fn([xv])[0], np.exp(xv)[::-1] + np.exp(xv), rtol=1e-6)
+
+
+def test_transposes_are_loads_in_the_kernels_that_read_them():
+    y = K.placeholder((3, None, 4))
+    t = K.permute_dimensions(y, (1, 0, 2))
+    s = K.sum(t, axis=(0, 1))
+    e = K.exp(t) * 2.0
+    fn = K.function([y], [s, e], device="cpu")
+    yv = RNG.standard_normal((3, 5, 4)).astype("f4")
+    got_s, got_e = fn([yv])
+    np.testing.assert_allclose(got_s, yv.astype("f8").sum((0, 1)), rtol=1e-5)
+    np.testing.assert_allclose(got_e, np.exp(yv.transpose(1, 0, 2)) * 2, rtol=1e-6)
+    externs, kernels = _ops(fn)
+    assert "transpose" not in externs
+    assert sum(k.count("transpose") for k in kernels) == 1  # one kernel computes it
+
+
+def test_gradients_of_gate_slices_cut_the_inner_loop_at_the_slice_bounds():
+    """The sum of four column-slice gradients is one kernel whose inner loop is cut at 64,
+    128 and 192 (four plain loads, no guards), with the values of a concatenation."""
+    z = K.placeholder((None, 256))
+    gs = [K.placeholder((None, 64)) for _ in range(4)]
+    parts = [z[:, 64 * k:64 * (k + 1)] for k in range(4)]
+    (dz,) = K.gradients(sum(K.sum(p * g) for p, g in zip(parts, gs)), [z])
+    fn = K.function([z] + gs, [dz], device="cpu")
+    vals = [RNG.standard_normal((6, 256)).astype("f4")] + [
+        RNG.standard_normal((6, 64)).astype("f4") for _ in range(4)]
+    np.testing.assert_array_equal(fn(vals)[0], np.concatenate(vals[1:], axis=1))
+    (k,) = [k for k in fn.fn.schedule.kernels if any(n.op.name == "slice_grad" for n in k.nodes)]
+    from symk.codegen.lowering import lower_kernel
+
+    prog = lower_kernel(k).program
+    bounds = [(prog.ins[r.args[0]].arg, prog.ins[r.args[1]].arg) for r in prog.ins
+              if r.op == "range" and r.arg["axis"] == 1]
+    assert bounds == [(0, 64), (64, 128), (128, 192), (192, 256)]
+    assert not any(i.op == "alu" and i.arg == "where" for i in prog.ins)
+
+
+def test_cut_loops_with_partial_and_strided_slices():
+    x = K.placeholder((None, 10))
+    g1 = K.placeholder((None, 3))
+    g2 = K.placeholder((None, 4))
+    (gx,) = K.gradients(K.sum(x[:, 2:5] * g1) + K.sum(x[:, 6:10] * g2) + K.sum(x), [x])
+    fn = K.function([x, g1, g2], [gx], device="cpu")
+    vals = [RNG.standard_normal((4, 10)).astype("f4"), RNG.standard_normal((4, 3)).astype("f4"),
+            RNG.standard_normal((4, 4)).astype("f4")]
+    want = np.ones((4, 10), "f4")
+    want[:, 2:5] += vals[1]
+    want[:, 6:10] += vals[2]
+    np.testing.assert_allclose(fn(vals)[0], want, rtol=1e-6)

@@ -168,5 +168,62 @@ def test_k_level_rewrites_through_k_function(monkeypatch):
 def test_every_specialization_rule_is_tested_here():
     # pow_two/pow_one/pow_half, mean_to_sum and where_const each have a structure and a
     # numbers test above
-    assert {r.name for r in specialize.rules.rules} == {"pow_two", "pow_one", "pow_half",
-                                                        "mean_to_sum", "where_const"}
+    # pow_two/pow_one/pow_half, mean_to_sum and where_const each have a structure and a
+    # numbers test above, einsum_rows and einsum_sum_rows below
+    assert {r.name for r in specialize.rules.rules} == {
+        "pow_two", "pow_one", "pow_half", "mean_to_sum", "where_const", "einsum_rows",
+        "einsum_sum_rows"}
+
+
+# ---------------------------------------------------------------- products
+
+
+def _einsums(f) -> list[str]:
+    return [e.node.attrs["spec"] for e in f.fn.schedule.externs if e.node.op.name == "einsum"]
+
+
+@pytest.mark.parametrize("batch", [None, 5])
+def test_dot_of_a_3d_tensor_and_its_kernel_gradient_are_2d_products(batch):
+    """K.dot((B, T, F), (F, N)) and the gradient for its matrix (a sum over B and T) become
+    2-D products of reshaped operands (BLAS in the native driver), with numpy's numbers."""
+    x = K.placeholder((batch, 7, 4))
+    wv = RNG.normal(size=(4, 6)).astype(np.float32)
+    w = K.variable(wv)
+    y = K.dot(x, w)
+    (gw,) = K.gradients(K.sum(K.tanh(y)), [w])
+    f = K.function([x], [y, gw])
+    assert all(len(s.split("->")[1]) == 2 for s in _einsums(f)) and len(_einsums(f)) == 2
+    xs = RNG.normal(size=(5, 7, 4)).astype(np.float32)
+    got_y, got_g = f([xs])
+    want_y = xs.astype(np.float64) @ wv
+    assert_close(got_y, want_y.astype(np.float32))
+    want_g = np.einsum("tbf,tbn->fn", xs.astype(np.float64), 1 - np.tanh(want_y) ** 2)
+    np.testing.assert_allclose(got_g, want_g, rtol=1e-4, atol=1e-5)
+
+
+def test_products_with_two_run_time_leading_axes_stay_as_they_are():
+    """Two unknown leading axes: a reshape to one row axis could not be undone statically
+    (and two operands' unknown axes could differ and still multiply to the same count)."""
+    x = K.placeholder((None, None, 4))
+    y = K.placeholder((None, None, 3))
+    w = K.variable(RNG.normal(size=(4, 6)).astype(np.float32))
+    from symk.graph.tensor import Tensor
+
+    s = Tensor(apply("einsum", [x.node, y.node], spec="abi,abj->ij"))
+    f = K.function([x, y], [K.dot(x, w), s])
+    specs = _einsums(f)
+    assert len(specs) == 2 and all(len(s.split(",")[0]) == 3 for s in specs)
+    xs = RNG.normal(size=(2, 3, 4)).astype(np.float32)
+    ys = RNG.normal(size=(2, 3, 3)).astype(np.float32)
+    got_d, got_s = f([xs, ys])
+    assert_close(got_d, (xs.astype(np.float64) @ K.get_value(w)).astype(np.float32))
+    np.testing.assert_allclose(got_s, np.einsum("abi,abj->ij", xs, ys), rtol=1e-5, atol=1e-6)
+
+
+def test_sum_rows_needs_the_same_leading_axes():
+    """Leading axes (2, 3) and (3, 2) have the same count but are no shared sum: the rule
+    must not fire (the type rule rejects the einsum anyway)."""
+    a = ph((2, 3, 4))
+    c = ph((3, 2, 5))
+    with pytest.raises(ValueError):
+        apply("einsum", [a, c], spec="abi,abj->ij")

@@ -161,6 +161,21 @@ def test_cleared_object_cache_is_a_plain_miss(fresh, optimize_calls, recwarn):
     assert not [w for w in recwarn if "plan cache" in str(w.message)]
 
 
+def test_an_entry_cached_without_drivers_is_compiled_again_with_them(fresh, optimize_calls,
+                                                                     monkeypatch):
+    """A plan cached while SYMK_NATIVE_DRIVER=0 has no drivers in its object code: with
+    drivers on, the hit is a miss (compiled again, with them), not a plan without drivers."""
+    monkeypatch.setenv("SYMK_NATIVE_DRIVER", "0")
+    x = K.placeholder((3,))
+    K.function([x], [K.exp(x) + 1.0], device="cpu")
+    monkeypatch.delenv("SYMK_NATIVE_DRIVER")
+    x = K.placeholder((3,))
+    f = K.function([x], [K.exp(x) + 1.0], device="cpu")
+    assert len(optimize_calls) == 2
+    assert f.fn.plans[0].interp.segments
+    np.testing.assert_allclose(f([np.zeros(3, np.float32)])[0], [2, 2, 2])
+
+
 def test_dumps_bypass_the_cache(fresh, optimize_calls, monkeypatch, tmp_path):
     def build():
         x = K.placeholder((3,))

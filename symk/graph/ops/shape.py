@@ -82,6 +82,11 @@ class Transpose(Op):
     def ref(self, x, perm):
         return np.transpose(x, perm)
 
+    def index_map(self, node):
+        # source axis j is the output's axis perm.index(j)
+        perm = list(node.attrs["perm"])
+        return IndexMap(0, tuple((perm.index(j), 0, 1) for j in range(len(perm))))
+
     def vjp(self, node, g):
         inv = [0] * len(node.attrs["perm"])
         for i, p in enumerate(node.attrs["perm"]):
