@@ -68,6 +68,10 @@ class _Fn:
         self.allocas: list[str] = []
         self.block = "entry"
         self.loops: dict[int, tuple[str, str, str, str]] = {}
+        #: loops open now (outermost first), loops with a loop inside, loops of static bounds
+        self.open: list[int] = []
+        self.outer: set[int] = set()
+        self.static: set[int] = set()
 
     def tmp(self) -> str:
         self.n += 1
@@ -438,6 +442,12 @@ class _Fn:
             else:
                 lo, hi = self.ref(ins.args[0]), self.ref(ins.args[1])
             pred = self.block
+            if self.open:
+                self.outer.add(self.open[-1])
+            self.open.append(i)
+            if not ins.arg.get("parallel") and all(self.p.ins[a].op == "const"
+                                                   for a in ins.args):
+                self.static.add(i)
             e(f"br label %{h}")
             self.label(h)
             iv = f"%i{i}"
@@ -452,8 +462,16 @@ class _Fn:
             h, b, latch, x = self.loops[ins.args[0]]
             e(f"br label %{latch}")
             self.label(latch)
-            e(f"%i{ins.args[0]}_next = add nsw i64 %i{ins.args[0]}, 1")
-            e(f"br label %{h}")
+            r = ins.args[0]
+            self.open.pop()
+            e(f"%i{r}_next = add nsw i64 %i{r}, 1")
+            if r in self.static and r not in self.outer:
+                # an innermost loop of static bounds: LLVM would unroll it fully (a row of
+                # 32) and then vectorize the loop around it with gathers and scatters (6.7x
+                # slower on a (n, 26, 26, 32) kernel); kept rolled, it is vectorized itself
+                e(f"br label %{h}, !llvm.loop {LOOP_MD}{r}")
+            else:
+                e(f"br label %{h}")
             self.label(x)
         elif op == "load":
             dt = ins.dtype
@@ -662,6 +680,33 @@ def _wrapper(prog: Program) -> str:
     return "\n".join(lines)
 
 
+#: the placeholder of a kernel's loop metadata node (``!LOOPMD_<range index>``), numbered
+#: across the module by ``render_module``
+LOOP_MD = "!LOOPMD_"
+_LOOP_MD_RE = re.compile(r"!LOOPMD_(\d+)")
+
+
+def _number_loop_metadata(parts: list[str]) -> tuple[list[str], str]:
+    """The kernels' texts with their loop metadata placeholders numbered across the module,
+    and the metadata definitions (each loop's distinct node asks for no unrolling)."""
+    n = 1  # !0 is the shared {"llvm.loop.unroll.disable"}
+    out, defs = [], []
+    for text in parts:
+        local: dict[str, int] = {}
+
+        def num(m: re.Match, local: dict[str, int] = local) -> str:
+            nonlocal n
+            if m.group(1) not in local:
+                local[m.group(1)] = n
+                defs.append(f"!{n} = distinct !{{!{n}, !0}}")
+                n += 1
+            return f"!{local[m.group(1)]}"
+        out.append(_LOOP_MD_RE.sub(num, text))
+    if not defs:
+        return parts, ""
+    return out, "\n".join(['!0 = !{!"llvm.loop.unroll.disable"}', *defs])
+
+
 def render_module(progs: list[Program], rendered: dict[str, tuple] | None = None) -> str:
     """One LLVM module holding every kernel of a function plus the math it uses
     (``rendered``: program name -> a ``render_kernel`` result already at hand)."""
@@ -674,6 +719,7 @@ def render_module(progs: list[Program], rendered: dict[str, tuple] | None = None
         parts.append(text)
         decls |= d
         math |= m
+    parts, loop_md = _number_loop_metadata(parts)
     math_ir = ""
     if math:
         from symk.codegen.llvm_math import math_module_ir
@@ -681,7 +727,7 @@ def render_module(progs: list[Program], rendered: dict[str, tuple] | None = None
         math_ir = math_module_ir(sorted(m for m in math if len(m) == 2),
                                  out_of_line=[m[:2] for m in math if len(m) == 3])
     own = "\n".join(sorted(d for d in decls if d.split("@")[1].split("(")[0] not in math_ir))
-    return "\n\n".join(x for x in (own, math_ir, *parts) if x) + "\n"
+    return "\n\n".join(x for x in (own, math_ir, *parts, loop_md) if x) + "\n"
 
 
 
