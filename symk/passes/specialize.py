@@ -3,10 +3,12 @@ branches decided by constant conditions (the learning phase, once fed, is a cons
 
 from __future__ import annotations
 
+import itertools
+
 import numpy as np
 
 from symk.graph import build as gb
-from symk.graph.node import apply
+from symk.graph.node import Node, apply
 from symk.graph.ops.leaves import const_array
 from symk.graph.ops.linalg import parse_spec
 from symk.graph.types import is_float
@@ -117,3 +119,71 @@ def _einsum_sum_rows(b, n):
     flat = gb.einsum(f"{x}{i},{x}{j}->{out}", [gb.reshape(a, (-1, a.shape[-1])),
                                                  gb.reshape(c, (-1, c.shape[-1]))])
     return same(flat, n)
+
+
+def _tiles(x: Node, n: Node) -> tuple[tuple[int, ...], list[int], tuple[int, ...]] | None:
+    """For pooling ``n`` whose windows tile its input ``x`` exactly (strides equal to the
+    window, static spatial dims divisible by it, a static channel dim): the reshape target
+    ``(-1, H1/p1, p1, H2/p2, p2, ..., C)``, the window axes of that shape, and the pooled
+    target ``(-1, H1/p1, 1, H2/p2, 1, ..., C)``; else None (no padding can occur then)."""
+    pool, strides = n.attrs["pool_size"], n.attrs["strides"]
+    spatial, chans = x.shape[1:-1], x.shape[-1]
+    if tuple(pool) != tuple(strides) or chans is None or any(
+            d is None or d % p for d, p in zip(spatial, pool)):
+        return None
+    target: list[int] = [-1]
+    pooled: list[int] = [-1]
+    for d, p in zip(spatial, pool):
+        target += [d // p, p]
+        pooled += [d // p, 1]
+    return tuple(target + [chans]), [2 + 2 * s for s in range(len(pool))], \
+        tuple(pooled + [chans])
+
+
+@rules.rule("pool_tiles", Pat("pool", X),
+            "pool(x) with windows tiling x -> max/mean of reshape(x, (n, H/p, p, ..., C)) "
+            "over the window axes (one reduction kernel)")
+def _pool_tiles(b, n):
+    x = b["x"]
+    t = _tiles(x, n)
+    if t is None or (n.attrs["mode"] == "avg" and x.dtype != "float32" and
+                     x.dtype != "float64"):
+        return None
+    target, axes, _ = t
+    op = "max" if n.attrs["mode"] == "max" else "mean"
+    return same(apply(op, [gb.reshape(x, target)], axes=tuple(axes), keepdims=False), n)
+
+
+@rules.rule("max_pool_grad_tiles", Pat("max_pool_grad", X, Var("g")),
+            "max_pool_grad(x, g) with windows tiling x -> where(window offset == first argmax "
+            "of the window, g, 0) over reshape(x, (n, H/p, p, ..., C)): two kernels")
+def _max_pool_grad_tiles(b, n):
+    x, g = b["x"], b["g"]
+    t = _tiles(x, n)
+    if t is None or None in x.shape[1:]:
+        return None
+    target, axes, pooled = t
+    x6 = gb.reshape(x, target)
+    rank = len(target)
+    pool = n.attrs["pool_size"]
+    # the window's first maximum, found as the reference finds it: a strictly greater value
+    # moves it (so nan never does, and ties keep the first)
+    best = idx = None
+    for k, off in enumerate(itertools.product(*[range(p) for p in pool])):
+        spec = [("s", None, None, None)] * rank
+        for a, o in zip(axes, off):
+            spec[a] = ("s", o, o + 1, 1)
+        c = apply("getitem", [x6], spec=tuple(spec))
+        if best is None:
+            best, idx = c, gb.const(0, "int32")
+            continue
+        up = gb.gt(c, best)
+        best = gb.maximum(best, c)
+        idx = gb.where(up, gb.const(k, "int32"), idx)
+    shape = [1] * rank
+    for a, p in zip(axes, pool):
+        shape[a] = p
+    offsets = gb.const(np.arange(int(np.prod(pool)), dtype=np.int32).reshape(shape))
+    hit = gb.eq(offsets, idx)
+    dx = gb.where(hit, gb.reshape(g, pooled), gb.const(0, g.dtype))
+    return same(gb.reshape(dx, tuple(-1 if d is None else d for d in x.shape)), n)

@@ -172,7 +172,7 @@ def test_every_specialization_rule_is_tested_here():
     # numbers test above, einsum_rows and einsum_sum_rows below
     assert {r.name for r in specialize.rules.rules} == {
         "pow_two", "pow_one", "pow_half", "mean_to_sum", "where_const", "einsum_rows",
-        "einsum_sum_rows"}
+        "einsum_sum_rows", "pool_tiles", "max_pool_grad_tiles"}
 
 
 # ---------------------------------------------------------------- products
@@ -227,3 +227,53 @@ def test_sum_rows_needs_the_same_leading_axes():
     c = ph((3, 2, 5))
     with pytest.raises(ValueError):
         apply("einsum", [a, c], spec="abi,abj->ij")
+
+
+# ---------------------------------------------------------------- pooling
+
+
+def _pool_graph(shape, pool, mode, batch_none=True):
+    x = K.placeholder(((None,) if batch_none else shape[:1]) + shape[1:])
+    out_shape = (shape[0],) + tuple(d // p for d, p in zip(shape[1:-1], pool)) + shape[-1:]
+    g = K.placeholder(((None,) if batch_none else out_shape[:1]) + out_shape[1:])
+    pool_fn = K.pool2d if len(pool) == 2 else K.pool3d
+    y = pool_fn(x, pool, strides=pool, pool_mode=mode)
+    (dx,) = K.gradients(K.sum(y * g), [x])
+    return x, g, y, dx, out_shape
+
+
+@pytest.mark.parametrize("shape,pool", [((3, 6, 4, 5), (2, 2)), ((2, 6, 6, 3), (3, 2)),
+                                        ((2, 4, 6, 2, 3), (2, 3, 1))])
+@pytest.mark.parametrize("mode", ["max", "avg"])
+def test_pooling_over_tiling_windows_is_a_reduction_and_kernels(shape, pool, mode):
+    """Windows that tile the input (strides = window, dims divisible): the pooling is a
+    reduction over the window axes of a reshaped view and max pooling's gradient two
+    kernels, with the numbers of the ops' numpy definitions (ties and nan included)."""
+    from symk.graph.op import get_op
+
+    x, g, y, dx, out_shape = _pool_graph(shape, pool, mode)
+    f = K.function([x, g], [y, dx])
+    externs = [e.node.op.name for e in f.fn.schedule.externs]
+    assert not {"pool", "max_pool_grad"} & set(externs)
+    xs = RNG.normal(size=shape).astype(np.float32)
+    flat = xs.reshape(-1)
+    tie = np.arange(0, flat.size - 1, 7)
+    flat[tie] = flat[tie + 1]  # ties inside windows
+    flat[5] = np.nan
+    gs = RNG.normal(size=out_shape).astype(np.float32)
+    got_y, got_dx = f([xs, gs])
+    attrs = dict(pool_size=pool, strides=pool, padding="valid")
+    want_y = get_op("pool").ref(xs, mode=mode, **attrs)
+    # (a mean accumulates in float64: it may round differently from the sum of slices)
+    np.testing.assert_allclose(got_y, want_y, rtol=1e-5, atol=1e-7, equal_nan=True)
+    if mode == "max":
+        want_dx = get_op("max_pool_grad").ref(xs, gs, **attrs)
+    else:
+        want_dx = get_op("avg_pool_grad").ref(gs, xs, **attrs)
+    np.testing.assert_allclose(got_dx, want_dx, rtol=1e-6)
+
+
+def test_pooling_with_overlapping_or_padded_windows_keeps_the_ops():
+    x, g, y, dx, _ = _pool_graph((2, 5, 5, 3), (2, 2), "max")  # 5 is not divisible by 2
+    f = K.function([x, g], [y, dx])
+    assert {"pool", "max_pool_grad"} <= {e.node.op.name for e in f.fn.schedule.externs}
