@@ -238,8 +238,15 @@ _parse_threads = _parse_int(1, None, "a positive integer (threads per kernel)")
 _parse_scan_threads = _parse_int(0, None, "an integer >= 0 (0 leaves BLAS as configured)")
 
 
+_DEBUG_KEY: Any = None if _ENV_DATA is None else \
+    os.environ.encodekey("SYMK_DEBUG")  # type: ignore[attr-defined]
+
+
 def debug_level() -> int:
-    """``SYMK_DEBUG``: 0 (default) to 5; called on every log line, so cheap."""
+    """``SYMK_DEBUG``: 0 (default) to 5; called on every log line and every call of a
+    compiled function, so the unset case is one dict look-up."""
+    if _ENV_DATA is not None and _DEBUG_KEY not in _ENV_DATA:
+        return 0
     return _env("SYMK_DEBUG", _parse_debug, 0)
 
 

@@ -453,15 +453,17 @@ class Segment:
     def run(self, vals: list[Any]) -> bool:
         """Run the segment on ``vals`` (the plan's value list); False: nothing was run (the
         caller runs the steps one by one)."""
-        known = self.known
+        known, small = self.known, self.small
         arrs = []
         addrs = []
         shapes = []
         for s, dt in self.ext_spec:
             a = vals[s]
             ent = known.get(id(a))
-            if ent is None or ent[0] is not a:
-                ent = self.external(a, dt)
+            if ent is None or ent[0] is not a:  # (inline: ``external`` costs a call)
+                ent = small.get(id(a))
+                if ent is None or ent[0] is not a:
+                    ent = _admit(a, dt, small)
             a = ent[0]
             arrs.append(a)
             addrs.append(ent[1])
