@@ -1,12 +1,15 @@
-"""The ``blas`` pass: a matrix product added into a variable becomes one ``gemm`` node.
+"""The ``blas`` pass: a matrix product added into a value of its shape becomes one ``gemm``.
 
 ``w - s * dot(a, b)`` (an SGD update of a weight by its gradient), ``m * r - s * dot(a, b)``
 (Keras's momentum update), ``w + s * dot(a, b)`` and ``w -/+ dot(a, b)``, where ``w``/``m`` is
-a variable shaped like the product, ``s``/``r`` are 0-d (constants or variables) and the
-product feeds nothing else, become ``gemm(w, a, b, alpha=-/+s, beta=r or 1)``.  BLAS then
-accumulates the product into its output in one pass, and when the result is ``w``'s own update
-the cpu device writes it straight into ``w`` (no gradient array, no update kernel).  It needs
-the consumer counts of the whole graph, so it is a pass of its own rather than a local rule.
+any value shaped like the product (a variable, a loop's carry or input slice, another
+product), ``s``/``r`` are 0-d (constants or variables) and the product feeds nothing else,
+become ``gemm(w, a, b, alpha=-/+s, beta=r or 1)``.  BLAS then accumulates the product into its
+output in one pass (after copying ``w`` there), and when the result is a variable's own update
+the cpu device writes it straight into the variable (no gradient array, no update kernel; see
+``CompiledFunction._inplace_gemms``).  In a recurrent step ``x_t + dot(h, U)`` and a gradient
+``dU + dot(h', dz)`` accumulated through time each lose an elementwise kernel.  It needs the
+consumer counts of the whole graph, so it is a pass of its own rather than a local rule.
 """
 
 from __future__ import annotations
@@ -61,7 +64,7 @@ def _gemm(n: Node, clients: dict[int, int]) -> Node | None:
     pairs = [(left, right)] + ([(right, left)] if n.op.name == "add" else [])
     for acc_term, other in pairs:
         acc, beta = _scaled(acc_term, n.dtype)
-        if acc.op.name != "variable" or acc.dtype != n.dtype or acc.shape != n.shape:
+        if acc.dtype != n.dtype or acc.shape != n.shape or acc.op.name == "constant":
             continue
         found = _product(other, clients, n.dtype)
         if found is None or found[0].dtype != n.dtype or found[0].shape != n.shape:

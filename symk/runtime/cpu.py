@@ -58,7 +58,7 @@ PARALLEL_MIN_ELEMENTS = 1 << 18
 #: one thread (W3's 784x512 SGD update: 371 us split vs 187 us on one thread)
 BLAS_SPLIT_FACTOR = 4
 #: extern ops that call BLAS on this device
-BLAS_OPS = frozenset({"einsum", "conv", "conv_input_grad", "conv_kernel_grad"})
+BLAS_OPS = frozenset({"einsum", "gemm", "conv", "conv_input_grad", "conv_kernel_grad"})
 #: pooled output arrays kept per kernel output
 POOL_DEPTH = 3
 #: inputs up to this size have their address remembered by the plan (at most

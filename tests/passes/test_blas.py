@@ -79,11 +79,26 @@ def test_no_gemm_when_the_product_is_used_elsewhere():
     assert "gemm" not in ops(opt.roots) and "einsum" in ops(opt.roots)
 
 
-@pytest.mark.parametrize("case", ["placeholder", "broadcast", "float16", "batched"])
+def test_a_fed_accumulator_is_copied_never_written():
+    """Any value shaped like the product accumulates it (a recurrent step's x_t + h @ U), but
+    only a variable's own update is written in place: a fed array stays as it was."""
+    a, b, w = K.placeholder((5, 4)), K.placeholder((4, 3)), K.placeholder((5, 3))
+    out = w - K.dot(a, b)
+    assert "gemm" in ops(optimize([out.node]).roots)
+    av, bv, wv = _arr(5, 4), _arr(4, 3), _arr(5, 3)
+    keep = wv.copy()
+    for dev in ("cpu", "interp"):
+        (got,) = K.function([a, b, w], [out], device=dev)([av, bv, wv])
+        np.testing.assert_allclose(got, keep - av.astype(np.float64) @ bv, rtol=1e-5,
+                                   atol=1e-6)
+        np.testing.assert_array_equal(wv, keep)
+
+
+@pytest.mark.parametrize("case", ["broadcast", "float16", "batched", "constant"])
 def test_no_gemm_outside_the_plain_pattern(case):
-    if case == "placeholder":  # only variables accumulate (never a fed array)
-        a, b, w = K.placeholder((5, 4)), K.placeholder((4, 3)), K.placeholder((5, 3))
-        out = w - K.dot(a, b)
+    if case == "constant":  # a constant accumulator stays a (foldable) add
+        a, b = K.placeholder((5, 4)), K.placeholder((4, 3))
+        out = K.constant(_arr(5, 3)) - K.dot(a, b)
     elif case == "broadcast":  # the accumulator must have the product's full shape
         a, b, w = K.placeholder((5, 4)), K.placeholder((4, 3)), K.variable(_arr(3))
         out = w - K.dot(a, b)
