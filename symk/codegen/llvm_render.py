@@ -68,10 +68,11 @@ class _Fn:
         self.allocas: list[str] = []
         self.block = "entry"
         self.loops: dict[int, tuple[str, str, str, str]] = {}
-        #: loops open now (outermost first), loops with a loop inside, loops of static bounds
+        #: loops open now (outermost first), loops with a loop inside, loops of static
+        #: bounds and at most ROLLED_MAX iterations
         self.open: list[int] = []
         self.outer: set[int] = set()
-        self.static: set[int] = set()
+        self.short: set[int] = set()
 
     def tmp(self) -> str:
         self.n += 1
@@ -448,7 +449,7 @@ class _Fn:
             if not ins.arg.get("parallel") and all(self.p.ins[a].op == "const"
                                                    for a in ins.args) and \
                     self.p.ins[ins.args[1]].arg - self.p.ins[ins.args[0]].arg <= ROLLED_MAX:
-                self.static.add(i)
+                self.short.add(i)
             e(f"br label %{h}")
             self.label(h)
             iv = f"%i{i}"
@@ -466,7 +467,7 @@ class _Fn:
             r = ins.args[0]
             self.open.pop()
             e(f"%i{r}_next = add nsw i64 %i{r}, 1")
-            if r in self.static and r not in self.outer:
+            if r in self.short and r not in self.outer:
                 # a short innermost loop of static bounds: LLVM would unroll it fully (a row
                 # of 32) and then vectorize the loop around it with gathers and scatters
                 # (6.7x slower on a (n, 26, 26, 32) kernel); kept rolled, it is vectorized

@@ -194,8 +194,8 @@ class _Lowerer:
             for i, x in enumerate(node.inputs):
                 if id(x) in self.members or getattr(node.op, "in_kernels", False):
                     continue
-                for j, d in enumerate(x.shape):
-                    if self._input_axes(node, i, level_axes)[j] == axis:
+                for d, a in zip(x.shape, self._input_axes(node, i, level_axes)):
+                    if a == axis:
                         if d is None:
                             return None
                         if d != 1:
@@ -220,8 +220,8 @@ class _Lowerer:
             for i, x in enumerate(node.inputs):
                 if id(x) in self.members:
                     continue
-                for j, d in enumerate(x.shape):
-                    if d is None and self._input_axes(node, i, level_axes)[j] == axis:
+                for j, a in enumerate(self._input_axes(node, i, level_axes)):
+                    if x.shape[j] is None and a == axis:
                         return self.inputs.index(x), j
         raise SymkError(f"internal error: kernel {self.k.name} has no input giving the size of "
                         f"its domain axis {axis}")
@@ -321,8 +321,8 @@ class _Lowerer:
         self.scopes[-1][id(node)] = v
 
     def _emit_index_map(self, node: Node, im: IndexMap, own: list[int]) -> None:
-        """A static slice, or its gradient, as one load of its input at the mapped index
-        (``IndexMap``); the gradient's elements outside the slice are zero."""
+        """A static slice, its gradient or a transpose as one load of its input at the
+        mapped index (``IndexMap``); a gradient's elements outside the slice are zero."""
         p, b = self.p, self.b
         off = len(own) - node.ndim
         zero = p.const(0, "int64")
@@ -485,9 +485,9 @@ class _Lowerer:
         then vectorizes over 2560 elements instead of 256 rows of 10)."""
         if self.rank < 2 or any(d is None for d in self.D):
             return False
-        values = [x for x in self.k.inputs if not _is_scalar_const(x)] + list(self.k.nodes)
         if any(n.op.index_map(n) is not None for n in self.k.nodes):
             return False
+        values = [x for x in self.k.inputs if not _is_scalar_const(x)] + list(self.k.nodes)
         return all(tuple(x.shape) == self.D or all(d == 1 for d in x.shape) for x in values)
 
     def _in_checks(self) -> list[tuple[int, int, int, int]]:

@@ -218,8 +218,8 @@ class CpuPlan(InterpPlan):
         else:
             self.prep = self._prepare(schedule, label, want)
         self.nthreads = num_threads()
-        self.split_factor = BLAS_SPLIT_FACTOR if any(
-            s.node.op.name in BLAS_OPS for s in schedule.externs) else 1
+        blas = any(s.node.op.name in BLAS_OPS for s in schedule.externs)
+        self.split_factor = BLAS_SPLIT_FACTOR if blas else 1
         super().__init__(schedule, fed)
         # a plan of native kernels only never runs a numpy ufunc: no FP error state is needed
         self.numpy_free = all(isinstance(st, Kernel) and id(st) in self.by_step
@@ -228,12 +228,11 @@ class CpuPlan(InterpPlan):
         self.program: list[tuple[int, int, Segment | None]] = []
         self._bind_drivers()
         #: whether a call needs a thread scope (a product, convolution or loop)
-        self.scoped = any(s.node.op.name in BLAS_OPS or s.node.op.name == "scan"
-                          for s in schedule.externs)
+        self.scoped = blas or any(s.node.op.name == "scan" for s in schedule.externs)
         #: times calls to choose the BLAS threads of big products (``threads.Tuner``); not
         #: when SYMK_NUM_THREADS fixes the count or the plan has no product
-        self.tuner = threads.Tuner() if self.nthreads > 1 and not num_threads_set() and any(
-            s.node.op.name in BLAS_OPS for s in schedule.externs) else None
+        self.tuner = threads.Tuner() if blas and self.nthreads > 1 and \
+            not num_threads_set() else None
         if not self.scoped:  # no thread scope: straight to the steps
             self.run = self._run if self.segments else super().run  # type: ignore[method-assign]
 

@@ -488,13 +488,7 @@ class Segment:
                 addrs.append(ctr.take())
         cfr = sz.cframe
         cfr[self.dyn_lo:self.dyn_hi] = addrs
-        managed = threads.cur[0]
-        if managed:
-            cfr[0:3] = (_set_threads_address(), threads.big[0], managed)
-            sz.managed = True
-        elif sz.managed:  # outside a thread scope: the driver leaves BLAS alone
-            cfr[0] = 0
-            sz.managed = False
+        managed = _thread_header(sz)
         fn, ptr = self.fn, sz.ptr
         k = fn(ptr, 0)
         while k >= 0:  # a kernel to split across threads, then the rest of the driver
@@ -528,6 +522,21 @@ class Segment:
         if id(o) in self.const_arrays:
             return self.const_arrays[id(o)]
         return arrs[self.ext_index[id(o)]]
+
+
+def _thread_header(sz: Sized) -> int:
+    """Write the frame header's BLAS thread fields for a call of the driver on ``sz``: the
+    set-count function, the big-product count and the count in force inside a thread scope
+    (returned; the caller copies the driver's final count, ``cframe[2]``, back to
+    ``threads.cur``), or 0 outside one, where the driver leaves BLAS alone."""
+    managed = threads.cur[0]
+    if managed:
+        sz.cframe[0:3] = (_set_threads_address(), threads.big[0], managed)
+        sz.managed = True
+    elif sz.managed:
+        sz.cframe[0] = 0
+        sz.managed = False
+    return managed
 
 
 def _flip(flag: int) -> int:

@@ -204,26 +204,24 @@ def scan_group(nodes: list[Node]):
 
     def run(*args: np.ndarray) -> list[np.ndarray]:
         n_steps = time_steps(body, args)
-        seqs = args[:ns]
+        # sequences are made contiguous once, so every step's slice is too
+        seqs = [np.ascontiguousarray(a) for a in args[:ns]]
         carries = list(args[ns:ns + nc])
         with bp.lock, (blas_threads_limit() if bp.has_matmul else contextlib.nullcontext()):
             consts = [np.ascontiguousarray(c) for c in args[ns + nc:]]
             vals = bp.fresh_vals(consts)
             if bp.native is not None and n_steps > 0 and config.native_scan_loop():
-                done = bp.native.run(bp, n_steps, reverse,
-                                     [np.ascontiguousarray(a) for a in seqs], carries, vals,
-                                     want_seq, want_traj)
+                done = bp.native.run(bp, n_steps, reverse, seqs, carries, vals, want_seq,
+                                     want_traj)
                 if done is not None:
                     return _results(results, want_seq, want_traj, *done, body)
             known = bp.plan.known
             pinned = [c for c in consts if id(c) not in known]
             for c in pinned:
                 known[id(c)] = (c, c.ctypes.data)
-            # sequences are made contiguous once, so every step's slice is too; the slices'
-            # addresses are computed, not asked of numpy
+            # the slices' addresses are computed, not asked of numpy
             bound = [(s, a, a.ctypes.data, a.strides[0] if a.ndim else 0)
-                     for s, a in ((s, np.ascontiguousarray(a)) for s, a in zip(seq_slots, seqs))
-                     if s >= 0]
+                     for s, a in zip(seq_slots, seqs) if s >= 0]
             slices: list[Any] = []
             stacked: list[np.ndarray | None] = [None] * len(out_slots)
             trajs: list[np.ndarray | None] = [None] * len(want_traj)

@@ -15,7 +15,6 @@ numbers keeps the Python loop of ``scan_cpu``.
 
 from __future__ import annotations
 
-import ctypes
 import threading
 from collections.abc import Sequence
 from typing import Any
@@ -24,6 +23,7 @@ import numpy as np
 
 from symk.codegen.driver_render import render_scan_loop
 from symk.runtime import threads
+from symk.runtime.driver import _address, _thread_header
 
 _lock = threading.Lock()
 _fn: list[Any] = []  # the compiled loop function, once built
@@ -138,18 +138,10 @@ class NativeLoop:
         links: list[int] = []
         for j, i in self.carry_ext:
             links += (at[j], seg.val[id(rings[new_at[i]])])
-        head = [ctypes.cast(seg.fn, ctypes.c_void_p).value, sz.ptr, n_steps, int(reverse),
-                len(binds) // 4, len(links) // 2]
+        head = [_address(seg.fn), sz.ptr, n_steps, int(reverse), len(binds) // 4,
+                len(links) // 2]
         spec_arr = np.array(head + binds + links, np.int64)
-        managed = threads.cur[0]
-        if managed:
-            from symk.runtime.driver import _set_threads_address
-
-            cfr[0:3] = (_set_threads_address(), threads.big[0], managed)
-            sz.managed = True
-        elif sz.managed:
-            cfr[0] = 0
-            sz.managed = False
+        managed = _thread_header(sz)
         r = loop_function()(spec_arr.ctypes.data, 0)
         if managed:
             threads.cur[0] = cfr[2]
