@@ -177,3 +177,25 @@ def test_backward_loop_reads_transposed_weights_as_plain_operands():
         dh = dz @ uv.T
     np.testing.assert_allclose(got_u, du, rtol=1e-10, atol=1e-12)
     np.testing.assert_allclose(got_h, dh, rtol=1e-10, atol=1e-12)
+
+
+def test_backward_loop_reads_the_forward_products_instead_of_recomputing_them():
+    """The forward loop outputs ``x_t @ w + h @ u`` (a residual, stacked only for the
+    gradient); backpropagation reads it rather than recomputing ``h @ u`` over the
+    trajectory, and the gradients still match central differences."""
+    from symk.graph.node import toposort
+    from symk.graph.ops.scan import saved_products
+
+    x, h0 = K.placeholder(X, dtype="float64"), K.placeholder(H, dtype="float64")
+    w = K.variable(_rng.normal(size=WX), dtype="float64")
+    u = K.variable(_rng.normal(size=WU) * 0.5, dtype="float64")
+    last, _, _ = _simple(x, h0, w, u)
+    grads = K.gradients(K.sum(K.square(last)), [w, u, h0])
+    order = toposort([g.node for g in grads])
+    fwd = [n for n in order if n.op.name == "scan" and not n.attrs["reverse"]]
+    saved = saved_products(fwd[0].attrs["body"])
+    assert saved  # the step's product sum is a residual output
+    read = {n.attrs["result"] for n in fwd}
+    assert any(("seq", k) in read for k in saved.values())
+    assert not [n for n in order if n.op.name == "einsum" and u.node in n.inputs]
+    check_grad(_simple, [X, H, WX, WU], variables=True)

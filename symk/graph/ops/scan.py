@@ -15,7 +15,9 @@ of one loop share inputs and body, so executors run the loop once for all of the
 The gradient is backpropagation through time: a reverse scan whose body is the vector-Jacobian
 product of the step (built with :func:`symk.graph.grad.gradients`, recomputing the step from
 the carry trajectory of the forward loop), carrying the carries' adjoints and accumulating the
-constants' gradients.  :func:`build_scan` makes a scan from a traced step, capturing every
+constants' gradients.  The forward body also outputs its residuals, the sums its per-step
+matrix products end in (:func:`saved_products`); the backward loop reads them stacked
+instead of recomputing the products.  :func:`build_scan` makes a scan from a traced step, capturing every
 loop-invariant value as a constant input (so no invariant work runs per step).
 """
 
@@ -346,10 +348,53 @@ def build_scan(seqs: Sequence[tuple[Node, Node]], carries: Sequence[tuple[Node, 
     seqs = [sp for sp in seqs if id(sp[1]) in used] or list(seqs[:1])
     kept = [k for k, p in enumerate(consts) if id(p) in used]
     consts, outer_consts = [consts[k] for k in kept], [outer_consts[k] for k in kept]
+    body_outs = list(new_roots[:len(outs)])
+    have = {id(o) for o in new_roots}  # a new carry's values are its trajectory already
+    for top in _product_sums(new_roots, [p for _, p in carries]):
+        if id(top) not in have:  # a residual: stacked only when a gradient asks for it
+            body_outs.append(top)
+            have.add(id(top))
     body = ScanBody([p for _, p in seqs], [p for _, p in carries], consts,
-                    new_roots[:len(outs)], new_roots[len(outs):])
+                    body_outs, new_roots[len(outs):])
     inputs = [s for s, _ in seqs] + [c for c, _ in carries] + outer_consts
     return Scanned(inputs, body, reverse)
+
+
+def _product_sums(roots: Sequence[Node], carries: Sequence[Node]) -> list[Node]:
+    """The residuals of a step: for each matrix product reading a carry (``h @ U``), the value
+    its single-use chain of same-shaped sums ends in (``x_t + h @ U``; a ``gemm`` after the
+    ``blas`` pass).  The loop outputs them (stacked only when asked), so backpropagation
+    through time reads them instead of recomputing the products from the trajectory."""
+    order = toposort(roots)
+    on_carry = {id(p) for p in carries}
+    users: dict[int, list[Node]] = {}
+    for n in order:
+        for i in n.inputs:
+            users.setdefault(id(i), []).append(n)
+        if id(n) not in on_carry and any(id(i) in on_carry for i in n.inputs):
+            on_carry.add(id(n))
+    root_ids = {id(r) for r in roots}
+    tops: list[Node] = []
+    for n in order:
+        if n.op.name != "einsum" or id(n) not in on_carry or not is_float(n.dtype):
+            continue
+        top = n
+        while id(top) not in root_ids and len(users.get(id(top), ())) == 1:
+            u = users[id(top)][0]
+            if u.op.name not in ("add", "sub") or u.shape != top.shape or u.dtype != top.dtype:
+                break
+            top = u
+        tops.append(top)
+    return tops
+
+
+def saved_products(body: ScanBody) -> dict[int, int]:
+    """id of each residual of ``body`` (see :func:`_product_sums`) -> its output index."""
+    index = {id(o): k for k, o in enumerate(body.outs)}
+    roots = list(body.outs) + list(body.new_carries)
+    carried = {id(c) for c in body.new_carries}
+    return {id(t): index[id(t)] for t in _product_sums(roots, body.carries)
+            if id(t) in index and id(t) not in carried}
 
 
 def _untranspose_consts(roots: list[Node], consts: list[Node], outer_consts: list[Node],
@@ -533,7 +578,16 @@ def scan_vjp(node: Node, g: Node) -> list[Node | None]:
     carries += [(gb.zeros_like(consts[i]), a) for i, a in zip(wk, acc)]
     new_carries = [_like(x, c) for x, c in zip(gc, (body.carries[j] for j in fc))]
     new_carries += [gb.add(a, _like(x, a)) for a, x in zip(acc, gk)]
-    back = build_scan(seqs, carries, [_like(x, bx[i]) for x, i in zip(gx, wx)], new_carries,
+    back_outs = [_like(x, bx[i]) for x, i in zip(gx, wx)]
+    # the step's products are read from the forward loop's residuals, not recomputed
+    saved = {id(souts[k]): placeholder_like(souts[k])
+             for k in saved_products(body).values()}
+    if saved:
+        seqs += [(fwd.result(SEQ, k), saved[id(souts[k])])
+                 for k in saved_products(body).values()]
+        roots = substitute(back_outs + new_carries, saved)
+        back_outs, new_carries = roots[:len(back_outs)], roots[len(back_outs):]
+    back = build_scan(seqs, carries, back_outs, new_carries,
                       reverse=not reverse, bindings={id(q): c for q, c in zip(bk, consts)})
     out: list[Node | None] = [None] * len(node.inputs)
     for k, i in enumerate(wx):
