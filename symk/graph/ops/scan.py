@@ -17,8 +17,9 @@ product of the step (built with :func:`symk.graph.grad.gradients`, recomputing t
 the carry trajectory of the forward loop), carrying the carries' adjoints and accumulating the
 constants' gradients.  The forward body also outputs its residuals, the sums its per-step
 matrix products end in (:func:`saved_products`); the backward loop reads them stacked
-instead of recomputing the products.  :func:`build_scan` makes a scan from a traced step, capturing every
-loop-invariant value as a constant input (so no invariant work runs per step).
+instead of recomputing the products.  :func:`build_scan` makes a scan from a traced step,
+capturing every loop-invariant value as a constant input (so no invariant work runs per
+step).
 """
 
 from __future__ import annotations
