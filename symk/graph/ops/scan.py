@@ -42,6 +42,8 @@ from symk.graph.tensor import storage_of
 from symk.graph.types import Type, is_float
 
 SEQ, LAST, CARRIES = "seq", "last", "carries"
+#: the ops worth one call over all time steps, and worth keeping instead of recomputing
+PRODUCTS = ("einsum", "conv")
 
 
 class ScanBody:
@@ -377,7 +379,7 @@ def _product_sums(roots: Sequence[Node], carries: Sequence[Node]) -> list[Node]:
     root_ids = {id(r) for r in roots}
     tops: list[Node] = []
     for n in order:
-        if n.op.name != "einsum" or id(n) not in on_carry or not is_float(n.dtype):
+        if n.op.name not in PRODUCTS or id(n) not in on_carry or not is_float(n.dtype):
             continue
         top = n
         while id(top) not in root_ids and len(users.get(id(top), ())) == 1:
@@ -471,12 +473,12 @@ def hoist_projections(seqs: Sequence[tuple[Node, Node]], carries: Sequence[tuple
         v = _vectorize(n, vec, outer)
         if v is not None:
             vec[id(n)] = v
-            gemm[id(n)] = n.op.name == "einsum"
+            gemm[id(n)] = n.op.name in PRODUCTS
     # hoist the products read by the body; elementwise work after them stays in the body,
     # fused with the rest of the step (hoisting it would add a pass over all steps' values)
     users_outside: set[int] = {id(r) for r in roots}
     for n in order:
-        if id(n) not in vec or n.op.name != "einsum":
+        if id(n) not in vec or n.op.name not in PRODUCTS:
             users_outside.update(id(i) for i in n.inputs)
     mapping: dict[int, Node] = {}
     new_seqs = list(seqs)
@@ -493,6 +495,11 @@ def hoist_projections(seqs: Sequence[tuple[Node, Node]], carries: Sequence[tuple
 def _vectorize(n: Node, vec: Mapping[int, Node], outer) -> Node | None:
     """``n`` computed for all steps at once (a leading time axis), or None."""
     try:
+        if n.op.name == "conv" and id(n.inputs[0]) in vec and id(n.inputs[1]) not in vec:
+            # conv(x_t, w) for all t: one convolution of the steps merged into the batch
+            return unmerge_time(apply("conv", [merge_time(vec[id(n.inputs[0])]),
+                                               outer(n.inputs[1])], **n.attrs),
+                                vec[id(n.inputs[0])])
         if n.op.name == "einsum":
             from symk.graph.ops.linalg import parse_spec
 
@@ -515,6 +522,25 @@ def _vectorize(n: Node, vec: Mapping[int, Node], outer) -> Node | None:
     except SymkError:
         return None
     return None
+
+
+def merge_time(v: Node) -> Node:
+    """``(T, B, *rest)`` as ``(T * B, *rest)`` (``rest`` static)."""
+    if v.ndim < 2 or None in v.shape[2:]:
+        raise SymkError("merge_time: dims after the first two must be static")
+    return gb.reshape(v, (-1, *v.shape[2:]))
+
+
+def unmerge_time(y: Node, like: Node) -> Node:
+    """``(T * B, *rest)`` back to ``(T, B, *rest)``, T and B taken from ``like``."""
+    if None not in like.shape[:2]:
+        return gb.reshape(y, (*like.shape[:2], *y.shape[1:]))
+    if None in y.shape[1:]:
+        raise SymkError("unmerge_time: dims after the first must be static")
+    lead = gb.apply_op("getitem", [gb.shape_of(like)], spec=(("s", None, 2, None),))
+    rest = gb.const(np.asarray(y.shape[1:], np.int32))
+    return apply("reshape", [y, gb.concatenate([lead, rest], 0)],
+                 shape=(*like.shape[:2], *y.shape[1:]))
 
 
 # ---------------------------------------------------------------- gradient
@@ -571,33 +597,109 @@ def scan_vjp(node: Node, g: Node) -> list[Node | None]:
     wk = [i for i in range(len(bk)) if is_float(bk[i].dtype)]
     grads = gradients(cost, [bx[i] for i in wx] + [bc[j] for j in fc] + [bk[i] for i in wk])
     gx, gc, gk = grads[:len(wx)], grads[len(wx):len(wx) + len(fc)], grads[len(wx) + len(fc):]
-    acc = [placeholder_like(bk[i]) for i in wk]
+    back_outs = [_like(x, bx[i]) for x, i in zip(gx, wx)]
+    saved_k = {id(souts[k]): k for k in saved_products(body).values()}
+    pushed, extra = _pushed_out(gk, [bk[i] for i in wk], seqs, list(adj.values()), saved_k,
+                                back_outs)
+    keep = [k for k in range(len(wk)) if k not in pushed]
+    acc = {k: placeholder_like(bk[wk[k]]) for k in keep}
     carries: list[tuple[Node, Node]] = []
     for j in fc:
         start = g if kind == LAST and j == idx else gb.zeros_like(init[j])
         carries.append((start, adj[j]))
-    carries += [(gb.zeros_like(consts[i]), a) for i, a in zip(wk, acc)]
+    carries += [(gb.zeros_like(consts[wk[k]]), acc[k]) for k in keep]
     new_carries = [_like(x, c) for x, c in zip(gc, (body.carries[j] for j in fc))]
-    new_carries += [gb.add(a, _like(x, a)) for a, x in zip(acc, gk)]
-    back_outs = [_like(x, bx[i]) for x, i in zip(gx, wx)]
+    new_carries += [gb.add(acc[k], _like(gk[k], acc[k])) for k in keep]
     # the step's products are read from the forward loop's residuals, not recomputed
-    saved = {id(souts[k]): placeholder_like(souts[k])
-             for k in saved_products(body).values()}
+    saved = {i: placeholder_like(souts[k]) for i, k in saved_k.items()}
+    n_out = len(back_outs)
+    roots = back_outs + extra + new_carries
     if saved:
-        seqs += [(fwd.result(SEQ, k), saved[id(souts[k])])
-                 for k in saved_products(body).values()]
-        roots = substitute(back_outs + new_carries, saved)
-        back_outs, new_carries = roots[:len(back_outs)], roots[len(back_outs):]
-    back = build_scan(seqs, carries, back_outs, new_carries,
+        seqs += [(fwd.result(SEQ, k), saved[i]) for i, k in saved_k.items()]
+        roots = substitute(roots, saved)
+    back = build_scan(seqs, carries, roots[:n_out + len(extra)], roots[n_out + len(extra):],
                       reverse=not reverse, bindings={id(q): c for q, c in zip(bk, consts)})
     out: list[Node | None] = [None] * len(node.inputs)
     for k, i in enumerate(wx):
         out[i] = back.result(SEQ, k)
     for k, j in enumerate(fc):
         out[ns + j] = back.result(LAST, k)
-    for k, i in enumerate(wk):
-        out[ns + nc + i] = back.result(LAST, len(fc) + k)
+    for pos, k in enumerate(keep):
+        out[ns + nc + wk[k]] = back.result(LAST, len(fc) + pos)
+    binds = {id(q): c for q, c in zip(bk, consts)}
+    for k, (p, srcs) in pushed.items():
+        stacked: list[Node] = []
+        for how, v in srcs:
+            if how == "const":
+                stacked.append(substitute([v], binds)[0])
+            elif how == "seq":
+                stacked.append(v if isinstance(v, Node) else fwd.result(SEQ, v))
+            else:  # an output of the backward loop
+                stacked.append(back.result(SEQ, v if how == "out" else n_out + v))
+        out[ns + nc + wk[k]] = _over_steps(p, stacked, [how != "const" for how, _ in srcs])
     return out
+
+
+#: the products a constant's gradient may be, to be summed over all steps at once
+PUSHED_OUT = ("einsum", "conv_kernel_grad")
+
+
+def _pushed_out(gk: Sequence[Node], targets: Sequence[Node], seqs: Sequence[tuple[Node, Node]],
+                carried: Sequence[Node], saved_k: Mapping[int, int], outs: Sequence[Node],
+                ) -> tuple[dict[int, tuple[Node, list]], list[Node]]:
+    """The constants' gradients that need no accumulator in the backward loop.
+
+    ``sum_t p(a_t, b_t) = p_T(A, B)``: a gradient that is one product (an einsum, a kernel
+    gradient) of per-step values is, summed over the steps, one product over all steps (the
+    time axis contracted, or merged into the batch) after the loop: one large GEMM instead of
+    one small accumulating GEMM per step.  Returns ``{k: (product, sources)}``, a source per
+    operand being ("const", node), ("seq", outer sequence or forward residual index), ("out",
+    index of a loop output) or ("extra", index into the returned per-step values the loop
+    must output)."""
+    seq_outer = {id(p): s for s, p in seqs}
+    vary = set(seq_outer) | {id(c) for c in carried}
+    for n in toposort([x for x in gk if x is not None]):
+        if any(id(i) in vary for i in n.inputs):
+            vary.add(id(n))
+    out_at = {id(o): k for k, o in enumerate(outs)}
+    pushed: dict[int, tuple[Node, list]] = {}
+    extra: list[Node] = []
+    for k, (x, t) in enumerate(zip(gk, targets)):
+        if x is None or x.op.name not in PUSHED_OUT or x.dtype != t.dtype:
+            continue
+        steps = [id(i) in vary for i in x.inputs]
+        if not any(steps) or (x.op.name == "conv_kernel_grad" and not (
+                all(steps) and all(None not in i.shape[1:] for i in x.inputs))):
+            continue
+        srcs: list[tuple[str, Any]] = []
+        for i, per_step in zip(x.inputs, steps):
+            if not per_step:
+                srcs.append(("const", i))
+            elif id(i) in seq_outer:
+                srcs.append(("seq", seq_outer[id(i)]))
+            elif id(i) in saved_k:
+                srcs.append(("seq", saved_k[id(i)]))
+            elif id(i) in out_at:
+                srcs.append(("out", out_at[id(i)]))
+            else:
+                srcs.append(("extra", len(extra)))
+                out_at[id(i)] = len(outs) + len(extra)
+                extra.append(i)
+        pushed[k] = (x, srcs)
+    return pushed, extra
+
+
+def _over_steps(p: Node, stacked: Sequence[Node], per_step: Sequence[bool]) -> Node:
+    """The product ``p`` of one step summed over all steps, from its operands stacked over
+    time (those with ``per_step``) and its invariant ones."""
+    if p.op.name == "conv_kernel_grad":
+        return apply(p.op, [merge_time(v) for v in stacked], **p.attrs)
+    from symk.graph.ops.linalg import parse_spec
+
+    ins, out = parse_spec(p.attrs["spec"])
+    t = next(c for c in "tsrqponmlkzyxwvu" if c not in p.attrs["spec"])
+    letters = [t + lt if s else lt for lt, s in zip(ins, per_step)]
+    return apply("einsum", list(stacked), spec=",".join(letters) + "->" + out)
 
 
 def _like(x: Node, ref: Node) -> Node:
