@@ -7,12 +7,15 @@ every block GEMM (badly so on a loaded machine); one thread per core, each doing
 of its own images, keeps both cores busy all the time.  OpenBLAS is found among the loaded
 libraries and limited to one thread for the duration of the call (``symk.runtime.threads``);
 where it cannot be found, or the work is small, the numpy implementation runs as it is.  The
-batch is split across the free cores only (``threads.kernel_threads``).
+batch is split across the free cores only (``threads.kernel_threads``).  The input gradient
+has several algorithms; each node times them on its first calls of a shape and keeps the
+fastest (:class:`AlgoTuner`).
 """
 
 from __future__ import annotations
 
 import math
+import time
 from collections.abc import Callable
 
 import numpy as np
@@ -74,21 +77,64 @@ def conv_plan(node: Node) -> Callable[[np.ndarray, np.ndarray], np.ndarray]:
     return run
 
 
+class AlgoTuner:
+    """Which of several equivalent algorithms to run for one signature: each is timed on
+    ``TRIES`` real calls in turn (their results are used: every one is exact up to float
+    rounding), then the fastest runs from then on (like cuDNN's benchmark mode)."""
+
+    TRIES = 2
+
+    def __init__(self, algos: list[str]) -> None:
+        self.algos = algos
+        self.times: dict[str, list[float]] = {a: [] for a in algos}
+        self.best: str | None = algos[0] if len(algos) == 1 else None
+
+    def pick(self) -> str:
+        if self.best is not None:
+            return self.best
+        return min(self.algos, key=lambda a: len(self.times[a]))
+
+    def record(self, algo: str, seconds: float) -> None:
+        if self.best is not None:
+            return
+        self.times[algo].append(seconds)
+        if all(len(t) >= self.TRIES for t in self.times.values()):
+            self.best = min(self.algos, key=lambda a: min(self.times[a]))
+
+
+#: signatures tuned per input-gradient node (beyond: the default algorithm)
+MAX_TUNED = 16
+
+
 @register_cpu_extern("conv_input_grad")
 def conv_input_grad_plan(node: Node) -> Callable[..., np.ndarray]:
     a = {k: node.attrs[k] for k in ("strides", "dilation", "pads", "groups")}
     static = node.attrs["in_spatial"]
     dtype = np.dtype(node.dtype)
+    tuners: dict[tuple, AlgoTuner] = {}
 
     def run(g: np.ndarray, w: np.ndarray, shape_vec: np.ndarray | None = None) -> np.ndarray:
         spatial = static if shape_vec is None else tuple(int(s) for s in shape_vec[1:-1])
         dx = np.empty((g.shape[0], *spatial, w.shape[-2] * a["groups"]), dtype)
+        key = (g.shape, w.shape, spatial)
+        tuner = tuners.get(key)
+        if tuner is None and len(tuners) < MAX_TUNED:
+            nsp = w.ndim - 2
+            pads, _ = ci.geometry(spatial, w.shape[:nsp], a["strides"], a["dilation"],
+                                  a["pads"])
+            tuner = tuners[key] = AlgoTuner(ci.input_grad_algos(
+                w.shape[:nsp], w.shape[-2], w.shape[-1], a["strides"], a["dilation"], pads,
+                a["groups"]))
+        algo = tuner.pick() if tuner is not None else None
 
         def work(i0: int, i1: int) -> None:
-            ci.conv_input_grad(g[i0:i1], w, spatial, **a, out=dx[i0:i1])
+            ci.conv_input_grad(g[i0:i1], w, spatial, **a, out=dx[i0:i1], algo=algo)
 
+        t0 = time.perf_counter()
         if _parallel(g.shape[0], _macs(g.shape[0], g.shape[1:-1], w.shape), work) is None:
             work(0, g.shape[0])
+        if tuner is not None and algo is not None:
+            tuner.record(algo, time.perf_counter() - t0)
         return dx
 
     return run

@@ -31,21 +31,32 @@ def _dense_transpose(xshape, w, strides, dilation, padding):
     return np.stack(cols, 1)
 
 
-@pytest.mark.parametrize("path", ["taps", "flipped-or-col2im"])
 @pytest.mark.parametrize("case", CASES, ids=lambda c: f"{len(c[1])}d-s{c[3]}-d{c[4]}-{c[5]}")
-def test_input_gradient_paths(case, path, monkeypatch):
+def test_input_gradient_algorithms(case, monkeypatch):
     xshape, k, f, strides, dilation, padding = case
     rng = np.random.default_rng(len(xshape) + f)
     w = rng.standard_normal((*k, xshape[-1], f))
-    monkeypatch.setattr(ci, "TAP_MAX_CHANNELS", 1 << 20 if path == "taps" else 0)
-    if path == "taps":  # blocks of a few rows: images split across blocks
-        monkeypatch.setattr(ci, "TAP_BLOCK_ELEMENTS", 40)
     mat = _dense_transpose(xshape, w, strides, dilation, padding)
     pads = [None] * len(k) if padding == "same" else [(0, 0)] * len(k)
-    _, out = ci.geometry(xshape[1:-1], k, strides, dilation, pads)
+    pads_, out = ci.geometry(xshape[1:-1], k, strides, dilation, pads)
     g = rng.standard_normal((xshape[0], *out, f))
-    got = ci.conv_input_grad(g, w, xshape[1:-1], strides, dilation, pads, 1)
-    np.testing.assert_allclose(got.ravel(), mat.T @ g.ravel(), rtol=1e-10, atol=1e-10)
-    dst = np.full(xshape, np.nan)
-    ci.conv_input_grad(g, w, xshape[1:-1], strides, dilation, pads, 1, out=dst)
-    np.testing.assert_allclose(dst.ravel(), mat.T @ g.ravel(), rtol=1e-10, atol=1e-10)
+    algos = ci.input_grad_algos(k, xshape[-1], f, strides, dilation, pads_, 1)
+    assert "scatter" in algos and "taps" in algos
+    assert ("flipped" in algos) == (all(s == 1 for s in strides))
+    want = mat.T @ g.ravel()
+    for algo in algos:
+        for block in (None, 40):  # blocks of a few rows: images split across blocks
+            if block:
+                monkeypatch.setattr(ci, "TAP_BLOCK_ELEMENTS", block)
+                monkeypatch.setattr(ci, "SCATTER_BLOCK_ELEMENTS", block)
+            got = ci.conv_input_grad(g, w, xshape[1:-1], strides, dilation, pads, 1,
+                                     algo=algo)
+            np.testing.assert_allclose(got.ravel(), want, rtol=1e-10, atol=1e-10,
+                                       err_msg=algo)
+            dst = np.full(xshape, np.nan)
+            ci.conv_input_grad(g, w, xshape[1:-1], strides, dilation, pads, 1, out=dst,
+                               algo=algo)
+            np.testing.assert_allclose(dst.ravel(), want, rtol=1e-10, atol=1e-10,
+                                       err_msg=algo)
+    with pytest.raises(ValueError, match="depthwise"):
+        ci.conv_input_grad(g, w, xshape[1:-1], strides, dilation, pads, 1, algo="depthwise")

@@ -262,3 +262,40 @@ def test_weight_gradients_are_one_product_over_all_steps():
     assert gu.node.op.name == "einsum" and all(i.ndim == 3 for i in gu.node.inputs)
     check_grad(_simple, [X, H, WX, WU], variables=True, go_backwards=True)
     check_grad(_conv_rnn, [CX, CH, CW, CU], variables=True)
+
+
+def _gates(x, h0, w, u, **kw):
+    """Two gates from slices of one recurrent weight (like Keras's LSTM cell)."""
+    n = int(h0.shape[-1])
+
+    def step(xt, states):
+        h = states[0]
+        a = K.sigmoid(K.dot(xt, w[:, :n]) + K.dot(h, u[:, :n]))
+        c = K.tanh(K.dot(xt, w[:, n:]) + K.dot(h, u[:, n:]))
+        h2 = a * c + (1 - a) * h
+        return h2, [h2]
+    last, outs, _ = K.rnn(step, x, [h0], **kw)
+    return [last, outs]
+
+
+def test_products_with_slices_of_one_weight_are_one_product():
+    """``h @ u[:, :n]`` and ``h @ u[:, n:]`` (slices tiling u) are one product ``h @ u``
+    sliced after; slices that do not tile the weight stay apart."""
+    from symk.graph.node import toposort
+    from symk.graph.ops.scan import merge_sliced_products
+
+    x, h0 = K.placeholder(X, dtype="float64"), K.placeholder(H, dtype="float64")
+    w = K.variable(_rng.normal(size=(F, 2 * U)), dtype="float64")
+    u = K.variable(_rng.normal(size=(U, 2 * U)) * 0.5, dtype="float64")
+    last, _ = _gates(x, h0, w, u)
+    scan = [n for n in toposort([last.node]) if n.op.name == "scan"][0]
+    body = scan.attrs["body"]
+    prods = [n for n in toposort(list(body.outs) + list(body.new_carries))
+             if n.op.name == "einsum"]
+    assert len(prods) == 1 and prods[0].inputs[1].shape == (U, 2 * U)
+    check_grad(_gates, [X, H, (F, 2 * U), (U, 2 * U)], variables=True)
+    # apart: u[:, 0:2] and u[:, 3:5] leave a gap
+    h = K.placeholder(H, dtype="float64")
+    a, b = K.dot(h, u[:, 0:2]), K.dot(h, u[:, 3:5])
+    roots = merge_sliced_products([a.node, b.node])
+    assert roots[0] is a.node and roots[1] is b.node

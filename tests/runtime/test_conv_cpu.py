@@ -51,3 +51,35 @@ def test_parallel_forward_and_transpose(always_parallel, batch):
 def test_parallel_gradients(always_parallel):
     check_grad("conv2d", [(3, 5, 4, 2), (2, 2, 2, 3)], strides=(1, 2), padding="same",
                device_list=["cpu"])
+
+
+def test_input_gradient_tuner_tries_every_algorithm_then_keeps_the_fastest(monkeypatch):
+    """Each call of the first ones runs another algorithm (all give the reference's numbers),
+    then the fastest measured one runs from then on."""
+    from symk.graph.ops import conv_impl as ci
+
+    used: list[str] = []
+    real = ci.conv_input_grad
+
+    def spy(*args, algo=None, **kw):
+        used.append(algo)
+        return real(*args, algo=algo, **kw)
+
+    monkeypatch.setattr(ci, "conv_input_grad", spy)
+    monkeypatch.setattr(conv_cpu, "PARALLEL_MIN_MACS", 1 << 60)  # one thread: one call each
+    rng = np.random.default_rng(0)
+    xv, kv = rng.standard_normal((2, 6, 5, 3)), rng.standard_normal((3, 3, 3, 4))
+    x = K.placeholder((None, 6, 5, 3), dtype="float64")
+    k = K.variable(kv, dtype="float64")
+    (gx,) = K.gradients(K.sum(K.square(K.conv2d(x, k, padding="same"))), [x])
+    f = K.function([x], [gx], device="cpu")
+    y = naive_conv(xv, kv, (1, 1), "same", "channels_last", (1, 1))
+    pads, _ = ci.geometry((6, 5), (3, 3), (1, 1), (1, 1), [None, None])
+    algos = ci.input_grad_algos((3, 3), 3, 4, (1, 1), (1, 1), pads, 1)
+    calls = conv_cpu.AlgoTuner.TRIES * len(algos)
+    for _ in range(calls + 3):
+        got = f([xv])[0]
+        want = ref_transpose(2)(2 * y, kv, xv.shape, (1, 1), "same")
+        np.testing.assert_allclose(got, want, rtol=1e-10, atol=1e-10)
+    assert sorted(set(used[:calls])) == sorted(algos)
+    assert len(set(used[calls:])) == 1 and used[-1] in algos

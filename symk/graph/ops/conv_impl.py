@@ -33,6 +33,9 @@ BLOCK_ELEMENTS = 1 << 20
 #: rows per block of the per-tap input gradient, in elements of (output-gradient row +
 #: input-gradient row): about 200 KB of float32, within a core's L2 with the gradient
 TAP_BLOCK_ELEMENTS = 48 << 10
+#: rows per block of the scatter input gradient, in elements of its GEMM's output (about
+#: 512 KB of float32: 12.2 ms with it, 13.8 ms with BLOCK_ELEMENTS, 40x40x40 <- 3x3x160)
+SCATTER_BLOCK_ELEMENTS = 1 << 17
 #: the per-tap input gradient is used up to this many (input x output) channels and taps
 TAP_MAX_CHANNELS, TAP_MAX_TAPS = 2048, 9
 
@@ -174,11 +177,36 @@ def _depthwise_forward(win: np.ndarray, w: np.ndarray, y: np.ndarray, ksize: Seq
     return y
 
 
+def input_grad_algos(ksize: Sequence[int], cg: int, f: int, strides: Sequence[int],
+                     dilation: Sequence[int], pads: Sequence[tuple[int, int]],
+                     groups: int) -> list[str]:
+    """The ways :func:`conv_input_grad` can compute this geometry (resolved ``pads``), the
+    default first: "taps" (one GEMM ``g @ W_t^T`` and one strided add per kernel tap, per
+    L2-sized block), "flipped" (stride 1: the forward convolution of ``g`` with the flipped
+    kernel), "scatter" (one GEMM ``g @ W^T`` per block, then one strided add per tap), or
+    "depthwise" (one input channel per group)."""
+    if groups > 1 and cg == 1:
+        return ["depthwise"]
+    if groups > 1:
+        return ["scatter"]
+    reach = [d * (k - 1) for k, d in zip(ksize, dilation)]
+    flip = all(s == 1 for s in strides) and all(
+        lo <= r and hi <= r for (lo, hi), r in zip(pads, reach))
+    # measured defaults: per-tap GEMMs win for few channels and taps (13x13x32 <- 11x11x64,
+    # 3x3: 0.97 against 1.39 ms flipped), the flipped convolution for more (16x16x128)
+    few = cg * f <= TAP_MAX_CHANNELS and math.prod(ksize) <= TAP_MAX_TAPS
+    algos = (["taps"] if few and all(s == 1 for s in strides) else []) + \
+        (["flipped"] if flip else []) + ["scatter"]
+    return algos + (["taps"] if "taps" not in algos else [])
+
+
 def conv_input_grad(g: np.ndarray, w: np.ndarray, in_spatial: Sequence[int],
                     strides: Sequence[int], dilation: Sequence[int], pads: Sequence[Pad],
-                    groups: int, out: np.ndarray | None = None) -> np.ndarray:
+                    groups: int, out: np.ndarray | None = None,
+                    algo: str | None = None) -> np.ndarray:
     """The gradient of ``conv_forward`` w.r.t. its input of spatial size ``in_spatial``: the
-    transposed convolution of ``g`` (written into ``out`` when given)."""
+    transposed convolution of ``g`` (written into ``out`` when given), computed the way
+    ``algo`` names (one of :func:`input_grad_algos`; default its first)."""
     nsp = w.ndim - 2
     ksize, cg, f = w.shape[:nsp], w.shape[-2], w.shape[-1]
     dtype = np.result_type(g.dtype, w.dtype)
@@ -190,15 +218,14 @@ def conv_input_grad(g: np.ndarray, w: np.ndarray, in_spatial: Sequence[int],
                          f"{tuple(g.shape[1:-1])} does not match the convolution output "
                          f"{tuple(out)} of the requested output size {tuple(in_spatial)}")
     n, c = g.shape[0], cg * groups
-    reach = [d * (k - 1) for k, d in zip(ksize, dilation)]
-    # per-tap GEMMs win for few channels and taps (13x13x32 <- 11x11x64, 3x3: 0.97 against
-    # 1.39 ms), the flipped convolution for more (16x16x128, 3x3: 7.9 against 6.5 ms)
-    taps = groups == 1 and all(s == 1 for s in strides) and cg * f <= TAP_MAX_CHANNELS \
-        and math.prod(ksize) <= TAP_MAX_TAPS
-    if not taps and groups == 1 and all(s == 1 for s in strides) and all(
-            lo <= r and hi <= r for (lo, hi), r in zip(pads_, reach)):
-        # stride 1: a forward convolution of g with the flipped, transposed kernel (its
-        # im2col + GEMM path beats the scatter below)
+    algos = input_grad_algos(ksize, cg, f, strides, dilation, pads_, groups)
+    if algo is None:
+        algo = algos[0]
+    elif algo not in algos:
+        raise ValueError(f"conv_input_grad: {algo!r} cannot compute this geometry "
+                         f"(possible: {algos})")
+    if algo == "flipped":
+        reach = [d * (k - 1) for k, d in zip(ksize, dilation)]
         wf = np.ascontiguousarray(np.swapaxes(w[(slice(None, None, -1),) * nsp], -1, -2))
         return conv_forward(g, wf, strides, dilation,
                             [(r - lo, r - hi) for (lo, hi), r in zip(pads_, reach)], 1, dst)
@@ -207,13 +234,13 @@ def conv_input_grad(g: np.ndarray, w: np.ndarray, in_spatial: Sequence[int],
     if dxp.size and g.size:
         win = _windows(dxp, out, ksize, strides, dilation, writeable=True)
         lead = (slice(None),) * (1 + nsp)
-        if groups > 1 and cg == 1:
+        if algo == "depthwise":
             m = f // groups
             g5 = g.reshape(g.shape[:-1] + (groups, m))
             for t in _taps(ksize):
                 wt = w[t][0].reshape(groups, m)
                 win[lead + t] += g5[..., 0] * wt[:, 0] if m == 1 else (g5 * wt).sum(-1)
-        elif taps:
+        elif algo == "taps":
             _col2im_taps(g, w, win, out, ksize)
         else:
             _col2im(g, w, win, out, ksize, groups)
@@ -259,7 +286,7 @@ def _col2im(g: np.ndarray, w: np.ndarray, win: np.ndarray, out: Sequence[int],
         wt = np.ascontiguousarray(w[..., gi * m:(gi + 1) * m]).reshape(kc, m).T
         gg = g[..., gi * m:(gi + 1) * m] if groups > 1 else g
         wing = win[..., gi * cg:(gi + 1) * cg] if groups > 1 else win
-        for bn, ba in _blocks(g.shape[0], out, kc):
+        for bn, ba in _blocks(g.shape[0], out, kc, SCATTER_BLOCK_ELEMENTS):
             gb_ = gg[bn, ba]
             rows = gb_.size // m
             col = (np.ascontiguousarray(gb_).reshape(rows, m) @ wt).reshape(

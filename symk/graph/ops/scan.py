@@ -312,7 +312,7 @@ def build_scan(seqs: Sequence[tuple[Node, Node]], carries: Sequence[tuple[Node, 
     Constant leaves stay inside (they are immediates in generated code).
     """
     bindings = dict(bindings or {})
-    roots = list(outs) + list(new_carries)
+    roots = merge_sliced_products(list(outs) + list(new_carries))
     seqs, roots = hoist_projections(seqs, carries, roots, bindings)
     outs, new_carries = roots[:len(outs)], roots[len(outs):]
     varying: set[int] = {id(p) for _, p in seqs} | {id(p) for _, p in carries}
@@ -438,6 +438,70 @@ def _untranspose_consts(roots: list[Node], consts: list[Node], outer_consts: lis
         else:
             memo[id(n)] = n
     return [memo[id(r)] for r in roots]
+
+
+def _last_axis_slice(k: Node) -> tuple[Node, int, int] | None:
+    """(w, start, stop) when ``k`` is ``w[..., start:stop]`` (every other axis whole)."""
+    from symk.graph.ops.shape import slice_axes
+
+    if k.op.name != "getitem":
+        return None
+    w = k.inputs[0]
+    m = slice_axes(k.attrs["spec"], w.shape)
+    if m is None or len(m) != w.ndim or any(e[0] != "full" for e in m[:-1]):
+        return None
+    last = m[-1]
+    if last[0] != "slice" or last[3] != 1:
+        return None
+    return w, last[2], last[2] + last[4]
+
+
+def merge_sliced_products(roots: list[Node]) -> list[Node]:
+    """Products of one input with slices of one weight that tile its last axis become one
+    product with the whole weight, sliced after: ``conv(h, U[..., 0:F]), conv(h, U[..., F:2F]),
+    ... = conv(h, U)[..., 0:F], ...`` (an LSTM/ConvLSTM cell's four gates: one convolution,
+    one GEMM, with one im2col and four times the columns, instead of four).  The slices are
+    loads inside the kernels that read them; gradients flow through them unchanged."""
+    from symk.graph.ops.linalg import parse_spec
+
+    groups: dict[tuple, list[tuple[Node, int, int]]] = {}
+    weights: dict[tuple, Node] = {}
+    for n in toposort(roots):
+        if n.op.name not in PRODUCTS or len(n.inputs) != 2:
+            continue
+        found = _last_axis_slice(n.inputs[1])
+        if found is None:
+            continue
+        w, a, b = found
+        if n.op.name == "conv":
+            if n.attrs["groups"] != 1:
+                continue
+            axis = n.ndim - 1
+        else:
+            ins, out = parse_spec(n.attrs["spec"])
+            letter = ins[1][-1]
+            if letter in ins[0] or letter not in out:
+                continue
+            axis = out.index(letter)
+        key = (n.op.name, id(n.inputs[0]), id(w), axis,
+               tuple(sorted((k, repr(v)) for k, v in n.attrs.items())))
+        groups.setdefault(key, []).append((n, a, b))
+        weights[key] = w
+    mapping: dict[int, Node] = {}
+    for key, members in groups.items():
+        w, axis = weights[key], key[3]
+        spans = sorted((a, b) for _, a, b in members)
+        tiles = spans[0][0] == 0 and spans[-1][1] == w.shape[-1] and all(
+            p[1] == q[0] for p, q in zip(spans, spans[1:]))
+        if len(members) < 2 or not tiles:
+            continue
+        first = members[0][0]
+        whole = apply(first.op, [first.inputs[0], w], line=creation_line(first), **first.attrs)
+        for n, a, b in members:
+            spec = tuple(("s", a, b, None) if ax == axis else ("s", None, None, None)
+                         for ax in range(n.ndim))
+            mapping[id(n)] = apply("getitem", [whole], line=creation_line(n), spec=spec)
+    return substitute(roots, mapping) if mapping else roots
 
 
 def hoist_projections(seqs: Sequence[tuple[Node, Node]], carries: Sequence[tuple[Node, Node]],
