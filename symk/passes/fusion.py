@@ -197,6 +197,15 @@ def _can_join(p: _Group, g: _Group, consumers: dict[int, list[Node]]) -> bool:
     return len(g.ins_with_group(p)) <= MAX_INPUTS
 
 
+def _broadcasts(shape: tuple, domain: tuple) -> bool:
+    """Whether ``shape`` broadcasts to ``domain`` (right-aligned; each dim equal or a static
+    1), so a load of it inside a kernel over ``domain`` reads index 0 on its 1s."""
+    return len(shape) <= len(domain) and all(
+        d == 1 or (d is not None and d == e) or (d is None and e is None and len(shape) ==
+                                                 len(domain))
+        for d, e in zip(shape, domain[len(domain) - len(shape):]))
+
+
 def _refines(shape: tuple, domain: tuple) -> bool:
     """Whether ``domain`` is ``shape`` with some unknown dims known (a None dim is broadcast
     nowhere at run time, so it equals the domain's extent there)."""
@@ -209,6 +218,11 @@ def _can_merge(p: Node, kind: str, g: _Group, users: list[Node], is_root: bool) 
         return False
     if any(u.op.index_map(u) is not None for u in users):
         return False  # a slice reads its input at other indices: it is a kernel input
+    if g.reduction is None and p.op.index_map(p) is not None and not is_root and \
+            len(users) == 1 and _broadcasts(p.shape, g.out_domain):
+        # a load (a slice, a transpose) used once, read at the broadcast index: it is never
+        # an output, so its own shape needs no loop
+        return True
     if getattr(p.op, "in_kernels", False) and g.reduction is None:
         # a random mask shaped by a shape vector (dropout's ``shape(x)``) knows fewer dims
         # statically than the kernel it feeds: it is computed at the kernel's extents

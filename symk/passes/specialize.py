@@ -187,3 +187,44 @@ def _max_pool_grad_tiles(b, n):
     hit = gb.eq(offsets, idx)
     dx = gb.where(hit, gb.reshape(g, pooled), gb.const(0, g.dtype))
     return same(gb.reshape(dx, tuple(-1 if d is None else d for d in x.shape)), n)
+
+
+#: a convolution with at most this many (input channels x kernel taps) products per output
+#: is computed as an elementwise sum of shifted input slices (one fused kernel)
+CONV_TAPS_MAX = 27
+
+
+@rules.rule("conv_taps", Pat("conv", X, Var("w")),
+            "conv(x, w) with few channels x taps (a first layer on 1-3 channels) -> "
+            "sum over taps t and channels c of x[:, t-shifted window, c:c+1] * w[t, c, :]")
+def _conv_taps(b, n):
+    # y[n, o, f] = sum_{t, c} x[n, o * s + t * d, c] * w[t, c, f] (valid padding only: a
+    # padded input would need loads outside x)
+    from symk.graph.ops.conv_impl import resolve_pads
+
+    x, w = b["x"], b["w"]
+    a = n.attrs
+    nsp = x.ndim - 2
+    if a["groups"] != 1 or None in x.shape[1:] or None in w.shape or None in n.shape[1:] \
+            or not is_float(n.dtype) or x.dtype != n.dtype or w.dtype != n.dtype:
+        return None
+    ksize, chans = w.shape[:nsp], w.shape[-2]
+    if chans * int(np.prod(ksize)) > CONV_TAPS_MAX:
+        return None
+    pads = resolve_pads(x.shape[1:-1], ksize, a["strides"], a["dilation"], a["pads"])
+    if any(lo or hi for lo, hi in pads):
+        return None
+    out = n.shape[1:-1]
+    total = None
+    for t in itertools.product(*[range(k) for k in ksize]):
+        for c in range(chans):
+            spec = [("s", None, None, None)]
+            for ti, s, d, o in zip(t, a["strides"], a["dilation"], out):
+                spec.append(("s", ti * d, ti * d + s * (o - 1) + 1, s))
+            spec.append(("s", c, c + 1, None))
+            xs = apply("getitem", [x], spec=tuple(spec))
+            wt = apply("getitem", [w], spec=tuple(("i", ti) for ti in t) + (
+                ("i", c), ("s", None, None, None)))
+            term = gb.mul(xs, wt)
+            total = term if total is None else gb.add(total, term)
+    return same(total, n)

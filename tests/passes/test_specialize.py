@@ -172,7 +172,7 @@ def test_every_specialization_rule_is_tested_here():
     # numbers test above, einsum_rows and einsum_sum_rows below
     assert {r.name for r in specialize.rules.rules} == {
         "pow_two", "pow_one", "pow_half", "mean_to_sum", "where_const", "einsum_rows",
-        "einsum_sum_rows", "pool_tiles", "max_pool_grad_tiles"}
+        "einsum_sum_rows", "pool_tiles", "max_pool_grad_tiles", "conv_taps"}
 
 
 # ---------------------------------------------------------------- products
@@ -277,3 +277,43 @@ def test_pooling_with_overlapping_or_padded_windows_keeps_the_ops():
     x, g, y, dx, _ = _pool_graph((2, 5, 5, 3), (2, 2), "max")  # 5 is not divisible by 2
     f = K.function([x, g], [y, dx])
     assert {"pool", "max_pool_grad"} <= {e.node.op.name for e in f.fn.schedule.externs}
+
+
+# ---------------------------------------------------------------- convolutions
+
+
+@pytest.mark.parametrize("xshape,k,f,strides,dilation", [
+    ((3, 9, 8, 1), (3, 3), 5, (1, 1), (1, 1)),
+    ((2, 9, 9, 3), (3, 3), 4, (2, 1), (1, 2)),
+    ((2, 12, 2), (5,), 3, (2,), (1,)),
+])
+def test_convolution_with_few_channels_and_taps_is_one_kernel(xshape, k, f, strides, dilation):
+    """conv over <= 27 channel x tap products (valid padding): an elementwise sum of shifted
+    input slices times kernel rows, fused with its bias and activation into one kernel."""
+    from tests.backend.test_conv import naive_conv
+
+    nsp = len(k)
+    x = K.placeholder((None,) + xshape[1:])
+    kv = RNG.normal(size=(*k, xshape[-1], f)).astype(np.float32)
+    bias = RNG.normal(size=f).astype(np.float32)
+    conv = K.conv2d if nsp == 2 else K.conv1d
+    kw = dict(strides=strides, padding="valid", dilation_rate=dilation)
+    if nsp == 1:
+        kw = dict(strides=strides[0], padding="valid", dilation_rate=dilation[0])
+    y = K.relu(K.bias_add(conv(x, K.variable(kv), **kw), K.variable(bias)))
+    fn = K.function([x], [y])
+    assert "conv" not in {e.node.op.name for e in fn.fn.schedule.externs}
+    assert len(fn.fn.schedule.kernels) == 1
+    xs = RNG.normal(size=xshape).astype(np.float32)
+    want = np.maximum(naive_conv(xs, kv, strides, "valid", "channels_last", dilation) + bias,
+                      0)
+    np.testing.assert_allclose(fn([xs])[0], want, rtol=1e-5, atol=1e-5)
+
+
+def test_convolution_with_padding_or_many_channels_keeps_the_op():
+    x = K.placeholder((None, 8, 8, 4))
+    for kv, pad in ((np.ones((3, 3, 4, 2), np.float32), "valid"),
+                    (np.ones((3, 3, 1, 2), np.float32), "same")):
+        xx = x if kv.shape[2] == 4 else K.placeholder((None, 8, 8, 1))
+        fn = K.function([xx], [K.conv2d(xx, K.constant(kv), padding=pad)])
+        assert "conv" in {e.node.op.name for e in fn.fn.schedule.externs}
