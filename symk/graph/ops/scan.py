@@ -315,11 +315,8 @@ def build_scan(seqs: Sequence[tuple[Node, Node]], carries: Sequence[tuple[Node, 
     roots = merge_sliced_products(list(outs) + list(new_carries))
     seqs, roots = hoist_projections(seqs, carries, roots, bindings)
     outs, new_carries = roots[:len(outs)], roots[len(outs):]
-    varying: set[int] = {id(p) for _, p in seqs} | {id(p) for _, p in carries}
     order = toposort(roots)
-    for n in order:
-        if id(n) not in varying and any(id(i) in varying for i in n.inputs):
-            varying.add(id(n))
+    varying = _reaching(order, {id(p) for _, p in seqs} | {id(p) for _, p in carries})
     frontier: dict[int, Node] = {}
     for n in order:
         if id(n) in varying:
@@ -363,19 +360,32 @@ def build_scan(seqs: Sequence[tuple[Node, Node]], carries: Sequence[tuple[Node, 
     return Scanned(inputs, body, reverse)
 
 
+def _reaching(order: Sequence[Node], seeds: set[int]) -> set[int]:
+    """The ids of ``seeds`` and of every node of ``order`` (topological) that reads one of
+    them, directly or not."""
+    out = set(seeds)
+    for n in order:
+        if id(n) not in out and any(id(i) in out for i in n.inputs):
+            out.add(id(n))
+    return out
+
+
+def _time_letter(spec: str) -> str:
+    """An einsum letter ``spec`` does not use, for a time axis added to it."""
+    return next(c for c in "tsrqponmlkzyxwvu" if c not in spec)
+
+
 def _product_sums(roots: Sequence[Node], carries: Sequence[Node]) -> list[Node]:
     """The residuals of a step: for each matrix product reading a carry (``h @ U``), the value
     its single-use chain of same-shaped sums ends in (``x_t + h @ U``; a ``gemm`` after the
     ``blas`` pass).  The loop outputs them (stacked only when asked), so backpropagation
     through time reads them instead of recomputing the products from the trajectory."""
     order = toposort(roots)
-    on_carry = {id(p) for p in carries}
+    on_carry = _reaching(order, {id(p) for p in carries})
     users: dict[int, list[Node]] = {}
     for n in order:
         for i in n.inputs:
             users.setdefault(id(i), []).append(n)
-        if id(n) not in on_carry and any(id(i) in on_carry for i in n.inputs):
-            on_carry.add(id(n))
     root_ids = {id(r) for r in roots}
     tops: list[Node] = []
     for n in order:
@@ -509,17 +519,13 @@ def hoist_projections(seqs: Sequence[tuple[Node, Node]], carries: Sequence[tuple
                       ) -> tuple[list[tuple[Node, Node]], list[Node]]:
     """Move per-step work that depends on the sequences only and contains a matrix product
     (``x_t @ W + b``) out of the loop: it becomes one product over all steps (one GEMM instead
-    of one per step) and a new sequence input.  Only einsums and elementwise ops are
-    vectorized over the time axis; anything else stays in the body."""
+    of one per step) and a new sequence input.  Only einsums, convolutions (time merged into
+    the batch) and elementwise ops are vectorized over the time axis; anything else stays in
+    the body."""
     seq_ids = {id(p): s for s, p in seqs}
     order = toposort(roots)
-    on_carry = {id(p) for _, p in carries}
-    on_seq = set(seq_ids)
-    for n in order:
-        if any(id(i) in on_carry for i in n.inputs):
-            on_carry.add(id(n))
-        if any(id(i) in on_seq for i in n.inputs):
-            on_seq.add(id(n))
+    on_carry = _reaching(order, {id(p) for _, p in carries})
+    on_seq = _reaching(order, set(seq_ids))
     memo: dict[int, Node] = {}
 
     def outer(i: Node) -> Node:
@@ -568,7 +574,7 @@ def _vectorize(n: Node, vec: Mapping[int, Node], outer) -> Node | None:
             from symk.graph.ops.linalg import parse_spec
 
             ins, out = parse_spec(n.attrs["spec"])
-            t = next(c for c in "tsrqponmlkzyxwvu" if c not in n.attrs["spec"])
+            t = _time_letter(n.attrs["spec"])
             letters = [t + lt if id(i) in vec else lt for lt, i in zip(ins, n.inputs)]
             args = [vec[id(i)] if id(i) in vec else outer(i) for i in n.inputs]
             return apply("einsum", args, spec=",".join(letters) + "->" + t + out)
@@ -681,8 +687,9 @@ def scan_vjp(node: Node, g: Node) -> list[Node | None]:
     if saved:
         seqs += [(fwd.result(SEQ, k), saved[i]) for i, k in saved_k.items()]
         roots = substitute(roots, saved)
+    binds = {id(q): c for q, c in zip(bk, consts)}
     back = build_scan(seqs, carries, roots[:n_out + len(extra)], roots[n_out + len(extra):],
-                      reverse=not reverse, bindings={id(q): c for q, c in zip(bk, consts)})
+                      reverse=not reverse, bindings=binds)
     out: list[Node | None] = [None] * len(node.inputs)
     for k, i in enumerate(wx):
         out[i] = back.result(SEQ, k)
@@ -690,7 +697,6 @@ def scan_vjp(node: Node, g: Node) -> list[Node | None]:
         out[ns + j] = back.result(LAST, k)
     for pos, k in enumerate(keep):
         out[ns + nc + wk[k]] = back.result(LAST, len(fc) + pos)
-    binds = {id(q): c for q, c in zip(bk, consts)}
     for k, (p, srcs) in pushed.items():
         stacked: list[Node] = []
         for how, v in srcs:
@@ -721,10 +727,8 @@ def _pushed_out(gk: Sequence[Node], targets: Sequence[Node], seqs: Sequence[tupl
     index of a loop output) or ("extra", index into the returned per-step values the loop
     must output)."""
     seq_outer = {id(p): s for s, p in seqs}
-    vary = set(seq_outer) | {id(c) for c in carried}
-    for n in toposort([x for x in gk if x is not None]):
-        if any(id(i) in vary for i in n.inputs):
-            vary.add(id(n))
+    vary = _reaching(toposort([x for x in gk if x is not None]),
+                     set(seq_outer) | {id(c) for c in carried})
     out_at = {id(o): k for k, o in enumerate(outs)}
     pushed: dict[int, tuple[Node, list]] = {}
     extra: list[Node] = []
@@ -761,7 +765,7 @@ def _over_steps(p: Node, stacked: Sequence[Node], per_step: Sequence[bool]) -> N
     from symk.graph.ops.linalg import parse_spec
 
     ins, out = parse_spec(p.attrs["spec"])
-    t = next(c for c in "tsrqponmlkzyxwvu" if c not in p.attrs["spec"])
+    t = _time_letter(p.attrs["spec"])
     letters = [t + lt if s else lt for lt, s in zip(ins, per_step)]
     return apply("einsum", list(stacked), spec=",".join(letters) + "->" + out)
 
