@@ -60,8 +60,11 @@ class CallGemm:
 
     ``frame[a]``, ``frame[b]``, ``frame[c]`` hold the addresses of A, B and C; ``frame[prm:]``
     holds ``m, n, k, lda, ldb, ldc, copy_bytes, big``.  With ``src >= 0``, ``copy_bytes``
-    bytes at ``frame[src]`` are copied into C first.  ``alpha``/``beta`` are frame entries
-    holding the address of a 0-d value of dtype ``alpha_t``/``beta_t`` (-1: 1.0 and 0.0)."""
+    bytes at ``frame[src]`` are copied into C first.  ``big``: 0 a small product (one BLAS
+    thread), 1 a big one (the header's big count), 2 a product the caller runs: the driver
+    returns this step's index after the copy, and is resumed at the next step.
+    ``alpha``/``beta`` are frame entries holding the address of a 0-d value of dtype
+    ``alpha_t``/``beta_t`` (-1: 1.0 and 0.0)."""
 
     fn: int
     prm: int
@@ -191,7 +194,7 @@ def _gemm(e: _Emitter, k: int, st: CallGemm, nxt: str) -> None:
     has = e.op(f"icmp ne i64 {setfn}, 0")
     e.emit(f"br i1 {has}, label %thr{k}, label %gem{k}")
     e.label(f"thr{k}")
-    isbig = e.op(f"icmp ne i64 {big}, 0")
+    isbig = e.op(f"icmp eq i64 {big}, 1")
     want = e.op(f"select i1 {isbig}, i64 {e.load(1)}, i64 1")
     chg = e.op(f"icmp ne i64 {want}, {e.load(2)}")
     e.emit(f"br i1 {chg}, label %upd{k}, label %gem{k}")
@@ -206,6 +209,11 @@ def _gemm(e: _Emitter, k: int, st: CallGemm, nxt: str) -> None:
     if st.src >= 0:
         src = e.load(st.src, "ptr")
         e.emit(f"call void @llvm.memcpy.p0.p0.i64(ptr {c}, ptr {src}, i64 {nbytes}, i1 false)")
+    mine = e.op(f"icmp eq i64 {big}, 2")
+    e.emit(f"br i1 {mine}, label %yld{k}, label %cal{k}")
+    e.label(f"yld{k}")
+    e.emit(f"ret i64 {k}")
+    e.label(f"cal{k}")
     real = _LL[st.real]
     al = e.scalar(st.alpha, st.alpha_t, st.real, "1.0")
     be = e.scalar(st.beta, st.beta_t, st.real, "0.0")

@@ -81,6 +81,13 @@ class Op:
         """Numpy reference implementation: the definition of the op's semantics."""
         raise SymkError(f"internal error: op '{self.name}' defines no reference implementation")
 
+    def row_axis(self, node: Node, axes: Sequence[int | None]) -> int | None:
+        """Where a batch's rows go through the op.  ``axes`` gives, per input, the axis
+        holding the rows (None: the input is the same for every row); the result is the
+        output's row axis when each output row depends only on the same row of the inputs,
+        else None (the default: the op does not say, so it keeps the rows together)."""
+        return None
+
     def vjp(self, node: Node, g: Node) -> Sequence[Node | None]:
         """Vector-Jacobian product: the gradient w.r.t. each input given ``g`` w.r.t. output."""
         if self.nondifferentiable:

@@ -24,6 +24,7 @@ from symk.graph.node import Node
 from symk.graph.ops import conv_impl as ci
 from symk.runtime import threads
 from symk.runtime.externs import register_cpu_extern
+from symk.runtime.tuning import AlgoTuner
 
 #: below this many multiply-adds a convolution runs on the calling thread
 PARALLEL_MIN_MACS = 1 << 22
@@ -75,38 +76,6 @@ def conv_plan(node: Node) -> Callable[[np.ndarray, np.ndarray], np.ndarray]:
         return y
 
     return run
-
-
-class AlgoTuner:
-    """Which of several equivalent algorithms to run for one signature: after one untimed
-    call of the default (first-touch costs), each is timed on ``TRIES`` real calls in turn
-    (their results are used: every one is exact up to float rounding), then the fastest runs
-    from then on (like cuDNN's benchmark mode)."""
-
-    TRIES = 1
-
-    def __init__(self, algos: list[str]) -> None:
-        self.algos = algos
-        self.times: dict[str, list[float]] = {a: [] for a in algos}
-        self.best: str | None = algos[0] if len(algos) == 1 else None
-        self.warm = False
-
-    def pick(self) -> str:
-        if self.best is not None:
-            return self.best
-        if not self.warm:
-            return self.algos[0]
-        return min(self.algos, key=lambda a: len(self.times[a]))
-
-    def record(self, algo: str, seconds: float) -> None:
-        if self.best is not None:
-            return
-        if not self.warm:
-            self.warm = True
-            return
-        self.times[algo].append(seconds)
-        if all(len(t) >= self.TRIES for t in self.times.values()):
-            self.best = min(self.algos, key=lambda a: min(self.times[a]))
 
 
 #: signatures tuned per input-gradient node (beyond: the default algorithm)

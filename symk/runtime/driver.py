@@ -26,7 +26,9 @@ usual error or computes the result the usual way.
 from __future__ import annotations
 
 import ctypes
+import functools
 import math
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -35,6 +37,7 @@ import numpy as np
 from symk.codegen.driver_render import (
     HEADER,
     NO_TRANS,
+    ROW_MAJOR,
     TRANS,
     CallGemm,
     CallKernel,
@@ -48,6 +51,7 @@ from symk.graph.ops.linalg import matmul2d_layout
 from symk.passes.schedule import Extern, Kernel, View
 from symk.runtime import threads
 from symk.runtime.blas import gemm_fn
+from symk.runtime.externs import SPLIT_MIN_COLS, SPLIT_MIN_ROWS, gemm_shares, own_split
 from symk.runtime.shape_check import kernel_sizes_checked
 
 #: driver ABI: ``i64 driver(ptr frame, i64 start)``
@@ -127,8 +131,8 @@ class Sized:
     shapes: dict[int, tuple[int, ...]]
     #: node id -> constant value (results of shape-only ops)
     consts: dict[int, np.ndarray]
-    #: driver step (layout index) -> (kernel fn, args address, n) of kernels run split
-    split: dict[int, tuple[Any, int, int]]
+    #: driver step (layout index) -> what runs it split across threads (a kernel, a product)
+    split: dict[int, Callable[[], None]]
     #: arrays the frame points into (internal buffers, scratch, constants)
     keep: list[np.ndarray] = field(default_factory=list)
     #: whether the frame's header names a set-thread-count function (from the last call)
@@ -285,7 +289,7 @@ class Segment:
                     fpos, prm, pa, pb, self.val[id(n)], src, fa, fb, n.dtype, alpha,
                     beta, n.inputs[3].dtype if n.op.name == "gemm" else "float32",
                     n.inputs[4].dtype if n.op.name == "gemm" else "float32"))
-                self.info.append(("gemm", n, prm, swap, ta, tb))
+                self.info.append(("gemm", n, prm, swap, ta, tb, len(self.layout) - 1))
         self.size = pos
         self.template = np.zeros(pos, np.int64)
         for p, v in fixed:
@@ -348,6 +352,7 @@ class Segment:
         return sz
 
     def _size(self, sig: tuple) -> Sized | None:
+        from symk.runtime import cpu
         from symk.runtime.cpu import split_wanted
 
         plan = self.plan
@@ -361,7 +366,7 @@ class Segment:
         fr = self.template.copy()
         keep: list[np.ndarray] = []
         consts: dict[int, np.ndarray] = {}
-        split: dict[int, tuple[Any, int, int]] = {}
+        split: dict[int, Callable[[], None]] = {}
         ptr = fr.ctypes.data
 
         def place(node: Node, shape: tuple[int, ...]) -> None:
@@ -400,7 +405,7 @@ class Segment:
                 fr[npos] = n
                 fr[flag] = 1 if big else 0
                 if big:
-                    split[k] = (fn, ptr + 8 * args, n)
+                    split[k] = functools.partial(cpu.run_split, plan, fn, ptr + 8 * args, n)
             elif what == "view":
                 n = info[1]
                 s = _view_shape(n, shapes[id(n.inputs[0])])
@@ -420,7 +425,7 @@ class Segment:
                 shapes[id(n)] = val.shape
                 fr[self.val[id(n)]] = val.ctypes.data
             else:
-                _, n, prm, swap, ta, tb = info
+                _, n, prm, swap, ta, tb, k = info
                 a, b = (n.inputs if n.op.name == "einsum" else n.inputs[1:3])
                 dims = _gemm_dims(shapes[id(a)], shapes[id(b)], ta, tb, swap)
                 if dims is None:
@@ -429,8 +434,12 @@ class Segment:
                 if n.op.name == "gemm" and shapes[id(n.inputs[0])] != (m, nn):
                     return None
                 itemsize = np.dtype(n.dtype).itemsize
-                fr[prm:prm + 8] = (m, nn, kk, lda, ldb, nn, m * nn * itemsize,
-                                   1 if 2 * m * nn * kk >= threads.MT_MIN_FLOPS else 0)
+                big = 1 if 2 * m * nn * kk >= threads.MT_MIN_FLOPS else 0
+                if big and plan.nthreads > 1 and (m >= 2 * SPLIT_MIN_ROWS
+                                                  or nn >= 2 * SPLIT_MIN_COLS):
+                    big = 2  # the driver returns; split_gemm runs it (rows across threads)
+                    split[k] = functools.partial(split_gemm, self.layout[k], fr)
+                fr[prm:prm + 8] = (m, nn, kk, lda, ldb, nn, m * nn * itemsize, big)
                 if self.kind[id(n)] != "inplace":
                     place(n, (m, nn))
                 else:
@@ -491,11 +500,12 @@ class Segment:
         managed = _thread_header(sz)
         fn, ptr = self.fn, sz.ptr
         k = fn(ptr, 0)
-        while k >= 0:  # a kernel to split across threads, then the rest of the driver
-            from symk.runtime import cpu
-
-            kfn, aptr, n = sz.split[k]
-            cpu.run_split(self.plan, kfn, aptr, n)
+        while k >= 0:  # a step split across threads, then the rest of the driver
+            if managed:
+                threads.cur[0] = cfr[2]
+            sz.split[k]()
+            if managed:
+                cfr[2] = threads.cur[0]
             k = fn(ptr, k + 1)
         if managed:
             threads.cur[0] = cfr[2]
@@ -537,6 +547,33 @@ def _thread_header(sz: Sized) -> int:
         sz.cframe[0] = 0
         sz.managed = False
     return managed
+
+
+def split_gemm(st: CallGemm, fr: np.ndarray) -> None:
+    """Run the product of driver step ``st`` (its frame ``fr``, sized: ``big`` is 2) itself:
+    in shares of C on symk's threads (``externs.own_split``), or as one call with the scope's
+    big-product count."""
+    m, n, k, lda, ldb, ldc = (int(v) for v in fr[st.prm:st.prm + 6])
+    real = np.dtype(st.real)
+    call = gemm_fn(real)
+    al, be = _scalar_at(fr, st.alpha, st.alpha_t, 1.0), _scalar_at(fr, st.beta, st.beta_t, 0.0)
+    a, b, c = int(fr[st.a]), int(fr[st.b]), int(fr[st.c])
+    flops = 2 * m * n * k
+    parts, axis = own_split(flops, m, n)
+    if parts > 1:
+        gemm_shares(call, st.ta, st.tb, m, n, k, al, a, lda, b, ldb, be, c, ldc,
+                    real.itemsize, parts, axis)
+        return
+    threads.product(flops)
+    call(ROW_MAJOR, st.ta, st.tb, m, n, k, al, a, lda, b, ldb, be, c, ldc)
+
+
+def _scalar_at(fr: np.ndarray, pos: int, dtype: str, default: float) -> float:
+    """The 0-d value of ``dtype`` whose address is ``fr[pos]`` (``pos`` -1: ``default``)."""
+    if pos < 0:
+        return default
+    ct = ctypes.c_float if dtype == "float32" else ctypes.c_double
+    return float(ct.from_address(int(fr[pos])).value)
 
 
 def _flip(flag: int) -> int:

@@ -24,7 +24,7 @@ from symk.errors import ShapeError
 from symk.graph.node import Node
 from symk.graph.ops.linalg import matmul2d_layout, parse_spec
 from symk.runtime import threads
-from symk.runtime.blas import ROW_MAJOR, gemm_fn, operand
+from symk.runtime.blas import NO_TRANS, ROW_MAJOR, gemm_fn, operand
 
 CpuExtern = Callable[..., np.ndarray]
 CPU_EXTERNS: dict[str, Callable[[Node], CpuExtern | None]] = {}
@@ -68,7 +68,12 @@ def matmul2d_plan(node: Node, alloc: Callable[[tuple[int, ...]], np.ndarray],
         a, b = _oriented(a, b, ta, tb, swap)
         m, n = a.shape[0], b.shape[1]
         if cur[0]:  # inside a thread scope: the BLAS thread count for this size
-            product(2 * m * n * a.shape[1])
+            flops = 2 * m * n * a.shape[1]
+            if flops >= threads.MT_MIN_FLOPS:
+                r = own_matmul(a, b, alloc)
+                if r is not None:
+                    return r
+            product(flops)
         return matmul(a, b, out=alloc((m, n)))
     return mm
 
@@ -143,24 +148,104 @@ def matmul_plan(node: Node, matmul: Callable = np.matmul,
         return ent
 
     cur, product = threads.cur, threads.product
+    own = matmul is np.matmul
 
     def run(a: np.ndarray, b: np.ndarray) -> np.ndarray:
         ent = shapes.get((a.shape, b.shape))
         a2s, b2s, shape, flops = ent if ent is not None else plan_shapes(a.shape, b.shape)
-        if cur[0]:  # inside a thread scope: the BLAS thread count for this size
-            product(flops)
         a2 = a.astype(dtype, copy=False).transpose(perm_a).reshape(a2s)
         b2 = b.astype(dtype, copy=False).transpose(perm_b).reshape(b2s)
         x, y = (b2.swapaxes(-1, -2), a2.swapaxes(-1, -2)) if swap else (a2, b2)
-        if alloc is None:
-            r = matmul(x, y)
-        else:
-            r = matmul(x, y, out=alloc(x.shape[:-1] + y.shape[-1:]))
+        r = None
+        if cur[0]:  # inside a thread scope: symk's shares, or the BLAS count for this size
+            if own and flops >= threads.MT_MIN_FLOPS and len(a2s) == 2:
+                r = own_matmul(x, y, alloc)
+            if r is None:
+                product(flops)
+        if r is None:
+            r = matmul(x, y) if alloc is None else \
+                matmul(x, y, out=alloc(x.shape[:-1] + y.shape[-1:]))
         if r.shape != shape:
             r = r.reshape(shape)
         return r if ident_out else r.transpose(perm_out)
 
     return run
+
+
+#: a big product is split by symk into shares of at least this many rows of C (else columns)
+SPLIT_MIN_ROWS = 128
+SPLIT_MIN_COLS = 64
+
+
+def own_split(flops: int, m: int, n: int) -> tuple[int, int]:
+    """(shares, axis of C) in which symk runs a product itself, or (1, 0): BLAS runs it, with
+    the scope's thread count for its size.
+
+    A big product (``threads.MT_MIN_FLOPS``) is split into row (else column) shares of C
+    across symk's pool, one BLAS thread each, when the scope's budget has more than one
+    thread.  BLAS's own worker threads then never start, so none spins on a core after the
+    product while symk's threads work there: OpenBLAS's spin for ~0.1 s after each threaded
+    call, and a loop split by rows or a kernel split across threads ran at half speed beside
+    one."""
+    p = threads.big[0]
+    if flops < threads.MT_MIN_FLOPS or p < 2:
+        return 1, 0
+    if m >= p * SPLIT_MIN_ROWS:
+        return p, 0
+    if n >= p * SPLIT_MIN_COLS:
+        return p, 1
+    return 1, 0
+
+
+def gemm_shares(call: Callable, ta: int, tb: int, m: int, n: int, k: int, alpha: float,
+                a: int, lda: int, b: int, ldb: int, beta: float, c: int, ldc: int,
+                itemsize: int, parts: int, axis: int) -> None:
+    """``C = alpha * op(A) @ op(B) + beta * C`` by the CBLAS ``call`` (row-major, addresses)
+    as ``parts`` shares of C's rows (``axis`` 0) or columns (1) on symk's pool, one BLAS
+    thread each."""
+    from symk.runtime.cpu import _get_pool, num_threads
+
+    def share(lo: int, hi: int) -> None:
+        if axis == 0:  # rows of op(A) and of C
+            call(ROW_MAJOR, ta, tb, hi - lo, n, k, alpha,
+                 a + lo * (lda if ta == NO_TRANS else 1) * itemsize, lda, b, ldb, beta,
+                 c + lo * ldc * itemsize, ldc)
+        else:  # columns of op(B) and of C
+            call(ROW_MAJOR, ta, tb, m, hi - lo, k, alpha, a, lda,
+                 b + lo * (1 if tb == NO_TRANS else ldb) * itemsize, ldb, beta,
+                 c + lo * itemsize, ldc)
+    size = m if axis == 0 else n
+    bounds = [size * i // parts for i in range(parts + 1)]
+
+    def split() -> None:
+        pool = _get_pool(num_threads())
+        futs = [pool.submit(share, bounds[i], bounds[i + 1]) for i in range(1, parts)]
+        share(bounds[0], bounds[1])
+        for f in futs:
+            f.result()
+    threads.single(split)
+
+
+def own_matmul(x: np.ndarray, y: np.ndarray,
+               alloc: Callable[[tuple[int, ...]], np.ndarray] | None = None,
+               ) -> np.ndarray | None:
+    """``x @ y`` (2-D, one float dtype) run by symk in shares (:func:`own_split`) into
+    ``alloc(shape)`` (C-contiguous) or a fresh array; None when it is not to be split (or
+    there is no CBLAS): the caller runs it."""
+    m, k = x.shape
+    n = y.shape[1]
+    parts, axis = own_split(2 * m * n * k, m, n)
+    if parts < 2 or x.dtype != y.dtype:
+        return None
+    call = gemm_fn(x.dtype)
+    if call is None:
+        return None
+    out = np.empty((m, n), x.dtype) if alloc is None else alloc((m, n))
+    x, fa, lda, pa = _blas_operand(x)  # (x and y stay referenced during the call)
+    y, fb, ldb, pb = _blas_operand(y)
+    gemm_shares(call, fa, fb, m, n, k, 1.0, pa, lda, pb, ldb, 0.0, out.ctypes.data, n,
+                x.itemsize, parts, axis)
+    return out
 
 
 def gemm_plan(node: Node, alloc: Callable[[tuple[int, ...]], np.ndarray] | None = None,
@@ -190,8 +275,10 @@ def gemm_plan(node: Node, alloc: Callable[[tuple[int, ...]], np.ndarray] | None 
         if b.shape[0] != k or c.shape != (m, n):  # BLAS would index past a smaller operand
             raise ShapeError(f"matrix product of shapes {a.shape} and {b.shape} added into "
                              f"an accumulator of shape {c.shape}: the sizes do not agree")
-        if cur[0]:  # inside a thread scope: the BLAS thread count for this size
-            product(2 * m * n * k)
+        flops = 2 * m * n * k
+        parts, axis = own_split(flops, m, n) if cur[0] and cblas is not None else (1, 0)
+        if cur[0] and parts < 2:  # inside a thread scope: the BLAS thread count for this size
+            product(flops)
         if cblas is not None and m and n and k and (be != 0.0 or math.isfinite(c.sum())):
             if inplace and c.dtype == dtype and c.flags.c_contiguous and c.flags.writeable \
                     and not np.may_share_memory(c, a) and not np.may_share_memory(c, b):
@@ -201,7 +288,11 @@ def gemm_plan(node: Node, alloc: Callable[[tuple[int, ...]], np.ndarray] | None 
                 np.copyto(out, c)
             a, fa, lda, pa = _blas_operand(a)  # (a and b stay referenced during the call)
             b, fb, ldb, pb = _blas_operand(b)
-            cblas(ROW_MAJOR, fa, fb, m, n, k, al, pa, lda, pb, ldb, be, out.ctypes.data, n)
+            if parts > 1:
+                gemm_shares(cblas, fa, fb, m, n, k, al, pa, lda, pb, ldb, be, out.ctypes.data,
+                            n, dtype.itemsize, parts, axis)
+            else:
+                cblas(ROW_MAJOR, fa, fb, m, n, k, al, pa, lda, pb, ldb, be, out.ctypes.data, n)
             return out
         r = matmul(a, b) if alloc is None else matmul(a, b, out=alloc((m, n)))
         if al != 1.0:

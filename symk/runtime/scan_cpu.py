@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import contextlib
 import threading
+import time
 import weakref
 from collections.abc import Sequence
 from typing import Any
@@ -23,13 +24,25 @@ from symk import config
 from symk.debug import log
 from symk.graph.node import Node
 from symk.graph.ops.scan import CARRIES, LAST, SEQ, ScanBody, time_steps
+from symk.graph.ops.scan_rows import RowSplit, row_split
 from symk.runtime import threads
-from symk.runtime.cpu import CpuPlan
+from symk.runtime.cpu import CpuPlan, _get_pool
 from symk.runtime.externs import CPU_EXTERNS, register_cpu_group_extern
 from symk.runtime.scan_loop import NativeLoop
+from symk.runtime.tuning import AlgoTuner
 
 #: the label of a scan body's compilation (logs, dump folders)
 LABEL = "scan body"
+#: False: never split a loop's rows across threads (benchmarks flip it)
+ROW_SPLIT = True
+#: a loop's rows are split across threads when it carries at least this many values over all
+#: its steps, and each share keeps at least ROW_SPLIT_MIN_ROWS rows
+ROW_SPLIT_MIN_WORK = 32_768
+ROW_SPLIT_MIN_ROWS = 8
+#: calls timed per way (split, whole) before a loop signature keeps the faster one
+ROW_SPLIT_TRIES = 2
+#: loop signatures tuned per scan (beyond: run whole)
+ROW_SPLIT_TUNED = 16
 _compiled: weakref.WeakKeyDictionary[ScanBody, BodyPlan] = weakref.WeakKeyDictionary()
 _lock = threading.Lock()
 _blas: list[Any] = []  # the threadpoolctl controller, once looked up (None: unavailable)
@@ -93,6 +106,8 @@ class BodyPlan:
         #: the whole time loop in one native call, when the body is one native segment
         native = NativeLoop(self)
         self.native = native if native.ok else None
+        #: per share of the rows, the native loop's own frames (``_run_rows``)
+        self.row_frames: list[dict] = []
         log(1, f"compiled scan body: {len(schedule.kernels)} kernels, "
                f"{len(schedule.externs)} extern calls ({how})")
 
@@ -191,7 +206,11 @@ def scan_group(nodes: list[Node]):
     body: ScanBody = attrs["body"]
     reverse: bool = attrs["reverse"]
     results = [n.attrs["result"] for n in nodes]
-    bp = body_plan(body)
+    # a body whose rows are independent is compiled for any number of rows: the same plan
+    # runs the whole batch, or shares of its rows side by side (``_run_rows``)
+    rows = row_split(body)
+    bp = body_plan(body if rows is None else rows.body)
+    tuners: dict[tuple, AlgoTuner] = {}
     ns, nc = len(body.seqs), len(body.carries)
     want_seq = sorted({i for k, i in results if k == SEQ})
     want_traj = sorted({i for k, i in results if k == CARRIES})
@@ -211,8 +230,23 @@ def scan_group(nodes: list[Node]):
             consts = [np.ascontiguousarray(c) for c in args[ns + nc:]]
             vals = bp.fresh_vals(consts)
             if bp.native is not None and n_steps > 0 and config.native_scan_loop():
-                done = bp.native.run(bp, n_steps, reverse, seqs, carries, vals, want_seq,
-                                     want_traj)
+                done = None
+                parts = _row_parts(bp, seqs, carries, n_steps) if rows else 1
+                tuner = _tuner(tuners, n_steps, seqs, carries) if parts > 1 else None
+                if tuner is not None and tuner.pick() == "rows":
+                    t0 = time.perf_counter()
+                    done = _run_rows(bp, rows, parts, n_steps, reverse, seqs, carries,
+                                     consts, vals, want_seq, want_traj)
+                    if done is None:
+                        tuner.best = "whole"  # the shapes do not fit: never again
+                    else:
+                        tuner.record("rows", time.perf_counter() - t0)
+                if done is None:
+                    t0 = time.perf_counter()
+                    done = bp.native.run(bp, n_steps, reverse, seqs, carries, vals, want_seq,
+                                         want_traj)
+                    if tuner is not None and done is not None:
+                        tuner.record("whole", time.perf_counter() - t0)
                 if done is not None:
                     return _results(results, want_seq, want_traj, *done, body)
             known = bp.plan.known
@@ -262,6 +296,91 @@ def scan_group(nodes: list[Node]):
         return _results(results, want_seq, want_traj, stacked, trajs, carries, body)
 
     return run
+
+
+def _row_parts(bp: BodyPlan, seqs: Sequence[np.ndarray], carries: Sequence[Any],
+               n_steps: int) -> int:
+    """Into how many shares of its rows a loop is split (1: not split): one per free core,
+    when the loop carries enough values (ROW_SPLIT_MIN_WORK over all steps) and each share
+    keeps ROW_SPLIT_MIN_ROWS rows."""
+    if not ROW_SPLIT or not carries:
+        return 1
+    first = np.shape(carries[0])
+    rows = first[0] if first else 0
+    work = n_steps * sum(np.size(c) for c in carries)
+    if rows < 2 * ROW_SPLIT_MIN_ROWS or work < ROW_SPLIT_MIN_WORK:
+        return 1
+    return min(threads.kernel_threads(bp.plan.nthreads), rows // ROW_SPLIT_MIN_ROWS)
+
+
+def _tuner(tuners: dict[tuple, AlgoTuner], n_steps: int, seqs: Sequence[np.ndarray],
+           carries: Sequence[Any]) -> AlgoTuner | None:
+    """Whether a loop of this signature runs split by rows or whole: each is timed on
+    ROW_SPLIT_TRIES calls and the faster kept (a split pays when the shares' work outweighs
+    the threads' start and the per-share set-up, which depends on the machine)."""
+    key = (n_steps, tuple(a.shape for a in seqs), tuple(np.shape(c) for c in carries))
+    t = tuners.get(key)
+    if t is None and len(tuners) < ROW_SPLIT_TUNED:
+        t = tuners[key] = AlgoTuner(["rows", "whole"], tries=ROW_SPLIT_TRIES)
+    return t
+
+
+def _run_rows(rp: BodyPlan, split: RowSplit, parts: int, n_steps: int, reverse: bool,
+              seqs: Sequence[np.ndarray], carries: Sequence[Any], consts: Sequence[np.ndarray],
+              vals: list[Any], want_seq: list[int], want_traj: list[int],
+              ) -> tuple[list, list, list] | None:
+    """The loop run as ``parts`` loops over shares of the rows, side by side on the pool's
+    threads (no exchange between them: each row depends on its own row only, ``split``,
+    whose body is compiled as ``rp``), writing their shares of the stacked results in place;
+    None when the shapes do not fit."""
+    rb = split.body
+    carries = [np.asarray(c) for c in carries]
+    per_row = [(rp.const_slots[i], consts[i]) for i in split.row_consts]
+    rows = carries[0].shape[0] if carries and carries[0].ndim else -1
+    if any(c.ndim == 0 or c.shape[0] != rows for c in carries) or any(
+            a.ndim < 2 or a.shape[1] != rows for a in seqs) or any(
+            c.ndim == 0 or c.shape[0] != rows for _, c in per_row):
+        return None
+    elems = [rb.outs[i].shape[1:] for i in want_seq] + \
+        [rb.new_carries[i].shape[1:] for i in want_traj]
+    if any(d is None for e in elems for d in e):
+        return None
+    full = [np.empty((n_steps, rows) + e, np.dtype(n.dtype)) for e, n in zip(
+        elems, [rb.outs[i] for i in want_seq] + [rb.new_carries[i] for i in want_traj])]
+    ns = len(want_seq)
+    bounds = [rows * k // parts for k in range(parts + 1)]
+    frames = rp.row_frames
+    while len(frames) < parts:
+        frames.append({})
+    threads.one_now()
+    pool = _get_pool(rp.plan.nthreads)
+    jobs: list[Any] = []
+    futs = []
+    # the last shares first: their threads start while the first share is prepared
+    for k in range(parts - 1, -1, -1):
+        lo, hi = bounds[k], bounds[k + 1]
+        share = [f[:, lo:hi] for f in full]
+        share_vals = vals
+        if per_row:
+            share_vals = list(vals)
+            for slot, c in per_row:
+                share_vals[slot] = c[lo:hi]
+        job = rp.native.prepare(rp, n_steps, reverse, [a[:, lo:hi] for a in seqs],
+                                [c[lo:hi] for c in carries], share_vals, want_seq,
+                                want_traj, into=(share[:ns], share[ns:]), frames=frames[k])
+        if job is None:
+            for f in futs:
+                f.result()
+            return None
+        jobs.append(job)
+        if k:
+            futs.append(pool.submit(job.call))
+    jobs[-1].call()
+    for f in futs:
+        f.result()
+    finals = [j.finish()[2] for j in reversed(jobs)]
+    last = [np.concatenate([f[i] for f in finals]) for i in range(len(carries))]
+    return full[:ns], full[ns:], last
 
 
 def _results(results: list, want_seq: list[int], want_traj: list[int], stacked: list,

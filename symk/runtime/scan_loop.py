@@ -72,6 +72,22 @@ class NativeLoop:
             want_traj: list[int]) -> tuple[list, list, list] | None:
         """(stacked outputs of ``want_seq``, trajectories of ``want_traj``, final carries),
         or None when this call needs the Python loop."""
+        job = self.prepare(bp, n_steps, reverse, seqs, carries, vals, want_seq, want_traj)
+        if job is None:
+            return None
+        job.call()
+        return job.finish()
+
+    def prepare(self, bp: Any, n_steps: int, reverse: bool, seqs: Sequence[np.ndarray],
+                carries: Sequence[np.ndarray], vals: list[Any], want_seq: list[int],
+                want_traj: list[int], into: tuple[list, list] | None = None,
+                frames: dict | None = None) -> LoopJob | None:
+        """The loop of one call, ready to run (None: this call needs the Python loop).
+
+        ``into``: (stacked outputs, trajectories) to write, views whose step rows are each
+        contiguous (a share of a larger result's rows); ``frames``: a signature -> frame
+        table of the caller's own (a loop run beside others on the same body), whose products
+        leave the BLAS thread count alone."""
         seg = self.seg
         spec = seg.ext_spec
         arrs: list[Any] = [None] * len(spec)
@@ -79,7 +95,7 @@ class NativeLoop:
         shapes: list[tuple] = [()] * len(spec)
         for j, i in self.seq_ext:
             a = seqs[i]
-            if a.dtype != spec[j][1] or not a.flags.c_contiguous or a.ndim == 0:
+            if a.dtype != spec[j][1] or not _steps_contiguous(a) or a.ndim == 0:
                 return None
             arrs[j], addrs[j], shapes[j] = a, a.ctypes.data, a.shape[1:]
         for j, i in self.carry_ext:
@@ -93,9 +109,16 @@ class NativeLoop:
             a, addrs[j] = seg.external(vals[spec[j][0]], spec[j][1])
             arrs[j], shapes[j] = a, a.shape
         sig = tuple(shapes)
-        sz = seg.sized.get(sig, False)
-        if sz is False:
-            sz = seg.size_for(sig)
+        if frames is None:
+            sz = seg.sized.get(sig, False)
+            if sz is False:
+                sz = seg.size_for(sig)
+        else:
+            sz = frames.get(sig, False)
+            if sz is False:
+                if len(frames) >= 4:
+                    frames.clear()
+                sz = frames[sig] = seg._size(sig)  # noqa: SLF001 - a frame of our own
         if sz is None or sz.split:
             return None
         rings = seg.ring_nodes
@@ -107,20 +130,22 @@ class NativeLoop:
         # where each value the body computes goes: stacked rows, trajectory rows, or two
         # buffers in turn; (array, by parity) per ring value
         home: list[tuple[np.ndarray, int] | None] = [None] * len(rings)
-        stacked = []
-        for i in want_seq:
-            r = self.ring_at[bp.out_slots[i]]
-            buf = np.empty((n_steps,) + ring_shape[r], rings[r].dtype)
-            stacked.append(buf)
-            if home[r] is None:
-                home[r] = (buf, 0)
-        trajs = []
-        for i in want_traj:
-            r = new_at[i]
-            buf = np.empty((n_steps,) + ring_shape[r], rings[r].dtype)
-            trajs.append(buf)
-            if home[r] is None:
-                home[r] = (buf, 0)
+        results: tuple[list, list] = ([], [])
+        for kind, (want, slot_of) in enumerate(
+                ((want_seq, lambda i: self.ring_at[bp.out_slots[i]]),
+                 (want_traj, lambda i: new_at[i]))):
+            for k, i in enumerate(want):
+                r = slot_of(i)
+                shape = (n_steps,) + ring_shape[r]
+                if into is None:
+                    buf = np.empty(shape, rings[r].dtype)
+                else:
+                    buf = into[kind][k]
+                    if buf.shape != shape or not _steps_contiguous(buf):
+                        return None
+                results[kind].append(buf)
+                if home[r] is None:
+                    home[r] = (buf, 0)
         for r, h in enumerate(home):
             if h is None:
                 home[r] = (np.empty((2,) + ring_shape[r], rings[r].dtype), 1)
@@ -140,25 +165,70 @@ class NativeLoop:
             links += (at[j], seg.val[id(rings[new_at[i]])])
         head = [_address(seg.fn), sz.ptr, n_steps, int(reverse), len(binds) // 4,
                 len(links) // 2]
-        spec_arr = np.array(head + binds + links, np.int64)
-        managed = _thread_header(sz)
-        r = loop_function()(spec_arr.ctypes.data, 0)
+        job = LoopJob()
+        job.spec = np.array(head + binds + links, np.int64)
+        job.sz, job.own_frame, job.keep = sz, frames is not None, arrs
+        job.home, job.stacked, job.trajs = home, results[0], results[1]
+        job.homes = ([self.ring_at[bp.out_slots[i]] for i in want_seq],
+                     [new_at[i] for i in want_traj], new_at)
+        job.n_steps, job.reverse = n_steps, reverse
+        return job
+
+
+def _steps_contiguous(a: np.ndarray) -> bool:
+    """Whether each ``a[t]`` is C-contiguous (``a`` may be a share of a larger array's rows)."""
+    if a.flags.c_contiguous:
+        return True
+    step = a.itemsize
+    for d, st in zip(a.shape[:0:-1], a.strides[:0:-1]):
+        if d != 1 and st != step:
+            return False
+        step *= d
+    return True
+
+
+class LoopJob:
+    """One prepared native loop: :meth:`call` runs it (any thread; no Python objects are
+    touched), :meth:`finish` returns its results."""
+
+    spec: np.ndarray
+    sz: Any
+    own_frame: bool
+    keep: list
+    home: list
+    stacked: list
+    trajs: list
+    homes: tuple[list, list, list]
+    n_steps: int
+    reverse: bool
+
+    def call(self) -> None:
+        sz = self.sz
+        if self.own_frame:
+            managed = 0
+            sz.cframe[0] = 0  # beside other loops: the BLAS thread count is left alone
+        else:
+            managed = _thread_header(sz)
+        r = loop_function()(self.spec.ctypes.data, 0)
         if managed:
-            threads.cur[0] = cfr[2]
-        if r >= 0:  # pragma: no cover - sized above without splits
+            threads.cur[0] = sz.cframe[2]
+        if r >= 0:  # pragma: no cover - sized without splits
             raise RuntimeError(f"internal error: scan body asked to return at step {r}")
+
+    def finish(self) -> tuple[list, list, list]:
+        """(stacked outputs, trajectories, final carries)."""
+        home = self.home
+        out_at, traj_at, new_at = self.homes
         # the copies a result needs when another result of the same value holds its rows
-        for k, i in enumerate(want_seq):
-            r = self.ring_at[bp.out_slots[i]]
-            if home[r][0] is not stacked[k]:  # type: ignore[index]
-                stacked[k][...] = home[r][0]  # type: ignore[index]
-        for k, i in enumerate(want_traj):
-            r = new_at[i]
-            if home[r][0] is not trajs[k]:  # type: ignore[index]
-                trajs[k][...] = home[r][0]  # type: ignore[index]
-        last = n_steps - 1
+        for buf, r in zip(self.stacked, out_at):
+            if home[r][0] is not buf:
+                buf[...] = home[r][0]
+        for buf, r in zip(self.trajs, traj_at):
+            if home[r][0] is not buf:
+                buf[...] = home[r][0]
+        last = self.n_steps - 1
         final = []
-        for i in range(len(bp.new_carry_slots)):
-            buf, par = home[new_at[i]]  # type: ignore[misc]
-            final.append(buf[last % 2] if par else buf[0 if reverse else last])
-        return stacked, trajs, final
+        for r in new_at:
+            buf, par = home[r]
+            final.append(buf[last % 2] if par else buf[0 if self.reverse else last])
+        return self.stacked, self.trajs, final

@@ -300,6 +300,13 @@ def unlimit(old: int) -> None:
     big[0] = old
 
 
+def one_now() -> None:
+    """Set one BLAS thread now (inside a scope), before threads of symk's own call BLAS side by
+    side: BLAS must not split their products again."""
+    if cur[0] and cur[0] != 1:
+        _set(1)
+
+
 def single(fn: Callable[[], object]) -> object:
     """Run ``fn`` with one BLAS thread (the caller splits the work across threads itself)."""
     c = cur[0]

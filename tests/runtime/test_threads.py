@@ -352,3 +352,58 @@ def test_no_tuner_when_the_thread_count_is_fixed(monkeypatch):
     f, xv, _ = _fn(64, 128, 64)
     f([xv])
     assert f.fn.plans[0].interp.tuner is None
+
+
+@pytest.mark.parametrize("ta,tb", [(False, False), (True, False), (False, True), (True, True)])
+@pytest.mark.parametrize("axis", [0, 1])
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+def test_products_in_shares_match_numpy(ta, tb, axis, dtype):
+    """``gemm_shares``: C = alpha op(A) op(B) + beta C as 3 uneven shares of C's rows or
+    columns on symk's threads, for every transpose flag, against numpy."""
+    from symk.runtime.blas import NO_TRANS, TRANS, gemm_fn
+    from symk.runtime.externs import gemm_shares
+
+    call = gemm_fn(np.dtype(dtype))
+    if call is None:
+        pytest.skip("no CBLAS")
+    rng = np.random.default_rng(0)
+    m, n, k = 11, 7, 5
+    a = rng.standard_normal((k, m) if ta else (m, k)).astype(dtype)
+    b = rng.standard_normal((n, k) if tb else (k, n)).astype(dtype)
+    c = rng.standard_normal((m, n)).astype(dtype)
+    want = 0.5 * (a.T if ta else a) @ (b.T if tb else b) + 2.0 * c
+    gemm_shares(call, TRANS if ta else NO_TRANS, TRANS if tb else NO_TRANS, m, n, k, 0.5,
+                a.ctypes.data, a.shape[1], b.ctypes.data, b.shape[1], 2.0, c.ctypes.data, n,
+                c.itemsize, 3, axis)
+    np.testing.assert_allclose(c, want, rtol=1e-5, atol=1e-5)
+
+
+def test_big_products_run_in_symk_shares(blas, trace, monkeypatch):
+    """With a budget of 2 threads, big products of tall or wide operands run as row or column
+    shares on symk's threads with one BLAS thread each: BLAS is never asked for 2 threads
+    (its worker threads would spin on a core after the product), and the numbers match."""
+    from symk.runtime import externs
+
+    monkeypatch.setattr(threads, "free_cores", lambda: 2)
+    monkeypatch.setattr(threads, "MT_MIN_FLOPS", 1000)
+    get, put = blas
+    put(1)
+    if threads.budget(threads.usable_cores()) < 2:
+        pytest.skip("one usable core")
+    shares = []
+    gemm_shares = externs.gemm_shares
+
+    def spy(*a):
+        shares.append(a[-2:])
+        return gemm_shares(*a)
+    monkeypatch.setattr(externs, "gemm_shares", spy)
+    import symk.runtime.driver as driver
+    monkeypatch.setattr(driver, "gemm_shares", spy)
+    for (m, k, n), axis in (((600, 32, 16), 0), ((8, 32, 300), 1)):
+        shares.clear()
+        trace.clear()
+        f, xv, want = _fn(m, k, n)
+        np.testing.assert_allclose(f([xv])[0], want, rtol=1e-4, atol=1e-4)
+        assert shares and all(s == (2, axis) for s in shares)
+        assert 2 not in trace and get() == 1
+    assert externs.own_split(10**9, 8, 8) == (1, 0)  # neither tall nor wide: BLAS's own

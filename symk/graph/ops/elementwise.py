@@ -72,6 +72,20 @@ class Elementwise(Op):
                 np.dtype(self.out_dtype(names, **a)))
 
 
+    def row_axis(self, node: Node, axes: Sequence[int | None]) -> int | None:
+        # inputs are right-aligned: rows stay rows where every row-free input broadcasts
+        r = node.ndim
+        at = {a + r - x.ndim for x, a in zip(node.inputs, axes) if a is not None}
+        if len(at) != 1:
+            return None
+        ax = at.pop()
+        for x, a in zip(node.inputs, axes):
+            k = ax - (r - x.ndim)
+            if a is None and k >= 0 and x.shape[k] != 1:
+                return None
+        return ax
+
+
 class Unary(Elementwise):
     arity = 1
 
@@ -432,6 +446,9 @@ class BroadcastTo(Unary):
 
     def scalar(self, b, g, shape):
         return g
+
+    def row_axis(self, node, axes):
+        return None  # its static shape names the number of rows
 
     def vjp(self, node, g):
         return [gb.unbroadcast(g, node.inputs[0])]

@@ -85,6 +85,17 @@ class Einsum(Op):
             return np.asarray(np.einsum(spec, *xs, optimize=True), dtype=dtype)
         return np.asarray(np.einsum(spec, *xs), dtype=dtype)
 
+    def row_axis(self, node, axes):
+        # rows stay rows when their letter is free: in the output, in no row-free operand
+        ins, out = parse_spec(node.attrs["spec"])
+        letters = {ins[i][a] for i, a in enumerate(axes) if a is not None}
+        if len(letters) != 1:
+            return None
+        (ch,) = letters
+        if ch not in out or any(a is None and ch in ins[i] for i, a in enumerate(axes)):
+            return None
+        return out.index(ch)
+
     def vjp(self, node, g):
         ins, out = parse_spec(node.attrs["spec"])
         grads = []

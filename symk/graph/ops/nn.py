@@ -23,6 +23,10 @@ class _SoftmaxBase(Op):
         normalize_axis(axis, x.ndim)
         return Type(float_of(x.dtype), x.shape)
 
+    def row_axis(self, node, axes):
+        (a,) = axes  # normalized along another axis: each row alone
+        return None if normalize_axis(node.attrs["axis"], node.ndim) == a else a
+
 
 @register
 class Softmax(_SoftmaxBase):

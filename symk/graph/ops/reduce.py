@@ -31,6 +31,13 @@ class Reduce(Op):
         axes = normalize_axes(list(axes), x.ndim)
         return Type(self.out_dtype(x.dtype), reduced_shape(x.shape, axes, keepdims))
 
+    def row_axis(self, node, axes):
+        (a,) = axes
+        red = normalize_axes(list(node.attrs["axes"]), node.inputs[0].ndim)
+        if a in red:
+            return None  # a reduction across rows
+        return a if node.attrs.get("keepdims") else a - sum(1 for r in red if r < a)
+
     def ref(self, x, axes, keepdims=False):
         od = self.out_dtype(x.dtype.name)
         return np.asarray(self.np_fn(x.astype(od, copy=False), axis=tuple(axes),

@@ -82,6 +82,9 @@ class Transpose(Op):
     def ref(self, x, perm):
         return np.transpose(x, perm)
 
+    def row_axis(self, node, axes):
+        return list(node.attrs["perm"]).index(axes[0])
+
     def index_map(self, node):
         # source axis j is the output's axis perm.index(j)
         perm = list(node.attrs["perm"])
@@ -110,6 +113,10 @@ class ExpandDims(Op):
     def ref(self, x, axis):
         return np.expand_dims(x, axis)
 
+    def row_axis(self, node, axes):
+        a = normalize_axis(node.attrs["axis"], node.ndim)
+        return axes[0] + (1 if a <= axes[0] else 0)
+
     def vjp(self, node, g):
         return [gb.squeeze(g, node.attrs["axis"])]
 
@@ -131,6 +138,10 @@ class Squeeze(Op):
         if x.shape[axis] != 1:
             raise ShapeError(f"cannot squeeze axis {axis} of size {x.shape[axis]} (must be 1)")
         return np.squeeze(x, axis)
+
+    def row_axis(self, node, axes):
+        a = normalize_axis(node.attrs["axis"], node.inputs[0].ndim)
+        return None if a == axes[0] else axes[0] - (1 if a < axes[0] else 0)
 
     def vjp(self, node, g):
         return [gb.expand_dims(g, normalize_axis(node.attrs["axis"], node.inputs[0].ndim))]
@@ -174,6 +185,12 @@ class Concatenate(Op):
     def ref(self, *xs, axis):
         return np.concatenate(xs, axis=axis).astype(
             np.result_type(*[x.dtype for x in xs]), copy=False)
+
+    def row_axis(self, node, axes):
+        # joined along another axis, every part holding the same rows
+        if len(set(axes)) != 1 or axes[0] is None:
+            return None
+        return None if normalize_axis(node.attrs["axis"], node.ndim) == axes[0] else axes[0]
 
     def vjp(self, node, g):
         a = node.attrs["axis"]
@@ -300,6 +317,18 @@ def slice_axes(spec, shape) -> list[tuple] | None:
     return out
 
 
+def _rows_read_whole(spec, shape, axis: int) -> int | None:
+    """The output axis of ``x[spec]`` that is axis ``axis`` of ``x`` read whole by a plain
+    ``:`` (whatever its size), else None."""
+    m = slice_axes(spec, shape)
+    if m is None or axis >= len(m) or m[axis][0] != "full":
+        return None
+    entries = [e for e in spec if e[0] != "n"]  # (axes past the spec are read whole)
+    if axis < len(entries) and tuple(entries[axis]) != ("s", None, None, None):
+        return None
+    return m[axis][1]
+
+
 @register
 class GetItem(Op):
     """x[spec] with static ints, slices and newaxis (``spec`` entries: ('i', k),
@@ -322,6 +351,10 @@ class GetItem(Op):
             return np.asarray(x[spec_index(spec)])
         except IndexError as e:
             raise ShapeError(f"indexing a tensor of shape {x.shape}: {e}") from None
+
+    def row_axis(self, node, axes):
+        # a static index or slice of other axes; the rows' axis is read whole (``:``)
+        return _rows_read_whole(node.attrs["spec"], node.inputs[0].shape, axes[0])
 
     def vjp(self, node, g):
         return [gb.apply_op("slice_grad", [g, node.inputs[0]], spec=node.attrs["spec"])]
@@ -350,6 +383,14 @@ class SliceGrad(Op):
         z = np.zeros(x.shape, g.dtype)
         z[spec_index(spec)] = g
         return z
+
+    def row_axis(self, node, axes):
+        # g written into x's shape: rows stay rows where the slice reads x's rows whole
+        ag, ax = axes
+        if ag is None or ax is None:
+            return None
+        return ax if _rows_read_whole(node.attrs["spec"], node.inputs[1].shape, ax) == ag \
+            else None
 
     def vjp(self, node, g):
         return [gb.apply_op("getitem", [g], spec=node.attrs["spec"]), None]
