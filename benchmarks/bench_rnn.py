@@ -6,11 +6,12 @@ its input projection ``x_t W + b`` is hoisted out of the loop (one GEMM over all
 the body (one GEMM and one fused kernel) is compiled once and run per step.  JAX:
 ``jax.lax.scan`` under ``jax.jit``; PyTensor: ``pytensor.scan`` (C backend); numpy: the same
 loop written by hand (with the projection hoisted too).  Engines take turns in one process
-(one call per sample, 0.15 s untimed pause after each: all engines use BLAS), medians after
+(one call per sample, 0.15 s untimed pause after each: all engines use BLAS; ``--cooldown 0``
+runs the calls back to back, as training does, keeping the cores awake), medians after
 warm-up.  Every result is checked against a float64 numpy loop ("max err").
 
     python benchmarks/bench_rnn.py [--repeats 15] [--markdown] [--unset-openblas]
-        [--wait-quiet S] [--profile]
+        [--wait-quiet S] [--profile] [--cooldown S]
 """
 
 from __future__ import annotations
@@ -150,6 +151,9 @@ def main() -> None:
     ap = standard_arguments(__doc__.splitlines()[0])
     ap.add_argument("--profile", action="store_true",
                     help="also print symk's per-kernel profile of the loop")
+    ap.add_argument("--cooldown", type=float, default=BLAS_COOLDOWN, metavar="S",
+                    help="untimed sleep after each timed call (default %(default)s; 0: calls "
+                         "back to back, as in training, with the cores kept awake)")
     args = ap.parse_args()
     maybe_unset_openblas(args.unset_openblas)
     # PyTensor's default numba linker fails here (its numba pins an older llvmlite): use its C
@@ -168,7 +172,7 @@ def main() -> None:
     if args.wait_quiet:
         wait_for_quiet(args.wait_quiet)
     meter = LoadMeter()
-    measure_rows(rows, repeats=args.repeats, cooldown=BLAS_COOLDOWN, budget=10.0)
+    measure_rows(rows, repeats=args.repeats, cooldown=args.cooldown, budget=10.0)
     others = meter.others()
     print(machine_note())
     print_table(f"W6 SimpleRNN forward (batch {B}, input {F}, units {U}, {T} steps, float32)",
