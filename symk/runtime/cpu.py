@@ -33,6 +33,7 @@ from symk.config import debug_level, num_threads_set
 from symk.debug import log
 from symk.errors import SymkError
 from symk.graph.node import Node
+from symk.graph.ops.scan_rows import row_split
 from symk.passes.schedule import Kernel, Schedule
 from symk.runtime import cache, threads
 from symk.runtime.driver import DFUNC, Segment, build_segments
@@ -219,6 +220,11 @@ class CpuPlan(InterpPlan):
             self.prep = self._prepare(schedule, label, want)
         self.nthreads = num_threads()
         blas = any(s.node.op.name in BLAS_OPS for s in schedule.externs)
+        #: whether the drivers' big products run in shares on symk's threads (returning to
+        #: Python for each) rather than on BLAS's threads: in plans with loops split by rows,
+        #: where a BLAS worker spinning after a product would take half a core from a share
+        self.own_products = any(s.node.op.name == "scan" and row_split(s.node.attrs["body"])
+                                is not None for s in schedule.externs)
         self.split_factor = BLAS_SPLIT_FACTOR if blas else 1
         super().__init__(schedule, fed)
         # a plan of native kernels only never runs a numpy ufunc: no FP error state is needed

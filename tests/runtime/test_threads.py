@@ -378,10 +378,30 @@ def test_products_in_shares_match_numpy(ta, tb, axis, dtype):
     np.testing.assert_allclose(c, want, rtol=1e-5, atol=1e-5)
 
 
+def _loop_and_product(m: int, k: int, n: int):
+    """A function with a loop that splits by rows and a big product after it."""
+    rng = np.random.default_rng(0)
+    x = K.placeholder((None, 3, k))
+    wv = rng.standard_normal((k, n)).astype("f4")
+    w = K.variable(wv)
+
+    def step(xt, states):
+        return xt * 0.5 + states[0], [xt * 0.5 + states[0]]
+    last, _, _ = K.rnn(step, x, [K.zeros_like(x[:, 0])])
+    f = K.function([x], [K.tanh(K.dot(last, w))], device="cpu")
+    xv = rng.standard_normal((m, 3, k)).astype("f4")
+    h = np.zeros((m, k), "f4")
+    for t in range(3):
+        h = xv[:, t] * 0.5 + h
+    return f, xv, np.tanh(h @ wv)
+
+
 def test_big_products_run_in_symk_shares(blas, trace, monkeypatch):
-    """With a budget of 2 threads, big products of tall or wide operands run as row or column
-    shares on symk's threads with one BLAS thread each: BLAS is never asked for 2 threads
-    (its worker threads would spin on a core after the product), and the numbers match."""
+    """With a budget of 2 threads, big products of tall or wide operands in a function with a
+    loop split by rows run as row or column shares on symk's threads with one BLAS thread
+    each: BLAS is never asked for 2 threads (its worker threads would spin on a core after
+    the product, beside the loop's shares), and the numbers match.  Elsewhere a driver's big
+    product keeps BLAS's threads (no return to Python per product)."""
     from symk.runtime import externs
 
     monkeypatch.setattr(threads, "free_cores", lambda: 2)
@@ -402,8 +422,13 @@ def test_big_products_run_in_symk_shares(blas, trace, monkeypatch):
     for (m, k, n), axis in (((600, 32, 16), 0), ((8, 32, 300), 1)):
         shares.clear()
         trace.clear()
-        f, xv, want = _fn(m, k, n)
+        f, xv, want = _loop_and_product(m, k, n)
         np.testing.assert_allclose(f([xv])[0], want, rtol=1e-4, atol=1e-4)
         assert shares and all(s == (2, axis) for s in shares)
         assert 2 not in trace and get() == 1
+    shares.clear()
+    trace.clear()
+    f, xv, want = _fn(600, 32, 16)  # no loop: BLAS's threads
+    np.testing.assert_allclose(f([xv])[0], want, rtol=1e-4, atol=1e-4)
+    assert not shares and 2 in trace
     assert externs.own_split(10**9, 8, 8) == (1, 0)  # neither tall nor wide: BLAS's own
