@@ -11,11 +11,12 @@ runs the calls back to back, as training does, keeping the cores awake), medians
 warm-up.  Every result is checked against a float64 numpy loop ("max err").
 
     python benchmarks/bench_rnn.py [--repeats 15] [--markdown] [--unset-openblas]
-        [--wait-quiet S] [--profile] [--cooldown S]
+        [--wait-quiet S] [--profile] [--cooldown S] [--processes N]
 """
 
 from __future__ import annotations
 
+import argparse
 import os
 import sys
 
@@ -28,6 +29,9 @@ from common import (  # noqa: E402
     BLAS_COOLDOWN,
     LoadMeter,
     Row,
+    child_result,
+    isolated_row,
+    isolated_rows,
     machine_note,
     maybe_unset_openblas,
     measure_rows,
@@ -154,8 +158,15 @@ def main() -> None:
     ap.add_argument("--cooldown", type=float, default=BLAS_COOLDOWN, metavar="S",
                     help="untimed sleep after each timed call (default %(default)s; 0: calls "
                          "back to back, as in training, with the cores kept awake)")
+    ap.add_argument("--processes", type=int, default=0, metavar="N",
+                    help="N rounds of fresh processes, one per engine, each measuring its "
+                         "engine alone with calls back to back (no cooldown)")
+    ap.add_argument("--child", help=argparse.SUPPRESS)
     args = ap.parse_args()
     maybe_unset_openblas(args.unset_openblas)
+    if args.processes:
+        isolated(args)
+        return
     # PyTensor's default numba linker fails here (its numba pins an older llvmlite): use its C
     # backend, with float32 constants
     flags = os.environ.get("PYTENSOR_FLAGS", "")
@@ -164,6 +175,14 @@ def main() -> None:
                                                 if f)
     x, w, u, b = data()
     ref = reference(x, w, u, b)
+    makers = {"symk": symk_row, "jax.jit": jax_row, "pytensor": pytensor_row,
+              "numpy": numpy_row}
+    if args.child:
+        r = makers[args.child](x, w, u, b, ref)
+        if r is not None:
+            measure_rows([r], repeats=args.repeats, cooldown=args.cooldown, budget=10.0)
+            print(child_result(r))
+        return
     rows = [symk_row(x, w, u, b, ref)]
     for make in (jax_row, pytensor_row, numpy_row):
         r = make(x, w, u, b, ref)
@@ -190,6 +209,27 @@ def main() -> None:
         for _ in range(20):
             rows[0].fn()
         print(f.profile(False))
+
+
+def isolated(args) -> None:
+    """``--processes N``: every engine alone in fresh processes, rounds interleaved."""
+    engines = ["symk"] + [e for e, m in (("jax.jit", "jax"), ("pytensor", "pytensor"))
+                          if optional(m) is not None] + ["numpy"]
+    got = isolated_rows(os.path.abspath(__file__), engines, args.processes,
+                        ["--repeats", str(args.repeats), "--cooldown", "0"])
+    notes = {"symk": ("cpu", "K.rnn (scan)"), "jax.jit": ("-", "lax.scan"),
+             "pytensor": ("-", "scan (C backend)"), "numpy": ("-", "hand-written loop")}
+    rows = [isolated_row(e, got[e], *notes[e]) for e in engines if got[e]]
+    print(machine_note())
+    print_table(f"W6 SimpleRNN forward (batch {B}, input {F}, units {U}, {T} steps, float32; "
+                f"each engine alone in {args.processes} fresh process(es), calls back to back)",
+                rows, symk_row=rows[0] if rows and rows[0].engine == "symk" else None,
+                markdown=args.markdown)
+    by = {r.engine: r for r in rows}
+    if "symk" in by and "jax.jit" in by:
+        s, j = by["symk"].timing.median, by["jax.jit"].timing.median  # type: ignore[union-attr]
+        print(target_line("W6", s <= 0.8 * j, f"symk {s * 1e3:.2f} ms vs jax.lax.scan "
+                                              f"{j * 1e3:.2f} ms ({s / j:.2f}x)"))
 
 
 if __name__ == "__main__":

@@ -10,6 +10,8 @@
 * :func:`measure_interleaved` / :func:`measure_rows` do the same for several engines taking
   turns, one sample each per round, so load changes on a shared machine hit them alike.
 * :class:`Row` and :func:`print_table` print one workload's results with ratios.
+* :func:`isolated_rows` runs each engine alone in fresh processes (``--child``), rounds
+  interleaved: no engine's threads (a spinning BLAS or XLA pool) run beside another's.
 """
 
 from __future__ import annotations
@@ -174,6 +176,53 @@ def measure_interleaved(fns: Sequence[Callable[[], Any]], *, warmup: int = 2, re
                 time.sleep(cooldown)
         r += 1
     return [Timing(statistics.median(v), min(v), len(v), n, v) for v, n in zip(samples, numbers)]
+
+
+def isolated_rows(script: str, engines: Sequence[str], rounds: int, child_args: Sequence[str],
+                  timeout: float = 600.0) -> dict[str, list[dict]]:
+    """Run ``script --child ENGINE *child_args`` in a fresh process per engine and round
+    (engines in a rotated order each round, so load changes hit them alike), each measuring
+    its engine alone, with no other engine's threads in its process; returns the JSON line
+    each child printed last, per engine (a failed child is left out, its error on stderr)."""
+    import json
+    import subprocess
+
+    got: dict[str, list[dict]] = {e: [] for e in engines}
+    for r in range(rounds):
+        for k in range(len(engines)):
+            e = engines[(k + r) % len(engines)]
+            cmd = [sys.executable, script, "--child", e, *child_args]
+            try:
+                p = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout)
+            except subprocess.TimeoutExpired:
+                print(f"({e}: timed out after {timeout:.0f} s)", file=sys.stderr)
+                continue
+            lines = [ln for ln in p.stdout.splitlines() if ln.startswith("{")]
+            if p.returncode != 0 or not lines:
+                print(f"({e}: exit {p.returncode})\n{p.stderr[-2000:]}", file=sys.stderr)
+                continue
+            got[e].append(json.loads(lines[-1]))
+    return got
+
+
+def isolated_row(name: str, runs: list[dict], device: str, note: str) -> Row:
+    """A table row from :func:`isolated_rows` results: the median of the processes' medians,
+    the minimum of their minima, the median compile time and the worst error."""
+    med = statistics.median(r["median"] for r in runs)
+    t = Timing(med, min(r["min"] for r in runs), sum(r["samples"] for r in runs), 1,
+               [r["median"] for r in runs])
+    return Row(name, t, device, statistics.median(r["compile"] for r in runs),
+               max(r["error"] for r in runs), note)
+
+
+def child_result(row: Row) -> str:
+    """The JSON line a ``--child`` process prints for :func:`isolated_rows`."""
+    import json
+
+    t = row.timing
+    assert t is not None
+    return json.dumps({"median": t.median, "min": t.min, "samples": t.samples,
+                       "compile": row.compile_s, "error": row.error})
 
 
 def time_once(fn: Callable[[], Any]) -> tuple[float, Any]:
