@@ -29,7 +29,9 @@ Models (``--model``):
   Conv2D 32 3x3 relu, MaxPooling 2, Conv2D 64 3x3 relu, Flatten, Dense 10 softmax on the
   digits upscaled to 28x28x1 (nearest neighbour);
 * ``lstm`` (same issue): LSTM(64), Dense 4 softmax on 2000 random sequences of 30 steps of 16
-  features, labelled by which of the first four features has the largest sum (seed 0).
+  features, labelled by which of the first four features has the largest sum (seed 0);
+* ``lstm128``: the same with LSTM(128) on 2048 sequences of 30 steps of 32 features (a loop
+  large enough to split its batch rows across the cores; try ``--batch-size 128``).
 
 All with Adam (learning rate 0.005), sparse categorical cross-entropy and the accuracy metric,
 at every batch size of ``--batch-size`` (default ``32,256``).
@@ -80,7 +82,7 @@ from typing import Any
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 ENGINES = ("symk", "keras3-jax", "keras3-tf")
-MODELS = ("mlp256", "bn-dropout", "cnn", "lstm")
+MODELS = ("mlp256", "bn-dropout", "cnn", "lstm", "lstm128")
 RESULT_MARK = "BENCH_KERAS_FIT_RESULT "
 LEARNING_RATE = 0.005
 #: timed single-sample ``predict`` calls per run
@@ -111,9 +113,10 @@ def make_data(model: str) -> tuple[Any, Any]:
     over time (``lstm``, a fixed seed)."""
     import numpy as np
 
-    if model == "lstm":
+    if model in ("lstm", "lstm128"):
         rng = np.random.default_rng(0)
-        x = rng.standard_normal((2000, 30, 16)).astype("float32")
+        n, f = (2000, 16) if model == "lstm" else (2048, 32)
+        x = rng.standard_normal((n, 30, f)).astype("float32")
         return x, x[:, :, :4].sum(axis=1).argmax(axis=1).astype("int64")
     x, y = digits()
     if model == "cnn":
@@ -135,14 +138,14 @@ def load_data(path: str | None, model: str = "mlp256") -> tuple[Any, Any]:
 def build_model(keras: Any, three: bool, model: str = "bn-dropout") -> Any:
     """``model`` for Keras 3 (``three``) or Keras 2.3.1."""
     L = keras.layers
-    if model in ("cnn", "lstm"):
-        shape = (28, 28, 1) if model == "cnn" else (30, 16)
+    if model in ("cnn", "lstm", "lstm128"):
+        shape = {"cnn": (28, 28, 1), "lstm": (30, 16), "lstm128": (30, 32)}[model]
         if model == "cnn":
             body = [L.Conv2D(32, 3, activation="relu"), L.MaxPooling2D(2),
                     L.Conv2D(64, 3, activation="relu"), L.Flatten(),
                     L.Dense(10, activation="softmax")]
         else:
-            body = [L.LSTM(64), L.Dense(4, activation="softmax")]
+            body = [L.LSTM(64 if model == "lstm" else 128), L.Dense(4, activation="softmax")]
         if three:
             return keras.Sequential([L.Input(shape)] + body)
         first = type(body[0])(**{**body[0].get_config(), "input_shape": shape})
@@ -485,7 +488,8 @@ def report(rows: list[dict], runs: list[dict], meta: dict, notes: list[str]) -> 
              "bn-dropout": "MLP 64-64-BN-Dropout-32-10 on digits",
              "cnn": "CNN (Conv2D 32 3x3, MaxPool 2, Conv2D 64 3x3, Flatten, Dense 10) on digits "
                     "upscaled to 28x28x1",
-             "lstm": "LSTM(64) + Dense 4 on 2000 random sequences of 30x16"}
+             "lstm": "LSTM(64) + Dense 4 on 2000 random sequences of 30x16",
+             "lstm128": "LSTM(128) + Dense 4 on 2048 random sequences of 30x32"}
     head = ["load", "batch", "engine", "build s", "warm-up epoch s", "median s/epoch (range)",
             "ms/step", "CPU s/wall s", "symk / best peer", "contended / quiet",
             "predict(1 sample) ms"]

@@ -37,7 +37,7 @@ LABEL = "scan body"
 ROW_SPLIT = True
 #: a loop's rows are split across threads when it carries at least this many values over all
 #: its steps, and each share keeps at least ROW_SPLIT_MIN_ROWS rows
-ROW_SPLIT_MIN_WORK = 32_768
+ROW_SPLIT_MIN_WORK = 262_144
 ROW_SPLIT_MIN_ROWS = 8
 #: calls timed per way (split, whole) before a loop signature keeps the faster one
 ROW_SPLIT_TRIES = 2
