@@ -12,7 +12,10 @@ numpy reference ("max err"); "symk/this" is symk's median over the engine's (> 1
 is faster).
 
     python benchmarks/bench_conv.py [--repeats 15] [--markdown] [--unset-openblas]
-        [--wait-quiet S]
+        [--wait-quiet S] [--processes N]
+
+``--processes N`` runs every engine alone in N fresh processes (rounds interleaved, calls back
+to back) instead: no engine's threads run beside another's.
 """
 
 from __future__ import annotations
@@ -31,6 +34,9 @@ from common import (  # noqa: E402
     BLAS_COOLDOWN,
     LoadMeter,
     Row,
+    child_result,
+    isolated_row,
+    isolated_rows,
     machine_note,
     maybe_unset_openblas,
     measure_rows,
@@ -80,22 +86,42 @@ def _numpy_im2col(x, k):
     return (col @ k.reshape(-1, F)).reshape(N, H - KH + 1, W - KW + 1, F)
 
 
-def run(args: argparse.Namespace) -> None:
+def run(args: argparse.Namespace, only: str | None = None, quiet: bool = False,
+        ) -> tuple[Row | None, Row | None] | None:
+    """Build and measure every engine (or ``only`` that one, with no cooldown, returning its
+    forward and gradient rows instead of printing the tables)."""
     import numpy as np
-
-    from symk import backend as K
 
     rng = np.random.default_rng(7)
     x = rng.standard_normal((N, H, W, C)).astype(np.float32)
     k = (rng.standard_normal((KH, KW, C, F)) * 0.1).astype(np.float32)
     g = rng.standard_normal((N, H - KH + 1, W - KW + 1, F)).astype(np.float32)
     y64, dx64, dk64 = _ref64(x, k, g)
-    cd = BLAS_COOLDOWN
-    jax = optional("jax")
+    cd = 0.0 if only else BLAS_COOLDOWN
+    jax = optional("jax") if only in (None, "jax.jit") else None
     fwd: list[Row] = []
     grad: list[Row] = []
 
-    # symk
+    if only in (None, "symk"):
+        _symk_rows(x, k, g, y64, dx64, dk64, fwd, grad)
+    if only in (None, "numpy"):
+        t1, out = time_once(lambda: _numpy_im2col(x, k))
+        fwd.append(Row("numpy", None, "-", None, _err(out, y64), note="im2col copy + one GEMM",
+                       fn=lambda: _numpy_im2col(x, k)))
+    if jax is not None:
+        _jax_rows(jax, x, k, g, y64, dx64, dk64, fwd, grad)
+    if only is None:
+        _pytensor_row(x, k, y64, fwd)
+    if only:
+        measure_rows(fwd + grad, repeats=args.repeats, cooldown=cd, budget=6.0)
+        return (fwd[0] if fwd else None), (grad[0] if grad else None)
+    _report(args, fwd, grad, cd)
+    return None
+
+
+def _symk_rows(x, k, g, y64, dx64, dk64, fwd: list[Row], grad: list[Row]) -> None:
+    from symk import backend as K
+
     px, pk = K.placeholder((None, H, W, C), name="x"), K.placeholder((KH, KW, C, F), name="k")
     y = K.conv2d(px, pk)
     t, f_fwd = time_once(lambda: K.function([px, pk], [y], device="cpu"))
@@ -110,31 +136,28 @@ def run(args: argparse.Namespace) -> None:
     grad.append(Row("symk", None, "cpu", t + t1, _err(out, [dx64, dk64]),
                     fn=lambda: f_grad([x, k, g])))
 
-    # numpy im2col
-    t1, out = time_once(lambda: _numpy_im2col(x, k))
-    fwd.append(Row("numpy", None, "-", None, _err(out, y64), note="im2col copy + one GEMM",
-                   fn=lambda: _numpy_im2col(x, k)))
 
-    # JAX
-    if jax is not None:
-        import jax.numpy as jnp
+def _jax_rows(jax, x, k, g, y64, dx64, dk64, fwd: list[Row], grad: list[Row]) -> None:
+    import jax.numpy as jnp
+    import numpy as np
 
-        dn = ("NHWC", "HWIO", "NHWC")
+    dn = ("NHWC", "HWIO", "NHWC")
 
-        def conv(a, b):
-            return jax.lax.conv_general_dilated(a, b, (1, 1), "VALID", dimension_numbers=dn)
+    def conv(a, b):
+        return jax.lax.conv_general_dilated(a, b, (1, 1), "VALID", dimension_numbers=dn)
 
-        jf = jax.jit(conv)
-        jg = jax.jit(jax.grad(lambda a, b, c: jnp.sum(conv(a, b) * c), argnums=(0, 1)))
-        xj, kj, gj = jnp.asarray(x), jnp.asarray(k), jnp.asarray(g)
-        t1, out = time_once(lambda: np.asarray(jf(xj, kj)))
-        fwd.append(Row("jax.jit", None, "-", t1, _err(out, y64),
-                       fn=lambda: jf(xj, kj).block_until_ready()))
-        t1, out = time_once(lambda: [np.asarray(a) for a in jg(xj, kj, gj)])
-        grad.append(Row("jax.jit", None, "-", t1, _err(out, [dx64, dk64]),
-                        fn=lambda: [a.block_until_ready() for a in jg(xj, kj, gj)]))
+    jf = jax.jit(conv)
+    jg = jax.jit(jax.grad(lambda a, b, c: jnp.sum(conv(a, b) * c), argnums=(0, 1)))
+    xj, kj, gj = jnp.asarray(x), jnp.asarray(k), jnp.asarray(g)
+    t1, out = time_once(lambda: np.asarray(jf(xj, kj)))
+    fwd.append(Row("jax.jit", None, "-", t1, _err(out, y64),
+                   fn=lambda: jf(xj, kj).block_until_ready()))
+    t1, out = time_once(lambda: [np.asarray(a) for a in jg(xj, kj, gj)])
+    grad.append(Row("jax.jit", None, "-", t1, _err(out, [dx64, dk64]),
+                    fn=lambda: [a.block_until_ready() for a in jg(xj, kj, gj)]))
 
-    # PyTensor
+
+def _pytensor_row(x, k, y64, fwd: list[Row]) -> None:
     pt_conv = None
     for mod in ("pytensor.tensor.nnet", "pytensor.tensor.conv"):
         m = optional(mod)
@@ -155,6 +178,8 @@ def run(args: argparse.Namespace) -> None:
         fwd.append(Row("pytensor", None, "-", note=("not installed" if pyt is None else
                                                       f"{ver}: no conv2d (nnet removed)")))
 
+
+def _report(args: argparse.Namespace, fwd: list[Row], grad: list[Row], cd: float) -> None:
     if args.wait_quiet:
         wait_for_quiet(args.wait_quiet)
     meter = LoadMeter()
@@ -185,11 +210,51 @@ def run(args: argparse.Namespace) -> None:
     print("\n" + "\n".join(lines))
 
 
+def child(args: argparse.Namespace) -> None:
+    """``--child ENGINE``: that engine's rows alone, calls back to back; one JSON line."""
+    args.wait_quiet = 0
+    rows = run(args, only=args.child, quiet=True)
+    if rows is not None:
+        fwd, grad = rows
+        print(child_result(**{k: r for k, r in (("w7", fwd), ("w7g", grad)) if r is not None}))
+
+
+def isolated(args: argparse.Namespace) -> None:
+    """``--processes N``: every engine alone in fresh processes, rounds interleaved."""
+    engines = ["symk", "numpy"] + (["jax.jit"] if optional("jax") is not None else [])
+    got = isolated_rows(os.path.abspath(__file__), engines, args.processes,
+                        ["--repeats", str(args.repeats)])
+    notes = {"symk": "cpu", "numpy": "-", "jax.jit": "-"}
+    for key, title in (("w7", "W7 conv2d forward NHWC 32x28x28x32 * 3x3x32x64 valid float32"),
+                       ("w7g", "W7g conv2d gradient w.r.t. input and kernel")):
+        rows = [r for r in (isolated_row(e, got[e], key, notes[e], "") for e in engines) if r]
+        if not rows:
+            continue
+        print_table(f"{title} (each engine alone in {args.processes} fresh process(es), calls "
+                    "back to back)", rows, symk_row=rows[0] if rows[0].engine == "symk"
+                    else None, markdown=args.markdown)
+        by = {r.engine: r for r in rows}
+        if "symk" in by and "jax.jit" in by:
+            s, j = by["symk"].timing.median, by["jax.jit"].timing.median  # type: ignore
+            print(target_line(f"{key.upper()} <= 0.8x jax", s <= 0.8 * j,
+                              f"symk {s * 1e3:.2f} ms vs jax {j * 1e3:.2f} ms ({s / j:.2f}x)"))
+
+
 def main() -> None:
     ap = standard_arguments(__doc__.splitlines()[0])
+    ap.add_argument("--processes", type=int, default=0, metavar="N",
+                    help="N rounds of fresh processes, one per engine, each measuring its "
+                         "engine alone with calls back to back (no cooldown)")
+    ap.add_argument("--child", help=argparse.SUPPRESS)
     args = ap.parse_args()
     maybe_unset_openblas(args.unset_openblas)
+    if args.child:
+        child(args)
+        return
     print(machine_note())
+    if args.processes:
+        isolated(args)
+        return
     run(args)
 
 

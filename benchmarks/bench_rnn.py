@@ -181,7 +181,7 @@ def main() -> None:
         r = makers[args.child](x, w, u, b, ref)
         if r is not None:
             measure_rows([r], repeats=args.repeats, cooldown=args.cooldown, budget=10.0)
-            print(child_result(r))
+            print(child_result(w6=r))
         return
     rows = [symk_row(x, w, u, b, ref)]
     for make in (jax_row, pytensor_row, numpy_row):
@@ -219,7 +219,7 @@ def isolated(args) -> None:
                         ["--repeats", str(args.repeats), "--cooldown", "0"])
     notes = {"symk": ("cpu", "K.rnn (scan)"), "jax.jit": ("-", "lax.scan"),
              "pytensor": ("-", "scan (C backend)"), "numpy": ("-", "hand-written loop")}
-    rows = [isolated_row(e, got[e], *notes[e]) for e in engines if got[e]]
+    rows = [r for r in (isolated_row(e, got[e], "w6", *notes[e]) for e in engines) if r]
     print(machine_note())
     print_table(f"W6 SimpleRNN forward (batch {B}, input {F}, units {U}, {T} steps, float32; "
                 f"each engine alone in {args.processes} fresh process(es), calls back to back)",

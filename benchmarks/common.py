@@ -205,24 +205,33 @@ def isolated_rows(script: str, engines: Sequence[str], rounds: int, child_args: 
     return got
 
 
-def isolated_row(name: str, runs: list[dict], device: str, note: str) -> Row:
-    """A table row from :func:`isolated_rows` results: the median of the processes' medians,
-    the minimum of their minima, the median compile time and the worst error."""
+def isolated_row(name: str, runs: list[dict], key: str, device: str, note: str) -> Row | None:
+    """A table row from :func:`isolated_rows` results (workload ``key``): the median of the
+    processes' medians, the minimum of their minima, the median compile time and the worst
+    error; None when no process measured it."""
+    runs = [r[key] for r in runs if key in r]
+    if not runs:
+        return None
     med = statistics.median(r["median"] for r in runs)
     t = Timing(med, min(r["min"] for r in runs), sum(r["samples"] for r in runs), 1,
                [r["median"] for r in runs])
-    return Row(name, t, device, statistics.median(r["compile"] for r in runs),
+    compiles = [r["compile"] for r in runs if r["compile"] is not None]
+    return Row(name, t, device, statistics.median(compiles) if compiles else None,
                max(r["error"] for r in runs), note)
 
 
-def child_result(row: Row) -> str:
-    """The JSON line a ``--child`` process prints for :func:`isolated_rows`."""
+def child_result(**rows: Row) -> str:
+    """The JSON line a ``--child`` process prints for :func:`isolated_rows`: each measured
+    row under its key (a workload)."""
     import json
 
-    t = row.timing
-    assert t is not None
-    return json.dumps({"median": t.median, "min": t.min, "samples": t.samples,
-                       "compile": row.compile_s, "error": row.error})
+    out = {}
+    for key, row in rows.items():
+        t = row.timing
+        if t is not None:
+            out[key] = {"median": t.median, "min": t.min, "samples": t.samples,
+                        "compile": row.compile_s, "error": row.error}
+    return json.dumps(out)
 
 
 def time_once(fn: Callable[[], Any]) -> tuple[float, Any]:
