@@ -435,7 +435,7 @@ class Segment:
                     return None
                 itemsize = np.dtype(n.dtype).itemsize
                 big = 1 if 2 * m * nn * kk >= threads.MT_MIN_FLOPS else 0
-                if big and plan.own_products and plan.nthreads > 1 and (
+                if big and plan.products_owned and plan.nthreads > 1 and (
                         m >= 2 * SPLIT_MIN_ROWS or nn >= 2 * SPLIT_MIN_COLS):
                     big = 2  # the driver returns; split_gemm runs it (rows across threads)
                     split[k] = functools.partial(split_gemm, self.layout[k], fr)

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable
+from typing import Any
 
 import numpy as np
 
@@ -30,9 +31,10 @@ CpuExtern = Callable[..., np.ndarray]
 CPU_EXTERNS: dict[str, Callable[[Node], CpuExtern | None]] = {}
 
 
-#: multi-result ops (a scan): op name -> factory ``(nodes) -> callable | None``; the callable
-#: takes the shared input arrays and returns the value of each node
-CPU_GROUP_EXTERNS: dict[str, Callable[[list[Node]], Callable[..., list] | None]] = {}
+#: multi-result ops (a scan): op name -> factory ``(nodes, plan) -> callable | None`` (``plan``:
+#: the CpuPlan that runs them); the callable takes the shared input arrays and returns the
+#: value of each node
+CPU_GROUP_EXTERNS: dict[str, Callable[[list[Node], Any], Callable[..., list] | None]] = {}
 
 
 def register_cpu_group_extern(op_name: str):

@@ -200,8 +200,9 @@ def body_plan(body: ScanBody) -> BodyPlan:
 
 
 @register_cpu_group_extern("scan")
-def scan_group(nodes: list[Node]):
-    """The loop computing every result in ``nodes`` (results of one scan)."""
+def scan_group(nodes: list[Node], owner: Any = None):
+    """The loop computing every result in ``nodes`` (results of one scan), run by the CpuPlan
+    ``owner``."""
     attrs = nodes[0].attrs
     body: ScanBody = attrs["body"]
     reverse: bool = attrs["reverse"]
@@ -233,6 +234,8 @@ def scan_group(nodes: list[Node]):
                 done = None
                 parts = _row_parts(bp, seqs, carries, n_steps) if rows else 1
                 tuner = _tuner(tuners, n_steps, seqs, carries) if parts > 1 else None
+                if tuner is not None and tuner.best != "whole" and owner is not None:
+                    owner.own_products()
                 if tuner is not None and tuner.pick() == "rows":
                     t0 = time.perf_counter()
                     done = _run_rows(bp, rows, parts, n_steps, reverse, seqs, carries,

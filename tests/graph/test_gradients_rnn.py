@@ -300,28 +300,3 @@ def test_products_with_slices_of_one_weight_are_one_product():
     roots = merge_sliced_products([a.node, b.node])
     assert roots[0] is a.node and roots[1] is b.node
 
-
-def _biased(x, h0, w, u, b, **kw):
-    def step(xt, states):
-        h = K.tanh(K.bias_add(K.dot(xt, w) + K.dot(states[0], u), b))
-        return h, [h]
-    last, outs, _ = K.rnn(step, x, [h0], **kw)
-    return [last, outs]
-
-
-def test_bias_gradients_are_one_sum_over_all_steps():
-    """``db = sum_t sum_rows dz_t`` is not accumulated through the backward loop either: one
-    sum over time and rows follows it, so the loop carries only values with rows (which lets
-    it run split by rows); the gradient matches central differences."""
-    from symk.graph.node import toposort
-
-    x, h0 = K.placeholder(X, dtype="float64"), K.placeholder(H, dtype="float64")
-    w = K.variable(_rng.normal(size=WX), dtype="float64")
-    u = K.variable(_rng.normal(size=WU) * 0.5, dtype="float64")
-    b = K.variable(_rng.normal(size=(U,)), dtype="float64")
-    last, _ = _biased(x, h0, w, u, b)
-    (gbias,) = K.gradients(K.sum(last), [b])
-    back = [n for n in toposort([gbias.node]) if n.op.name == "scan" and n.attrs["reverse"]]
-    assert back and all(c.shape[0] == B for c in back[0].attrs["body"].carries)
-    check_grad(_biased, [X, H, WX, WU, (U,)], variables=True)
-    check_grad(_biased, [X, H, WX, WU, (U,)], variables=True, go_backwards=True)

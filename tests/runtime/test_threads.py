@@ -398,14 +398,17 @@ def _loop_and_product(m: int, k: int, n: int):
 
 def test_big_products_run_in_symk_shares(blas, trace, monkeypatch):
     """With a budget of 2 threads, big products of tall or wide operands in a function with a
-    loop split by rows run as row or column shares on symk's threads with one BLAS thread
-    each: BLAS is never asked for 2 threads (its worker threads would spin on a core after
-    the product, beside the loop's shares), and the numbers match.  Elsewhere a driver's big
-    product keeps BLAS's threads (no return to Python per product)."""
-    from symk.runtime import externs
+    loop that splits by rows (from the first call where it does) run as row or column shares
+    on symk's threads with one BLAS thread each: BLAS is never asked for 2 threads (its
+    worker threads would spin on a core after the product, beside the loop's shares), and
+    the numbers match.  Elsewhere a driver's big product keeps BLAS's threads (no return to
+    Python per product)."""
+    from symk.runtime import externs, scan_cpu
 
     monkeypatch.setattr(threads, "free_cores", lambda: 2)
     monkeypatch.setattr(threads, "MT_MIN_FLOPS", 1000)
+    monkeypatch.setattr(scan_cpu, "ROW_SPLIT_MIN_WORK", 0)  # the small loops split too
+    monkeypatch.setattr(scan_cpu, "ROW_SPLIT_MIN_ROWS", 1)
     get, put = blas
     put(1)
     if threads.budget(threads.usable_cores()) < 2:

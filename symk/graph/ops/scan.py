@@ -39,7 +39,7 @@ from symk.graph.node import Node, apply, creation_line, fresh_uid, substitute, t
 from symk.graph.op import Op, register
 from symk.graph.serialize import dump_nodes, load_nodes, register_codec
 from symk.graph.tensor import storage_of
-from symk.graph.types import Type, is_float, normalize_axes
+from symk.graph.types import Type, is_float
 
 SEQ, LAST, CARRIES = "seq", "last", "carries"
 #: the ops worth one call over all time steps, and worth keeping instead of recomputing
@@ -710,8 +710,8 @@ def scan_vjp(node: Node, g: Node) -> list[Node | None]:
     return out
 
 
-#: the products (and sums) a constant's gradient may be, to be summed over all steps at once
-PUSHED_OUT = ("einsum", "conv_kernel_grad", "sum")
+#: the products a constant's gradient may be, to be summed over all steps at once
+PUSHED_OUT = ("einsum", "conv_kernel_grad")
 
 
 def _pushed_out(gk: Sequence[Node], targets: Sequence[Node], seqs: Sequence[tuple[Node, Node]],
@@ -722,11 +722,12 @@ def _pushed_out(gk: Sequence[Node], targets: Sequence[Node], seqs: Sequence[tupl
     ``sum_t p(a_t, b_t) = p_T(A, B)``: a gradient that is one product (an einsum, a kernel
     gradient) of per-step values is, summed over the steps, one product over all steps (the
     time axis contracted, or merged into the batch) after the loop: one large GEMM instead of
-    one small accumulating GEMM per step.  Likewise ``sum_t sum(v_t, axes) = sum(V, time +
-    axes)`` (a bias's gradient): the loop then carries nothing summed over its rows.
-    Returns ``{k: (product, sources)}``, a source per operand being ("const", node), ("seq",
-    outer sequence or forward residual index), ("out", index of a loop output) or ("extra",
-    index into the returned per-step values the loop must output)."""
+    one small accumulating GEMM per step.  (A bias's gradient, ``sum_t sum(v_t, rows)``,
+    stays accumulated in the loop: summed after it, the Keras LSTM at batch 32 trained ~25%
+    slower in some processes, benchmarks/RESULTS.md, session 16.)  Returns ``{k: (product,
+    sources)}``, a source per operand being ("const", node), ("seq", outer sequence or
+    forward residual index), ("out", index of a loop output) or ("extra", index into the
+    returned per-step values the loop must output)."""
     seq_outer = {id(p): s for s, p in seqs}
     vary = _reaching(toposort([x for x in gk if x is not None]),
                      set(seq_outer) | {id(c) for c in carried})
@@ -737,8 +738,7 @@ def _pushed_out(gk: Sequence[Node], targets: Sequence[Node], seqs: Sequence[tupl
         if x is None or x.op.name not in PUSHED_OUT or x.dtype != t.dtype:
             continue
         steps = [id(i) in vary for i in x.inputs]
-        if not any(steps) or (x.op.name != "einsum" and not all(steps)) or (
-                x.op.name == "conv_kernel_grad" and not (
+        if not any(steps) or (x.op.name == "conv_kernel_grad" and not (
                 all(steps) and all(None not in i.shape[1:] for i in x.inputs))):
             continue
         srcs: list[tuple[str, Any]] = []
@@ -764,13 +764,6 @@ def _over_steps(p: Node, stacked: Sequence[Node], per_step: Sequence[bool]) -> N
     time (those with ``per_step``) and its invariant ones."""
     if p.op.name == "conv_kernel_grad":
         return apply(p.op, [merge_time(v) for v in stacked], **p.attrs)
-    if p.op.name == "sum":  # the time axis summed with the step's axes
-        axes = sorted(normalize_axes(list(p.attrs["axes"]), p.inputs[0].ndim))
-        r = apply("sum", list(stacked), axes=[0] + [a + 1 for a in axes], keepdims=False)
-        if p.attrs.get("keepdims"):
-            for a in axes:
-                r = gb.expand_dims(r, a)
-        return r
     from symk.graph.ops.linalg import parse_spec
 
     ins, out = parse_spec(p.attrs["spec"])
