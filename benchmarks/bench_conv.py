@@ -12,10 +12,11 @@ numpy reference ("max err"); "symk/this" is symk's median over the engine's (> 1
 is faster).
 
     python benchmarks/bench_conv.py [--repeats 15] [--markdown] [--unset-openblas]
-        [--wait-quiet S] [--processes N]
+        [--wait-quiet S] [--processes N [--tf-python PATH]]
 
 ``--processes N`` runs every engine alone in N fresh processes (rounds interleaved, calls back
-to back) instead: no engine's threads run beside another's.
+to back) instead: no engine's threads run beside another's; ``--tf-python PATH`` adds
+TensorFlow's ``tf.nn.conv2d`` (oneDNN), run by that environment's Python.
 """
 
 from __future__ import annotations
@@ -110,6 +111,8 @@ def run(args: argparse.Namespace, only: str | None = None, quiet: bool = False,
                        fn=lambda: _numpy_im2col(x, k)))
     if jax is not None:
         _jax_rows(jax, x, k, g, y64, dx64, dk64, fwd, grad)
+    if only == "tf":
+        _tf_rows(x, k, g, y64, dx64, dk64, fwd, grad)
     if only is None:
         _pytensor_row(x, k, y64, fwd)
     if only:
@@ -155,6 +158,28 @@ def _jax_rows(jax, x, k, g, y64, dx64, dk64, fwd: list[Row], grad: list[Row]) ->
     t1, out = time_once(lambda: [np.asarray(a) for a in jg(xj, kj, gj)])
     grad.append(Row("jax.jit", None, "-", t1, _err(out, [dx64, dk64]),
                     fn=lambda: [a.block_until_ready() for a in jg(xj, kj, gj)]))
+
+
+def _tf_rows(x, k, g, y64, dx64, dk64, fwd: list[Row], grad: list[Row]) -> None:
+    """TensorFlow's ``tf.nn.conv2d`` under ``tf.function`` (oneDNN on x86), and its
+    gradient by a GradientTape (a ``--tf-python`` child only: TF has its own environment)."""
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    import tensorflow as tf
+
+    xt, kt, gt = (tf.constant(a) for a in (x, k, g))
+    f = tf.function(lambda a, b: tf.nn.conv2d(a, b, 1, "VALID"))
+
+    @tf.function
+    def df(a, b, c):
+        with tf.GradientTape() as tape:
+            tape.watch([a, b])
+            s = tf.reduce_sum(tf.nn.conv2d(a, b, 1, "VALID") * c)
+        return tape.gradient(s, [a, b])
+
+    t1, out = time_once(lambda: f(xt, kt).numpy())
+    fwd.append(Row("tf", None, "-", t1, _err(out, y64), fn=lambda: f(xt, kt)))
+    t1, out = time_once(lambda: [a.numpy() for a in df(xt, kt, gt)])
+    grad.append(Row("tf", None, "-", t1, _err(out, [dx64, dk64]), fn=lambda: df(xt, kt, gt)))
 
 
 def _pytensor_row(x, k, y64, fwd: list[Row]) -> None:
@@ -221,10 +246,12 @@ def child(args: argparse.Namespace) -> None:
 
 def isolated(args: argparse.Namespace) -> None:
     """``--processes N``: every engine alone in fresh processes, rounds interleaved."""
-    engines = ["symk", "numpy"] + (["jax.jit"] if optional("jax") is not None else [])
+    engines = ["symk", "numpy"] + (["jax.jit"] if optional("jax") is not None else []) + \
+        (["tf"] if args.tf_python else [])
     got = isolated_rows(os.path.abspath(__file__), engines, args.processes,
-                        ["--repeats", str(args.repeats)])
-    notes = {"symk": "cpu", "numpy": "-", "jax.jit": "-"}
+                        ["--repeats", str(args.repeats)],
+                        pythons={"tf": args.tf_python} if args.tf_python else None)
+    notes = {"symk": "cpu", "numpy": "-", "jax.jit": "-", "tf": "-"}
     for key, title in (("w7", "W7 conv2d forward NHWC 32x28x28x32 * 3x3x32x64 valid float32"),
                        ("w7g", "W7g conv2d gradient w.r.t. input and kernel")):
         rows = [r for r in (isolated_row(e, got[e], key, notes[e], "") for e in engines) if r]
@@ -234,10 +261,12 @@ def isolated(args: argparse.Namespace) -> None:
                     "back to back)", rows, symk_row=rows[0] if rows[0].engine == "symk"
                     else None, markdown=args.markdown)
         by = {r.engine: r for r in rows}
-        if "symk" in by and "jax.jit" in by:
-            s, j = by["symk"].timing.median, by["jax.jit"].timing.median  # type: ignore
-            print(target_line(f"{key.upper()} <= 0.8x jax", s <= 0.8 * j,
-                              f"symk {s * 1e3:.2f} ms vs jax {j * 1e3:.2f} ms ({s / j:.2f}x)"))
+        for peer, goal in (("jax.jit", 0.8), ("tf", 1.0)):
+            if "symk" in by and peer in by:
+                s, j = by["symk"].timing.median, by[peer].timing.median  # type: ignore
+                print(target_line(f"{key.upper()} <= {goal}x {peer}", s <= goal * j,
+                                  f"symk {s * 1e3:.2f} ms vs {peer} {j * 1e3:.2f} ms "
+                                  f"({s / j:.2f}x)"))
 
 
 def main() -> None:
@@ -245,6 +274,9 @@ def main() -> None:
     ap.add_argument("--processes", type=int, default=0, metavar="N",
                     help="N rounds of fresh processes, one per engine, each measuring its "
                          "engine alone with calls back to back (no cooldown)")
+    ap.add_argument("--tf-python", default="", metavar="PATH",
+                    help="with --processes: also TensorFlow's conv2d, run by this Python "
+                         "(an environment with tensorflow, e.g. /tmp/k3tf/bin/python)")
     ap.add_argument("--child", help=argparse.SUPPRESS)
     args = ap.parse_args()
     maybe_unset_openblas(args.unset_openblas)

@@ -179,11 +179,13 @@ def measure_interleaved(fns: Sequence[Callable[[], Any]], *, warmup: int = 2, re
 
 
 def isolated_rows(script: str, engines: Sequence[str], rounds: int, child_args: Sequence[str],
-                  timeout: float = 600.0) -> dict[str, list[dict]]:
+                  timeout: float = 600.0, pythons: dict[str, str] | None = None,
+                  ) -> dict[str, list[dict]]:
     """Run ``script --child ENGINE *child_args`` in a fresh process per engine and round
     (engines in a rotated order each round, so load changes hit them alike), each measuring
-    its engine alone, with no other engine's threads in its process; returns the JSON line
-    each child printed last, per engine (a failed child is left out, its error on stderr)."""
+    its engine alone, with no other engine's threads in its process, under this Python or
+    ``pythons[ENGINE]`` (a peer's own environment); returns the JSON line each child printed
+    last, per engine (a failed child is left out, its error on stderr)."""
     import json
     import subprocess
 
@@ -191,7 +193,7 @@ def isolated_rows(script: str, engines: Sequence[str], rounds: int, child_args: 
     for r in range(rounds):
         for k in range(len(engines)):
             e = engines[(k + r) % len(engines)]
-            cmd = [sys.executable, script, "--child", e, *child_args]
+            cmd = [(pythons or {}).get(e, sys.executable), script, "--child", e, *child_args]
             try:
                 p = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout)
             except subprocess.TimeoutExpired:

@@ -14,6 +14,7 @@ import ctypes
 import os
 import sys
 import threading
+import time
 import warnings
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -222,6 +223,7 @@ class CpuPlan(InterpPlan):
         #: whether the drivers' big products run in shares on symk's threads (returning to
         #: Python for each) rather than on BLAS's threads (see :meth:`own_products`)
         self.products_owned = False
+        self.owned_at = 0.0
         self.split_factor = BLAS_SPLIT_FACTOR if blas else 1
         super().__init__(schedule, fed)
         # a plan of native kernels only never runs a numpy ufunc: no FP error state is needed
@@ -359,16 +361,20 @@ class CpuPlan(InterpPlan):
         fast = factory(nodes, self) if factory is not None else None
         return fast if fast is not None else super().group_impl(nodes)
 
-    def own_products(self) -> None:
+    def own_products(self) -> float:
         """From now on, run this plan's big products on symk's threads (``externs.own_split``),
         never on BLAS's: a loop of the plan runs split by rows, and a BLAS worker spinning
         after a product would take half a core from one of its shares (LSTM(128) at batch
         128: 22.5 ms per train step with BLAS's threads, 16.2 with symk's).  Other plans keep
-        BLAS's threads inside their drivers (no return to Python per product)."""
+        BLAS's threads inside their drivers (no return to Python per product).  Returns the
+        seconds since the products moved."""
+        now = time.monotonic()
         if not self.products_owned:
             self.products_owned = True
+            self.owned_at = now
             for seg in self.segments:
                 seg.sized.clear()  # sized again, with the big products returned to Python
+        return now - self.owned_at
 
     def kernel_step(self, k: Kernel) -> Callable[[list[Any]], None]:
         call = self.by_step.get(id(k))

@@ -41,6 +41,9 @@ ROW_SPLIT_MIN_WORK = 262_144
 ROW_SPLIT_MIN_ROWS = 8
 #: calls timed per way (split, whole) before a loop signature keeps the faster one
 ROW_SPLIT_TRIES = 2
+#: seconds after a plan's products moved to symk's threads before its loops are timed (an
+#: OpenBLAS worker spins ~0.1 s after its last threaded product, slowing a split loop)
+ROW_SPLIT_SETTLE_S = 0.15
 #: loop signatures tuned per scan (beyond: run whole)
 ROW_SPLIT_TUNED = 16
 _compiled: weakref.WeakKeyDictionary[ScanBody, BodyPlan] = weakref.WeakKeyDictionary()
@@ -233,16 +236,21 @@ def scan_group(nodes: list[Node], owner: Any = None):
             if bp.native is not None and n_steps > 0 and config.native_scan_loop():
                 done = None
                 parts = _row_parts(bp, seqs, carries, n_steps) if rows else 1
-                tuner = _tuner(tuners, n_steps, seqs, carries) if parts > 1 else None
-                if tuner is not None and tuner.best != "whole" and owner is not None:
-                    owner.own_products()
-                if tuner is not None and tuner.pick() == "rows":
+                tuner = None
+                if parts > 1:
+                    settled = True
+                    if owner is not None:
+                        settled = owner.own_products() >= ROW_SPLIT_SETTLE_S
+                    # split from the start; timed against whole once BLAS's threads, which
+                    # the plan's products used until now, have stopped spinning
+                    tuner = _tuner(tuners, n_steps, seqs, carries) if settled else None
+                if parts > 1 and (tuner is None or tuner.pick() == "rows"):
                     t0 = time.perf_counter()
                     done = _run_rows(bp, rows, parts, n_steps, reverse, seqs, carries,
                                      consts, vals, want_seq, want_traj)
-                    if done is None:
+                    if tuner is not None and done is None:
                         tuner.best = "whole"  # the shapes do not fit: never again
-                    else:
+                    elif tuner is not None:
                         tuner.record("rows", time.perf_counter() - t0)
                 if done is None:
                     t0 = time.perf_counter()

@@ -169,6 +169,7 @@ def test_a_step_mixing_rows_runs_whole(split):
 
 
 def test_split_or_whole_is_timed_then_kept(monkeypatch):
+    monkeypatch.setattr(scan_cpu, "ROW_SPLIT_SETTLE_S", 0.0)
     monkeypatch.setattr(scan_cpu, "ROW_SPLIT_MIN_WORK", 0)
     monkeypatch.setattr(scan_cpu, "ROW_SPLIT_MIN_ROWS", 1)
     monkeypatch.setattr(threads, "kernel_threads", lambda cap: 2)
@@ -190,3 +191,21 @@ def test_split_or_whole_is_timed_then_kept(monkeypatch):
     t = made[0]
     assert t.best in ("rows", "whole")
     assert all(len(v) == scan_cpu.ROW_SPLIT_TRIES for v in t.times.values())
+
+
+def test_loops_split_before_they_are_timed(monkeypatch):
+    """Until BLAS's threads have settled (ROW_SPLIT_SETTLE_S after the plan's products moved
+    to symk's threads) a loop runs split, untimed."""
+    monkeypatch.setattr(scan_cpu, "ROW_SPLIT_SETTLE_S", 3600.0)
+    monkeypatch.setattr(scan_cpu, "ROW_SPLIT_MIN_WORK", 0)
+    monkeypatch.setattr(scan_cpu, "ROW_SPLIT_MIN_ROWS", 1)
+    monkeypatch.setattr(threads, "kernel_threads", lambda cap: 2)
+    ran = []
+    run_rows = scan_cpu._run_rows
+    monkeypatch.setattr(scan_cpu, "_run_rows", lambda *a: ran.append(1) or run_rows(*a))
+    monkeypatch.setattr(scan_cpu, "_tuner", lambda *a: pytest.fail("timed too early"))
+    f, feed, data = _simple_fn("float32")
+    want = _reference(*data)
+    for _ in range(3):
+        np.testing.assert_allclose(f(feed)[0], want[0], rtol=1e-5, atol=1e-5)
+    assert len(ran) == 3
