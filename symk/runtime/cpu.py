@@ -372,7 +372,7 @@ class CpuPlan(InterpPlan):
         if not self.products_owned:
             self.products_owned = True
             self.owned_at = now
-            for seg in self.segments:
+            for seg in getattr(self, "segments", ()):  # (none yet while the plan is built)
                 seg.sized.clear()  # sized again, with the big products returned to Python
         return now - self.owned_at
 

@@ -12,6 +12,7 @@ trajectories for the gradient) are produced by one run.
 from __future__ import annotations
 
 import contextlib
+import math
 import threading
 import time
 import weakref
@@ -214,6 +215,9 @@ def scan_group(nodes: list[Node], owner: Any = None):
     # runs the whole batch, or shares of its rows side by side (``_run_rows``)
     rows = row_split(body)
     bp = body_plan(body if rows is None else rows.body)
+    if rows is not None and owner is not None and ROW_SPLIT and \
+            _static_work(nodes[0]) >= ROW_SPLIT_MIN_WORK:
+        owner.own_products()  # known to split now: BLAS's threads never start in the plan
     tuners: dict[tuple, AlgoTuner] = {}
     ns, nc = len(body.seqs), len(body.carries)
     want_seq = sorted({i for k, i in results if k == SEQ})
@@ -322,6 +326,18 @@ def _row_parts(bp: BodyPlan, seqs: Sequence[np.ndarray], carries: Sequence[Any],
     if rows < 2 * ROW_SPLIT_MIN_ROWS or work < ROW_SPLIT_MIN_WORK:
         return 1
     return min(threads.kernel_threads(bp.plan.nthreads), rows // ROW_SPLIT_MIN_ROWS)
+
+
+def _static_work(node: Node) -> int:
+    """The values a scan node's loop carries over all its steps, from static shapes (0 when
+    a dim is unknown until run time)."""
+    body: ScanBody = node.attrs["body"]
+    ns, nc = len(body.seqs), len(body.carries)
+    seqs, carries = node.inputs[:ns], node.inputs[ns:ns + nc]
+    dims = [s.shape[0] for s in seqs[:1]] + [d for c in carries for d in c.shape]
+    if not seqs or not carries or any(d is None for d in dims):
+        return 0
+    return int(seqs[0].shape[0]) * sum(math.prod(c.shape) for c in carries)
 
 
 def _tuner(tuners: dict[tuple, AlgoTuner], n_steps: int, seqs: Sequence[np.ndarray],
