@@ -237,8 +237,8 @@ def own_matmul(x: np.ndarray, y: np.ndarray,
     m, k = x.shape
     n = y.shape[1]
     parts, axis = own_split(2 * m * n * k, m, n)
-    if parts < 2 or x.dtype != y.dtype:
-        return None
+    if parts < 2 or x.dtype != y.dtype or y.shape[0] != k:
+        return None  # (sizes that disagree: numpy raises its error, BLAS would read past y)
     call = gemm_fn(x.dtype)
     if call is None:
         return None

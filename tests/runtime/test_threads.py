@@ -435,3 +435,20 @@ def test_big_products_run_in_symk_shares(blas, trace, monkeypatch):
     np.testing.assert_allclose(f([xv])[0], want, rtol=1e-4, atol=1e-4)
     assert not shares and 2 in trace
     assert externs.own_split(10**9, 8, 8) == (1, 0)  # neither tall nor wide: BLAS's own
+
+
+def test_a_big_product_of_disagreeing_sizes_raises(blas, monkeypatch):
+    """Operands whose contracted sizes disagree (known only at run time) get symk's error,
+    never a product in shares that would read past the smaller operand."""
+    from symk.runtime import externs
+
+    monkeypatch.setattr(threads, "free_cores", lambda: 2)
+    monkeypatch.setattr(threads, "MT_MIN_FLOPS", 1000)
+    monkeypatch.setattr(threads, "big", [2])
+    x, y = np.ones((600, 40), "f4"), np.ones((30, 16), "f4")
+    assert externs.own_matmul(x, y) is None
+    np.testing.assert_allclose(externs.own_matmul(x, np.ones((40, 16), "f4")), 40.0)
+    a, b = K.placeholder((None, None)), K.placeholder((None, None))
+    f = K.function([a, b], [K.dot(a, b)], device="cpu")
+    with pytest.raises(SymkError):
+        f([x, y])
