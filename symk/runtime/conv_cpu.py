@@ -39,19 +39,13 @@ def _split(n: int, parts: int) -> list[tuple[int, int]]:
 def _parallel(n: int, macs: int, work: Callable[[int, int], object]) -> list[object] | None:
     """Run ``work(i0, i1)`` on batch ranges in parallel with single-threaded BLAS; None when
     not worth it (or impossible): the caller then runs the plain implementation."""
-    from symk.runtime.cpu import _get_pool, num_threads
+    from symk.runtime.cpu import num_threads, on_pool
 
     cap = num_threads()
     n_thr = min(threads.kernel_threads(cap), n)
     if n_thr < 2 or macs < PARALLEL_MIN_MACS or threads.blas_api() is None:
         return None
-
-    def split() -> list[object]:
-        ranges = _split(n, n_thr)
-        futs = [_get_pool(cap).submit(work, a, b) for a, b in ranges[1:]]
-        first = work(*ranges[0])
-        return [first] + [f.result() for f in futs]
-    return threads.single(split)  # type: ignore[return-value]
+    return threads.single(lambda: on_pool(cap, work, _split(n, n_thr)))  # type: ignore[return-value]
 
 
 def _macs(batch: int, out_sp, w_shape) -> int:

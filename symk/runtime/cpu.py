@@ -512,11 +512,17 @@ def run_split(plan: CpuPlan, fn: Any, ptr: int, n: int) -> None:
         fn(ptr, 0, n)
         return
     bounds = [n * i // parts for i in range(parts + 1)]
-    tp = _get_pool(plan.nthreads)
-    futs = [tp.submit(fn, ptr, bounds[i], bounds[i + 1]) for i in range(1, parts)]
-    fn(ptr, bounds[0], bounds[1])
-    for f in futs:
-        f.result()
+    on_pool(plan.nthreads, lambda lo, hi: fn(ptr, lo, hi), list(zip(bounds, bounds[1:])))
+
+
+def on_pool(nthreads: int, work: Callable[[int, int], Any],
+            ranges: Sequence[tuple[int, int]]) -> list[Any]:
+    """``[work(lo, hi) for lo, hi in ranges]``, the first range on the calling thread and
+    the others on symk's pool (of ``nthreads`` workers) at the same time."""
+    pool = _get_pool(nthreads)
+    futs = [pool.submit(work, lo, hi) for lo, hi in ranges[1:]]
+    first = work(*ranges[0])
+    return [first] + [f.result() for f in futs]
 
 
 def _native_step(plan: CpuPlan, lk: KernelCall, fn: Any, nodes: Sequence[Node] = ()

@@ -205,7 +205,7 @@ def gemm_shares(call: Callable, ta: int, tb: int, m: int, n: int, k: int, alpha:
     """``C = alpha * op(A) @ op(B) + beta * C`` by the CBLAS ``call`` (row-major, addresses)
     as ``parts`` shares of C's rows (``axis`` 0) or columns (1) on symk's pool, one BLAS
     thread each."""
-    from symk.runtime.cpu import _get_pool, num_threads
+    from symk.runtime.cpu import num_threads, on_pool
 
     def share(lo: int, hi: int) -> None:
         if axis == 0:  # rows of op(A) and of C
@@ -218,14 +218,7 @@ def gemm_shares(call: Callable, ta: int, tb: int, m: int, n: int, k: int, alpha:
                  c + lo * itemsize, ldc)
     size = m if axis == 0 else n
     bounds = [size * i // parts for i in range(parts + 1)]
-
-    def split() -> None:
-        pool = _get_pool(num_threads())
-        futs = [pool.submit(share, bounds[i], bounds[i + 1]) for i in range(1, parts)]
-        share(bounds[0], bounds[1])
-        for f in futs:
-            f.result()
-    threads.single(split)
+    threads.single(lambda: on_pool(num_threads(), share, list(zip(bounds, bounds[1:]))))
 
 
 def own_matmul(x: np.ndarray, y: np.ndarray,

@@ -32,9 +32,9 @@ def pool_spy(monkeypatch):
         def __init__(self, pool):
             self.pool = pool
 
-        def submit(self, fn, ptr, lo, hi):
-            chunks.append((lo, hi))
-            return self.pool.submit(fn, ptr, lo, hi)
+        def submit(self, fn, *args):  # (..., lo, hi): the chunk is the last two
+            chunks.append(tuple(args[-2:]))
+            return self.pool.submit(fn, *args)
 
     monkeypatch.setattr(cpu, "_get_pool", lambda n: Spy(real(n)))
     return chunks
