@@ -344,11 +344,15 @@ class Segment:
         self.known, self.small = plan.known, plan.small
 
     # ------------------------------------------------------------------ per signature
-    def size_for(self, sig: tuple) -> Sized | None:
-        """The frame of signature ``sig`` (None: run the steps one by one)."""
-        if len(self.sized) >= SIGNATURES_KEPT:
-            self.sized.clear()
-        sz = self.sized[sig] = self._size(sig)
+    def size_for(self, sig: tuple, table: dict | None = None,
+                 kept: int = SIGNATURES_KEPT) -> Sized | None:
+        """The frame of signature ``sig`` (None: run the steps one by one), remembered in
+        ``table`` (the segment's own by default; a loop run beside others on the same segment
+        keeps frames of its own), which holds at most ``kept`` signatures."""
+        table = self.sized if table is None else table
+        if len(table) >= kept:
+            table.clear()
+        sz = table[sig] = self._size(sig)
         return sz
 
     def _size(self, sig: tuple) -> Sized | None:

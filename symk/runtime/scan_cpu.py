@@ -322,22 +322,27 @@ def _row_parts(bp: BodyPlan, seqs: Sequence[np.ndarray], carries: Sequence[Any],
         return 1
     first = np.shape(carries[0])
     rows = first[0] if first else 0
-    work = n_steps * sum(np.size(c) for c in carries)
+    work = _loop_work(n_steps, [np.shape(c) for c in carries])
     if rows < 2 * ROW_SPLIT_MIN_ROWS or work < ROW_SPLIT_MIN_WORK:
         return 1
     return min(threads.kernel_threads(bp.plan.nthreads), rows // ROW_SPLIT_MIN_ROWS)
 
 
+def _loop_work(n_steps: int, carry_shapes: Sequence[tuple[int, ...]]) -> int:
+    """The values a loop carries over all its steps."""
+    return n_steps * sum(math.prod(s) for s in carry_shapes)
+
+
 def _static_work(node: Node) -> int:
-    """The values a scan node's loop carries over all its steps, from static shapes (0 when
-    a dim is unknown until run time)."""
+    """:func:`_loop_work` of a scan node from its static shapes (0 when a dim is unknown
+    until run time)."""
     body: ScanBody = node.attrs["body"]
     ns, nc = len(body.seqs), len(body.carries)
     seqs, carries = node.inputs[:ns], node.inputs[ns:ns + nc]
     dims = [s.shape[0] for s in seqs[:1]] + [d for c in carries for d in c.shape]
     if not seqs or not carries or any(d is None for d in dims):
         return 0
-    return int(seqs[0].shape[0]) * sum(math.prod(c.shape) for c in carries)
+    return _loop_work(seqs[0].shape[0], [c.shape for c in carries])
 
 
 def _tuner(tuners: dict[tuple, AlgoTuner], n_steps: int, seqs: Sequence[np.ndarray],

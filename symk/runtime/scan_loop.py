@@ -23,10 +23,12 @@ import numpy as np
 
 from symk.codegen.driver_render import render_scan_loop
 from symk.runtime import threads
-from symk.runtime.driver import _address, _thread_header
+from symk.runtime.driver import SIGNATURES_KEPT, _address, _thread_header
 
 _lock = threading.Lock()
 _fn: list[Any] = []  # the compiled loop function, once built
+#: signatures a share's own frame table keeps (``NativeLoop.prepare``)
+OWN_FRAMES_KEPT = 4
 
 
 def loop_function() -> Any:
@@ -109,16 +111,10 @@ class NativeLoop:
             a, addrs[j] = seg.external(vals[spec[j][0]], spec[j][1])
             arrs[j], shapes[j] = a, a.shape
         sig = tuple(shapes)
-        if frames is None:
-            sz = seg.sized.get(sig, False)
-            if sz is False:
-                sz = seg.size_for(sig)
-        else:
-            sz = frames.get(sig, False)
-            if sz is False:
-                if len(frames) >= 4:
-                    frames.clear()
-                sz = frames[sig] = seg._size(sig)  # noqa: SLF001 - a frame of our own
+        table = seg.sized if frames is None else frames
+        sz = table.get(sig, False)
+        if sz is False:
+            sz = seg.size_for(sig, table, SIGNATURES_KEPT if frames is None else OWN_FRAMES_KEPT)
         if sz is None or sz.split:
             return None
         rings = seg.ring_nodes
