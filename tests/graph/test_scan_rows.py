@@ -12,7 +12,7 @@ from symk import backend as K
 from symk.graph import build as gb
 from symk.graph.node import toposort
 from symk.graph.ops.scan import placeholder_like
-from symk.graph.ops.scan_rows import row_axes, row_body
+from symk.graph.ops.scan_rows import row_axes, row_split
 
 B, T, F, U = 4, 5, 3, 6
 
@@ -58,8 +58,9 @@ def test_row_independent_steps_are_separable(step, n, kw):
     axes = row_axes(body)
     assert axes is not None
     assert all(axes[id(o)] == 0 for o in body.outs + body.new_carries)
-    rb = row_body(body)
-    assert rb is not None and row_body(body) is rb  # decided once
+    rs = row_split(body)
+    assert rs is not None and row_split(body) is rs  # decided once
+    rb = rs.body
     for p in rb.seqs + rb.carries + rb.outs + rb.new_carries:
         assert p.shape[0] is None, p
     assert [p.shape[1:] for p in rb.outs] == [p.shape[1:] for p in body.outs]
@@ -95,8 +96,6 @@ def _drawn_once(xt, states):
 def test_loop_constants_with_rows_split_with_them():
     """A (B, U) value drawn once outside the loop (like a recurrent dropout mask) is a
     constant of the loop; each share of the rows reads its own rows of it."""
-    from symk.graph.ops.scan_rows import row_split
-
     body = _body(_drawn_once)
     assert row_axes(body) is None  # not with the constant shared by all rows
     rs = row_split(body)
@@ -120,7 +119,7 @@ def _row_slice(xt, states):
 def test_steps_mixing_rows_are_not_separable(step):
     body = _body(step)
     assert row_axes(body) is None
-    assert row_body(body) is None
+    assert row_split(body) is None
 
 
 def _node(x):

@@ -43,7 +43,7 @@ def row_axes(body: ScanBody, row_consts: Sequence[int] = ()) -> dict[int, int] |
     """{id(node): its row axis} over the body's nodes (absent: the same for every row), with
     the rows on axis 0 of every sequence step, carry and constant in ``row_consts``; None
     when some op mixes rows or some output or new carry would not keep its rows on axis 0."""
-    loop = list(body.seqs) + list(body.carries) + [body.consts[i] for i in row_consts]
+    loop = _row_inputs(body, row_consts)
     rows = {p.shape[0] if p.ndim else -1 for p in loop}
     if len(rows) != 1 or -1 in rows:
         return None
@@ -84,17 +84,10 @@ def row_split(body: ScanBody) -> RowSplit | None:
     return made
 
 
-def row_body(body: ScanBody) -> ScanBody | None:
-    """The body of :func:`row_split` (None: not separable)."""
-    rs = row_split(body)
-    return None if rs is None else rs.body
-
-
 def _generalized(body: ScanBody, row_consts: tuple[int, ...]) -> RowSplit | None:
     """``body`` with an unknown number of rows, or None when some op fixes it."""
-    loop = list(body.seqs) + list(body.carries) + [body.consts[i] for i in row_consts]
     mapping: dict[int, Node] = {id(p): placeholder_like(p, (None,) + p.shape[1:])
-                                for p in loop}
+                                for p in _row_inputs(body, row_consts)}
     try:
         roots = substitute(list(body.outs) + list(body.new_carries), mapping)
     except SymkError:  # a shape fixed by the number of rows somewhere: keep them
@@ -106,3 +99,9 @@ def _generalized(body: ScanBody, row_consts: tuple[int, ...]) -> RowSplit | None
                              [mapping[id(p)] for p in body.carries],
                              [mapping.get(id(p), p) for p in body.consts],
                              roots[:k], roots[k:]), row_consts)
+
+
+def _row_inputs(body: ScanBody, row_consts: Sequence[int]) -> list[Node]:
+    """The body's placeholders holding rows on axis 0: sequence steps, carries and the
+    constants in ``row_consts``."""
+    return list(body.seqs) + list(body.carries) + [body.consts[i] for i in row_consts]
