@@ -36,13 +36,13 @@ from common import (  # noqa: E402
     LoadMeter,
     Row,
     child_result,
-    isolated_row,
     isolated_rows,
     machine_note,
     maybe_unset_openblas,
     measure_rows,
     optional,
     print_table,
+    report_isolated,
     standard_arguments,
     target_line,
     time_once,
@@ -251,23 +251,11 @@ def isolated(args: argparse.Namespace) -> None:
     got = isolated_rows(os.path.abspath(__file__), engines, args.processes,
                         ["--repeats", str(args.repeats)],
                         pythons={"tf": args.tf_python} if args.tf_python else None)
-    notes = {"symk": "cpu", "numpy": "-", "jax.jit": "-", "tf": "-"}
+    notes = {e: ("cpu" if e == "symk" else "-", "") for e in engines}
     for key, title in (("w7", "W7 conv2d forward NHWC 32x28x28x32 * 3x3x32x64 valid float32"),
                        ("w7g", "W7g conv2d gradient w.r.t. input and kernel")):
-        rows = [r for r in (isolated_row(e, got[e], key, notes[e], "") for e in engines) if r]
-        if not rows:
-            continue
-        print_table(f"{title} (each engine alone in {args.processes} fresh process(es), calls "
-                    "back to back)", rows, symk_row=rows[0] if rows[0].engine == "symk"
-                    else None, markdown=args.markdown)
-        by = {r.engine: r for r in rows}
-        for peer, goal in (("jax.jit", 0.8), ("tf", 1.0)):
-            if "symk" in by and peer in by:
-                s, j = by["symk"].timing.median, by[peer].timing.median  # type: ignore
-                print(target_line(f"{key.upper()} <= {goal}x {peer}", s <= goal * j,
-                                  f"symk {s * 1e3:.2f} ms vs {peer} {j * 1e3:.2f} ms "
-                                  f"({s / j:.2f}x)"))
-
+        report_isolated(title, got, key, notes, [("jax.jit", 0.8), ("tf", 1.0)],
+                        args.processes, args.markdown)
 
 def main() -> None:
     ap = standard_arguments(__doc__.splitlines()[0])

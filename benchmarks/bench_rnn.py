@@ -30,13 +30,13 @@ from common import (  # noqa: E402
     LoadMeter,
     Row,
     child_result,
-    isolated_row,
     isolated_rows,
     machine_note,
     maybe_unset_openblas,
     measure_rows,
     optional,
     print_table,
+    report_isolated,
     standard_arguments,
     target_line,
     time_once,
@@ -219,18 +219,10 @@ def isolated(args) -> None:
                         ["--repeats", str(args.repeats), "--cooldown", "0"])
     notes = {"symk": ("cpu", "K.rnn (scan)"), "jax.jit": ("-", "lax.scan"),
              "pytensor": ("-", "scan (C backend)"), "numpy": ("-", "hand-written loop")}
-    rows = [r for r in (isolated_row(e, got[e], "w6", *notes[e]) for e in engines) if r]
     print(machine_note())
-    print_table(f"W6 SimpleRNN forward (batch {B}, input {F}, units {U}, {T} steps, float32; "
-                f"each engine alone in {args.processes} fresh process(es), calls back to back)",
-                rows, symk_row=rows[0] if rows and rows[0].engine == "symk" else None,
-                markdown=args.markdown)
-    by = {r.engine: r for r in rows}
-    if "symk" in by and "jax.jit" in by:
-        s, j = by["symk"].timing.median, by["jax.jit"].timing.median  # type: ignore[union-attr]
-        print(target_line("W6", s <= 0.8 * j, f"symk {s * 1e3:.2f} ms vs jax.lax.scan "
-                                              f"{j * 1e3:.2f} ms ({s / j:.2f}x)"))
-
+    report_isolated(f"W6 SimpleRNN forward (batch {B}, input {F}, units {U}, {T} steps, "
+                    "float32)", got, "w6", notes, [("jax.jit", 0.8)], args.processes,
+                    args.markdown)
 
 if __name__ == "__main__":
     main()

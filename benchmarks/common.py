@@ -222,6 +222,27 @@ def isolated_row(name: str, runs: list[dict], key: str, device: str, note: str) 
                max(r["error"] for r in runs), note)
 
 
+def report_isolated(title: str, got: dict[str, list[dict]], key: str,
+                    notes: dict[str, tuple[str, str]], goals: Sequence[tuple[str, float]],
+                    processes: int, markdown: bool = False) -> None:
+    """Print workload ``key`` of :func:`isolated_rows` results as a table (``notes``: engine
+    -> (device, note)), then a target line per (peer, goal): symk's median at most ``goal``
+    times the peer's."""
+    rows = [r for r in (isolated_row(e, runs, key, *notes[e]) for e, runs in got.items()) if r]
+    if not rows:
+        return
+    print_table(f"{title} (each engine alone in {processes} fresh process(es), calls back to "
+                "back)", rows, symk_row=rows[0] if rows[0].engine == "symk" else None,
+                markdown=markdown)
+    by = {r.engine: r.timing.median for r in rows if r.timing}
+    for peer, goal in goals:
+        if "symk" in by and peer in by:
+            s, j = by["symk"], by[peer]
+            print(target_line(f"{key.upper()} <= {goal}x {peer}", s <= goal * j,
+                              f"symk {s * 1e3:.2f} ms vs {peer} {j * 1e3:.2f} ms "
+                              f"({s / j:.2f}x)"))
+
+
 def child_result(**rows: Row) -> str:
     """The JSON line a ``--child`` process prints for :func:`isolated_rows`: each measured
     row under its key (a workload)."""
