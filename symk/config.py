@@ -302,6 +302,12 @@ def cblas_enabled() -> bool:
     return _env("SYMK_CBLAS", _parse_bool, True)
 
 
+def onednn_enabled() -> bool:
+    """``SYMK_ONEDNN``: run float32 CPU convolutions on oneDNN when it is installed (default
+    on; 0: symk's im2col + BLAS path)."""
+    return _env("SYMK_ONEDNN", _parse_bool, True)
+
+
 def native_driver() -> bool:
     """``SYMK_NATIVE_DRIVER``: on ``cpu``, run runs of native steps from one generated driver
     call (default on; off: one Python step per kernel, as before the driver)."""

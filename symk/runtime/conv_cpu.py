@@ -1,6 +1,7 @@
 """The CPU fast path of the convolution ops (``conv``, ``conv_input_grad``,
-``conv_kernel_grad``): the batch is split across symk's thread pool, each thread running the
-numpy implementation of ``symk.graph.ops.conv_impl`` on its images with single-threaded BLAS.
+``conv_kernel_grad``): the batch is split across symk's thread pool, each thread running
+oneDNN's primitive on its images (``symk.runtime.onednn``, float32, when installed), or else the
+numpy implementation of ``symk.graph.ops.conv_impl`` with single-threaded BLAS.
 
 Why: the im2col copies are single-threaded numpy, and OpenBLAS's own threads synchronise on
 every block GEMM (badly so on a loaded machine); one thread per core, each doing copy + GEMM
@@ -22,7 +23,7 @@ import numpy as np
 
 from symk.graph.node import Node
 from symk.graph.ops import conv_impl as ci
-from symk.runtime import threads
+from symk.runtime import onednn, threads
 from symk.runtime.externs import register_cpu_extern
 from symk.runtime.tuning import AlgoTuner
 
@@ -36,16 +37,33 @@ def _split(n: int, parts: int) -> list[tuple[int, int]]:
     return [(i, min(i + step, n)) for i in range(0, n, step)]
 
 
-def _parallel(n: int, macs: int, work: Callable[[int, int], object]) -> list[object] | None:
-    """Run ``work(i0, i1)`` on batch ranges in parallel with single-threaded BLAS; None when
-    not worth it (or impossible): the caller then runs the plain implementation."""
+def _parallel(n: int, macs: int, work: Callable[[int, int], object], blas: bool = True
+              ) -> list[object] | None:
+    """Run ``work(i0, i1)`` on batch ranges in parallel (with single-threaded BLAS when
+    ``blas``); None when not worth it (or impossible): the caller then runs the whole batch."""
     from symk.runtime.cpu import num_threads, on_pool
 
     cap = num_threads()
     n_thr = min(threads.kernel_threads(cap), n)
-    if n_thr < 2 or macs < PARALLEL_MIN_MACS or threads.blas_api() is None:
+    if n_thr < 2 or macs < PARALLEL_MIN_MACS or (blas and threads.blas_api() is None):
         return None
+    if not blas:
+        return on_pool(cap, work, _split(n, n_thr))
     return threads.single(lambda: on_pool(cap, work, _split(n, n_thr)))  # type: ignore[return-value]
+
+
+def _dnnl_plan(x_shape, w_shape, strides, dilation, pads, groups, spatial=None):
+    """(geometry for ``onednn.run``, output spatial size), or None without oneDNN.  The high
+    pads are the ones the output size implies (oneDNN wants them to agree exactly): negative
+    where the last input rows are read by no window."""
+    if not onednn.available():
+        return None
+    nsp = len(w_shape) - 2
+    spatial = x_shape[1:-1] if spatial is None else spatial
+    pads_, out_sp = ci.geometry(spatial, w_shape[:nsp], strides, dilation, pads)
+    exact = tuple((lo, (o - 1) * s + (k - 1) * d + 1 - n - lo) for n, k, s, d, (lo, _), o
+                  in zip(spatial, w_shape[:nsp], strides, dilation, pads_, out_sp))
+    return (tuple(strides), tuple(dilation), exact, groups), out_sp
 
 
 def _macs(batch: int, out_sp, w_shape) -> int:
@@ -61,11 +79,23 @@ def conv_plan(node: Node) -> Callable[[np.ndarray, np.ndarray], np.ndarray]:
         _, out_sp = ci.geometry(x.shape[1:-1], w.shape[:-2], a["strides"], a["dilation"],
                                 a["pads"])
         y = np.empty((x.shape[0], *out_sp, w.shape[-1]), dtype)
+        macs = _macs(x.shape[0], out_sp, w.shape)
+        plan = _dnnl_plan(x.shape, w.shape, **a) if dtype == np.float32 else None
+        if plan is not None:
+            # oneDNN's kernels want dense arrays (a view is copied once)
+            geom, xc, wc = plan[0], np.ascontiguousarray(x), np.ascontiguousarray(w)
+
+            def dnnl_work(i0: int, i1: int) -> bool:
+                return onednn.run("fwd", xc[i0:i1], wc, y[i0:i1], geom)
+
+            done = _parallel(x.shape[0], macs, dnnl_work, blas=False)
+            if all(done if done is not None else [dnnl_work(0, x.shape[0])]):
+                return y
 
         def work(i0: int, i1: int) -> None:
             ci.conv_forward(x[i0:i1], w, **a, out=y[i0:i1])
 
-        if _parallel(x.shape[0], _macs(x.shape[0], out_sp, w.shape), work) is None:
+        if _parallel(x.shape[0], macs, work) is None:
             work(0, x.shape[0])
         return y
 
@@ -86,6 +116,8 @@ def conv_input_grad_plan(node: Node) -> Callable[..., np.ndarray]:
     def run(g: np.ndarray, w: np.ndarray, shape_vec: np.ndarray | None = None) -> np.ndarray:
         spatial = static if shape_vec is None else tuple(int(s) for s in shape_vec[1:-1])
         dx = np.empty((g.shape[0], *spatial, w.shape[-2] * a["groups"]), dtype)
+        if dtype == np.float32 and _dnnl_input_grad(g, w, dx, a):
+            return dx
         key = (g.shape, w.shape, spatial)
         tuner = tuners.get(key)
         if tuner is None and len(tuners) < MAX_TUNED:
@@ -116,6 +148,11 @@ def conv_kernel_grad_plan(node: Node) -> Callable[[np.ndarray, np.ndarray], np.n
     kshape = node.attrs["kernel_shape"]
 
     def run(x: np.ndarray, g: np.ndarray) -> np.ndarray:
+        if np.dtype(node.dtype) == np.float32:
+            dw = _dnnl_kernel_grad(x, g, kshape, a)
+            if dw is not None:
+                return dw
+
         def work(i0: int, i1: int) -> np.ndarray:
             return ci.conv_kernel_grad(x[i0:i1], g[i0:i1], kshape[:-2], **a)
 
@@ -128,3 +165,39 @@ def conv_kernel_grad_plan(node: Node) -> Callable[[np.ndarray, np.ndarray], np.n
         return total
 
     return run
+
+
+def _dnnl_input_grad(g: np.ndarray, w: np.ndarray, dx: np.ndarray, a: dict) -> bool:
+    """Write the input gradient ``dx`` with oneDNN (batch shares on the pool); False when it
+    cannot (nothing written)."""
+    plan = _dnnl_plan(dx.shape, w.shape, **a)
+    if plan is None or tuple(g.shape[1:-1]) != tuple(plan[1]):
+        return False
+    geom, gc, wc = plan[0], np.ascontiguousarray(g), np.ascontiguousarray(w)
+
+    def work(i0: int, i1: int) -> bool:
+        return onednn.run("bwd_data", dx[i0:i1], wc, gc[i0:i1], geom)
+
+    done = _parallel(g.shape[0], _macs(g.shape[0], g.shape[1:-1], w.shape), work, blas=False)
+    return all(done if done is not None else [work(0, g.shape[0])])
+
+
+def _dnnl_kernel_grad(x: np.ndarray, g: np.ndarray, kshape, a: dict) -> np.ndarray | None:
+    """The kernel gradient by oneDNN (a partial sum per batch share), or None when it cannot."""
+    plan = _dnnl_plan(x.shape, kshape, **a)
+    if plan is None or tuple(g.shape[1:-1]) != tuple(plan[1]):
+        return None
+    geom, xc, gc = plan[0], np.ascontiguousarray(x), np.ascontiguousarray(g)
+
+    def work(i0: int, i1: int) -> np.ndarray | None:
+        dw = np.empty(kshape, np.float32)
+        return dw if onednn.run("bwd_weights", xc[i0:i1], dw, gc[i0:i1], geom) else None
+
+    parts = _parallel(x.shape[0], _macs(x.shape[0], g.shape[1:-1], kshape), work, blas=False)
+    parts = parts if parts is not None else [work(0, x.shape[0])]
+    if any(p is None for p in parts):
+        return None
+    total = parts[0]
+    for p in parts[1:]:
+        total += p
+    return total
