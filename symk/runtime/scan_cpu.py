@@ -27,7 +27,7 @@ from symk.graph.node import Node
 from symk.graph.ops.scan import CARRIES, LAST, SEQ, ScanBody, time_steps
 from symk.graph.ops.scan_rows import RowSplit, row_split
 from symk.runtime import threads
-from symk.runtime.cpu import CpuPlan, _get_pool
+from symk.runtime.cpu import CpuPlan, Ring, _get_pool
 from symk.runtime.externs import CPU_EXTERNS, register_cpu_group_extern
 from symk.runtime.scan_loop import NativeLoop
 from symk.runtime.tuning import AlgoTuner
@@ -228,6 +228,10 @@ def scan_group(nodes: list[Node], owner: Any = None):
     out_dt = [np.dtype(body.outs[i].dtype) for i in want_seq]
     traj_dt = [np.dtype(body.new_carries[i].dtype) for i in want_traj]
     execute = bp.plan.execute
+    # the Python loop's stacked outputs are reused once dropped: fresh ones page-fault on
+    # their first touch (a ConvLSTM step copies ~17 MB into them)
+    stack_rings = [Ring({}, dt) for dt in out_dt]
+    traj_rings = [Ring({}, dt) for dt in traj_dt]
 
     def run(*args: np.ndarray) -> list[np.ndarray]:
         n_steps = time_steps(body, args)
@@ -290,10 +294,10 @@ def scan_group(nodes: list[Node], owner: Any = None):
                     execute(vals)  # the body's drivers (a native call or a few), its steps
                     carries = [vals[s] for s in new_carry_slots]
                     if first:
-                        stacked = [np.empty((n_steps,) + np.shape(vals[s]), dt)
-                                   for s, dt in zip(out_slots, out_dt)]
-                        trajs = [np.empty((n_steps,) + np.shape(carries[i]), dt)
-                                 for i, dt in zip(want_traj, traj_dt)]
+                        stacked = [r.get((n_steps,) + np.shape(vals[s]))[0]
+                                   for s, r in zip(out_slots, stack_rings)]
+                        trajs = [r.get((n_steps,) + np.shape(carries[i]))[0]
+                                 for i, r in zip(want_traj, traj_rings)]
                         first = False
                     for buf, s in zip(stacked, out_slots):
                         buf[t] = vals[s]

@@ -136,3 +136,49 @@ def test_empty_and_single_step_sequences(loops):
     want9 = K.function([x], [last, outs], device="interp")([x9])
     for g, w_ in zip(got9, want9):
         np.testing.assert_allclose(g, w_, rtol=1e-5, atol=1e-6)
+
+
+def test_python_loop_reuses_stacked_outputs_only_once_dropped(monkeypatch):
+    """The Python loop's stacked outputs come from rings of buffers: after the first calls no
+    new buffer is made, a result the caller still holds is never written by a later call, and
+    every call's numbers are the reference executor's.  (Stacks above the plan's small-input
+    size: the plan itself keeps smaller arrays alive for a while.)"""
+    from symk.runtime import cpu, scan_cpu
+
+    handed: list[int] = []
+
+    class Spy(cpu.Ring):
+        def get(self, shape):
+            ent = super().get(shape)
+            handed.append(ent[1])
+            return ent
+
+    monkeypatch.setattr(scan_cpu, "Ring", Spy)
+    monkeypatch.setenv("SYMK_NATIVE_SCAN_LOOP", "0")
+    shape = (64, 20, 16)
+    assert np.prod(shape) * 4 > cpu.SMALL_INPUT_BYTES
+    x = K.placeholder(shape)
+    w = K.variable(RNG.standard_normal((16, 16)).astype("f4") * 0.2)
+
+    def step(xt, states):
+        h = K.tanh(K.dot(xt, w) + states[0])
+        return h, [h]
+    _, outs, _ = K.rnn(step, x, [K.zeros_like(x[:, 0, :])])
+    (gw,) = K.gradients(K.sum(outs * outs), [w])
+    f = K.function([x], [outs, gw], device="cpu")
+    ref = K.function([x], [outs, gw], device="interp")
+    a, b = (RNG.standard_normal(shape).astype("f4") for _ in range(2))
+    want_a, want_b = ref([a]), ref([b])
+    first = f([a])
+    kept = [r.copy() for r in first]
+    for _ in range(4):
+        got = f([b])
+        for g, wv in zip(got, want_b):
+            np.testing.assert_allclose(g, wv, rtol=1e-4, atol=1e-5)
+    for r, k, wv in zip(first, kept, want_a):
+        np.testing.assert_array_equal(r, k)  # held results were never written again
+        np.testing.assert_allclose(r, wv, rtol=1e-4, atol=1e-5)
+    per_call = len(handed) // 5
+    assert per_call >= 2  # the forward loop's outputs and the backward loop's
+    later = handed[per_call:]  # calls 2-5 reuse buffers (a fresh one per output each: 4x)
+    assert len(set(later)) <= len(later) // 2, (len(set(later)), len(later))
