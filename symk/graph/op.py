@@ -60,6 +60,9 @@ class Op:
     extern: ClassVar[bool] = False
     #: True when no gradient flows through the op (comparisons, argmax, shape_of, ...)
     nondifferentiable: ClassVar[bool] = False
+    #: True when computing the value does something besides (prints, talks to other
+    #: processes): the op runs at every call, never at compile time (no constant folding)
+    side_effect: ClassVar[bool] = False
     #: True when the value depends on the inputs' shapes only, never on their data
     #: (shape_of, count): runtimes compute it once per input shape
     shape_only: ClassVar[bool] = False

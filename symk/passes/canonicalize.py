@@ -213,7 +213,7 @@ def _const_second(b, n):
 @fold_rules.rule("constant_fold", Pat("*"), "op(constants) -> constant")
 def _fold(b, n):
     op = n.op
-    if op.is_leaf or op.is_random or op.name in ("print", "fill"):
+    if op.is_leaf or op.is_random or op.side_effect or op.name == "fill":
         return None
     if op.name == "shape_of":
         x = n.inputs[0]

@@ -18,7 +18,7 @@ from dataclasses import dataclass
 
 from symk.debug import log
 from symk.graph.node import Node
-from symk.passes import blas, canonicalize, lower, specialize, stabilize
+from symk.passes import blas, canonicalize, collectives, lower, specialize, stabilize
 from symk.passes.fusion import fuse
 from symk.passes.memory import plan_memory
 from symk.passes.registry import PassContext, fusion_enabled, register_pass, select
@@ -63,6 +63,11 @@ def _blas(roots: list[Node], ctx: PassContext) -> list[Node]:
 def _lower(roots: list[Node], ctx: PassContext) -> list[Node]:
     rs = lower.for_target(ctx.target_lacks)
     return rewrite(roots, rs, ctx.stats) if len(rs) else roots
+
+
+@register_pass("collectives", 45, ("required", "collectives"))
+def _collectives(roots: list[Node], ctx: PassContext) -> list[Node]:
+    return collectives.group_allreduces(roots)
 
 
 @register_pass("dce", 50, ("required", "dce"))

@@ -1,6 +1,7 @@
 """All op definitions; importing this package registers every op."""
 
 from symk.graph.ops import (  # noqa: F401
+    collective,
     conv,
     ctc,
     elementwise,

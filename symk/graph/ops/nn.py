@@ -86,6 +86,7 @@ class Print(Op):
     arity = 1
     attr_names = ("message",)
     extern = True
+    side_effect = True
 
     def infer(self, inputs, message=""):
         return inputs[0]

@@ -1,0 +1,150 @@
+"""The job's processes: MPI through mpi4py (``init``, ``rank``, ``size``, ``local_rank``,
+``local_size``) and the :class:`MpiCommunicator` the collective ops of
+``symk.graph.ops.collective`` run on.
+
+Tensors travel with mpi4py's buffer methods (``Allreduce`` with ``MPI.IN_PLACE``, ``Bcast``)
+on a duplicate of ``COMM_WORLD`` (the user's own MPI traffic never mixes with symk's).  Before
+each collective the ranks compare its size and dtype (one 32-byte ``Allreduce``), so a rank
+feeding another shape raises a :class:`CollectiveError` on every rank instead of a hang or a
+wrong sum.  Without mpi4py, or in a process not started by ``mpiexec`` (MPI's singleton: one
+rank), ``size() == 1`` and the collectives are the identity.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from symk.errors import SymkError
+from symk.graph.ops.collective import CollectiveError, set_communicator
+
+#: dtypes MPI sums natively (float16 is summed in float32)
+_CODES = {np.dtype(t): i + 1 for i, t in enumerate(
+    ("float32", "float64", "int8", "int16", "int32", "int64", "uint8", "uint16", "uint32",
+     "uint64", "float16"))}
+
+
+class NotInitializedError(SymkError):
+    """A ``symk.distributed`` call before ``init()``."""
+
+
+class MpiCommunicator:
+    """Collectives on numpy arrays over an MPI communicator (see the module docstring)."""
+
+    def __init__(self, mpi: Any, comm: Any) -> None:
+        self.MPI, self.comm = mpi, comm
+        self.rank, self.size = comm.Get_rank(), comm.Get_size()
+        local = comm.Split_type(mpi.COMM_TYPE_SHARED, key=self.rank)
+        self.local_rank, self.local_size = local.Get_rank(), local.Get_size()
+        local.Free()
+        self._check = np.empty(4, np.int64)
+
+    def _agree(self, flat: np.ndarray, what: str) -> None:
+        """Every rank holds as many values of the same dtype (else all ranks raise)."""
+        code = _CODES.get(flat.dtype)
+        if code is None:
+            raise CollectiveError(f"{what}: dtype {flat.dtype} cannot be reduced across "
+                                  f"processes (supported: {', '.join(map(str, _CODES))})")
+        c = self._check
+        c[0], c[1], c[2], c[3] = flat.size, -flat.size, code, -code
+        self.comm.Allreduce(self.MPI.IN_PLACE, c, op=self.MPI.MAX)
+        if c[0] != -c[1] or c[2] != -c[3]:
+            names = {v: k for k, v in _CODES.items()}
+            raise CollectiveError(
+                f"{what}: the {self.size} ranks disagree (rank {self.rank} has "
+                f"{flat.size} values of {flat.dtype}; the ranks hold between {-c[1]} and "
+                f"{c[0]} values, of dtypes {names.get(-int(c[3]))} to {names.get(int(c[2]))})")
+
+    def allreduce_(self, flat: np.ndarray, what: str) -> None:
+        self._agree(flat, what)
+        if flat.dtype == np.float16:
+            wide = flat.astype(np.float32)
+            self.comm.Allreduce(self.MPI.IN_PLACE, wide, op=self.MPI.SUM)
+            flat[...] = wide
+            return
+        self.comm.Allreduce(self.MPI.IN_PLACE, flat, op=self.MPI.SUM)
+
+    def broadcast_(self, flat: np.ndarray, root: int, what: str) -> None:
+        if not 0 <= root < self.size:
+            raise CollectiveError(f"{what}: root rank {root} is not one of the {self.size} "
+                                  "ranks")
+        self._agree(flat, what)
+        self.comm.Bcast(flat, root=root)
+
+    def average_(self, values: np.ndarray) -> None:
+        """Replace float64 ``values`` with their mean over the ranks (metrics)."""
+        self.allreduce_(values, "the average of metrics")
+        values /= self.size
+
+
+class _State:
+    initialized = False
+    comm: MpiCommunicator | None = None
+    why_single = "not initialized"
+
+
+def init(comm: Any = None) -> None:
+    """Start (or join) the job: after it, ``rank()``/``size()`` are this process's and the
+    collective ops reduce over all ranks.  ``comm``: an mpi4py communicator to use instead
+    of ``COMM_WORLD`` (it is duplicated).  Without mpi4py, or alone, ``size() == 1``.
+    Calling it again does nothing."""
+    if _State.initialized:
+        return
+    try:
+        from mpi4py import MPI
+    except ImportError as e:
+        _State.why_single = f"mpi4py is not installed ({e}); running as one process"
+    else:
+        base = MPI.COMM_WORLD if comm is None else comm
+        dup = base.Dup()
+        _State.comm = MpiCommunicator(MPI, dup)
+        _State.why_single = "" if _State.comm.size > 1 else "one MPI rank"
+    _State.initialized = True
+    comm_ = _State.comm
+    set_communicator(comm_ if comm_ is not None and comm_.size > 1 else None)
+
+
+def shutdown() -> None:
+    """Leave the job: collectives are the identity again (MPI itself stays up)."""
+    set_communicator(None)
+    if _State.comm is not None:
+        _State.comm.comm.Free()
+    _State.comm, _State.initialized, _State.why_single = None, False, "not initialized"
+
+
+def is_initialized() -> bool:
+    return _State.initialized
+
+
+def _need() -> MpiCommunicator | None:
+    if not _State.initialized:
+        raise NotInitializedError("symk.distributed has not been initialized: call "
+                                  "symk.distributed.init() first")
+    return _State.comm
+
+
+def size() -> int:
+    c = _need()
+    return 1 if c is None else c.size
+
+
+def rank() -> int:
+    c = _need()
+    return 0 if c is None else c.rank
+
+
+def local_size() -> int:
+    c = _need()
+    return 1 if c is None else c.local_size
+
+
+def local_rank() -> int:
+    c = _need()
+    return 0 if c is None else c.local_rank
+
+
+def mpi_communicator() -> MpiCommunicator | None:
+    """The job's communicator (None in a job of one process)."""
+    c = _need()
+    return c if c is not None and c.size > 1 else None
