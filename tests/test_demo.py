@@ -59,7 +59,7 @@ def test_readme_cuda_example_runs_without_a_gpu(capsys):
 
 DEMO_CMD = ("python3 -m venv .venv && .venv/bin/pip install -e . && "
             ".venv/bin/python -m symk.demo")
-TEST_CMD = ("python3 -m venv .venv && .venv/bin/pip install -e '.[test,keras,cuda]' && "
+TEST_CMD = ("python3 -m venv .venv && .venv/bin/pip install -e '.[test,keras,cuda,distributed]' && "
             ".venv/bin/python -m pytest tests")
 
 
@@ -72,6 +72,6 @@ def test_readme_commands_and_ci_agree():
     with open(ci) as f:
         script = f.read()
     assert "set -euo pipefail" in script
-    assert "pip install --quiet -e '.[test,keras,cuda]'" in script
+    assert "pip install --quiet -e '.[test,keras,cuda,distributed]'" in script
     assert ".venv/bin/python -m pytest tests" in script
     assert ".venv/bin/ruff check ." in script

@@ -105,3 +105,39 @@ def test_group_of_several_dtypes_is_refused():
     a, b = K.placeholder((2,)), K.placeholder((2,), dtype="float64")
     with pytest.raises(SymkError, match="several dtypes"):
         apply("allreduce_group", [a.node, b.node], result=0)
+
+
+def test_the_average_scaling_lands_in_the_update_kernels(comm):
+    """A training step's averaged gradients: one collective between the gradient kernels and
+    the update kernels, and the 1/size scaling costs no kernel of its own (the same kernel
+    count as the plain sum)."""
+    from symk.graph import build as gb
+
+    def step(scaled: bool):
+        x = K.placeholder((None, 4))
+        w = K.variable(np.ones((4, 3), "float32") * 0.1)
+        b = K.variable(np.zeros(3, "float32"))
+        m = K.variable(np.zeros((4, 3), "float32"))
+        loss = K.mean(K.square(K.tanh(K.dot(x, w) + b)))
+        grads = []
+        for g in K.gradients(loss, [w, b]):
+            s = apply("allreduce", [g.node])
+            grads.append(Tensor(gb.mul(s, gb.const(np.float32(0.5))) if scaled else s))
+        new_m = 0.9 * m - 0.1 * grads[0]
+        f = K.function([x], [loss], updates=[(m, new_m), (w, w + new_m),
+                                             (b, b - 0.1 * grads[1])])
+        return f, (w, b)
+
+    plain, _ = step(False)
+    avg, (w, b) = step(True)
+    assert _ops(avg).count("allreduce_group") == 2 and "allreduce" not in _ops(avg)
+    assert len(avg.fn.schedule.kernels) == len(plain.fn.schedule.kernels)
+    xv = np.linspace(-1, 1, 8, dtype="float32").reshape(2, 4)
+    w0 = K.get_value(w)
+    avg([xv])
+    assert comm.calls == [("allreduce", 12 + 3)]
+    # doubled by the two "ranks", halved by the average: the plain step's update
+    ref_w = K.variable(w0)
+    loss = K.mean(K.square(K.tanh(K.dot(K.constant(xv), ref_w) + K.zeros(3))))
+    (gw,) = K.gradients(loss, [ref_w])
+    np.testing.assert_allclose(K.get_value(w), w0 + (-0.1 * K.eval(gw)), rtol=1e-5, atol=1e-7)
