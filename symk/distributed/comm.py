@@ -56,14 +56,19 @@ class MpiCommunicator:
                 f"{flat.size} values of {flat.dtype}; the ranks hold between {-c[1]} and "
                 f"{c[0]} values, of dtypes {names.get(-int(c[3]))} to {names.get(int(c[2]))})")
 
-    def allreduce_(self, flat: np.ndarray, what: str) -> None:
-        self._agree(flat, what)
-        if flat.dtype == np.float16:
-            wide = flat.astype(np.float32)
+    def allreduce(self, src: np.ndarray, dst: np.ndarray, what: str) -> None:
+        """``dst`` = the sum over the ranks of ``src`` (``dst is src``: in place)."""
+        self._agree(src, what)
+        if src.dtype == np.float16:
+            wide = src.astype(np.float32)
             self.comm.Allreduce(self.MPI.IN_PLACE, wide, op=self.MPI.SUM)
-            flat[...] = wide
-            return
-        self.comm.Allreduce(self.MPI.IN_PLACE, flat, op=self.MPI.SUM)
+            dst[...] = wide
+        else:
+            # a copy and an in-place reduction: MPICH's Allreduce(src, dst) of 16 MB took
+            # 4.7 ms where the copy and the in-place one take 1.5 + 2.5
+            if dst is not src:
+                np.copyto(dst, src)
+            self.comm.Allreduce(self.MPI.IN_PLACE, dst, op=self.MPI.SUM)
 
     def broadcast_(self, flat: np.ndarray, root: int, what: str) -> None:
         if not 0 <= root < self.size:
@@ -74,7 +79,7 @@ class MpiCommunicator:
 
     def average_(self, values: np.ndarray) -> None:
         """Replace float64 ``values`` with their mean over the ranks (metrics)."""
-        self.allreduce_(values, "the average of metrics")
+        self.allreduce(values, values, "the average of metrics")
         values /= self.size
 
 

@@ -46,7 +46,7 @@ def allreduce(tensor: Any, average: bool = True, name: str | None = None) -> Any
         if comm is None:
             return value
         flat = np.ascontiguousarray(value).reshape(-1)
-        comm.allreduce_(flat, f"allreduce{f' {name!r}' if name else ''} of an array of "
+        comm.allreduce(flat, flat, f"allreduce{f' {name!r}' if name else ''} of an array of "
                               f"shape {value.shape}")
         out = flat.reshape(value.shape)
         if average:

@@ -23,9 +23,9 @@ class TwoSameRanks:
     def __init__(self) -> None:
         self.calls: list[tuple[str, int]] = []
 
-    def allreduce_(self, flat, what):
-        self.calls.append(("allreduce", flat.size))
-        flat *= 2
+    def allreduce(self, src, dst, what):
+        self.calls.append(("allreduce", src.size))
+        np.multiply(src, 2, out=dst)
 
     def broadcast_(self, flat, root, what):
         self.calls.append(("broadcast", flat.size))
@@ -141,3 +141,19 @@ def test_the_average_scaling_lands_in_the_update_kernels(comm):
     loss = K.mean(K.square(K.tanh(K.dot(K.constant(xv), ref_w) + K.zeros(3))))
     (gw,) = K.gradients(loss, [ref_w])
     np.testing.assert_allclose(K.get_value(w), w0 + (-0.1 * K.eval(gw)), rtol=1e-5, atol=1e-7)
+
+
+def test_result_buffers_are_reused_only_once_free():
+    """A collective's result buffer (kept to spare page faults) is handed out again only when
+    neither it nor a view of it is held."""
+    dt = np.dtype("float32")
+    a = collective.result_buffer(1000, dt)
+    view = a.reshape(10, 100)
+    del a
+    b = collective.result_buffer(1000, dt)
+    assert not np.shares_memory(b, view)  # the view still holds the first one
+    addr_b = b.ctypes.data
+    del b
+    c = collective.result_buffer(1000, dt)
+    assert c.ctypes.data == addr_b  # free again: reused
+    assert collective.result_buffer(1000, np.dtype("float64")).dtype == np.float64

@@ -45,10 +45,10 @@ for name, make in (("sgd", lambda: keras.optimizers.SGD(0.1, momentum=0.9)),
     dist = build(opt)
     comm = hvd.comm.mpi_communicator()
     sizes: list[int] = []
-    real = comm.allreduce_
-    comm.allreduce_ = lambda flat, what: (sizes.append(flat.size), real(flat, what))[1]
+    real = comm.allreduce
+    comm.allreduce = lambda src, dst, what: (sizes.append(src.size), real(src, dst, what))[1]
     dist.fit(x[mine], y[mine], batch_size=B // 2, epochs=1, shuffle=False, verbose=0)
-    comm.allreduce_ = real
+    comm.allreduce = real
     # one collective per step, carrying every gradient
     n_params = sum(w.size for w in weights0)
     assert sizes == [n_params] * STEPS, (sizes, n_params)
