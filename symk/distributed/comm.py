@@ -1,6 +1,6 @@
 """The job's processes: MPI through mpi4py (``init``, ``rank``, ``size``, ``local_rank``,
 ``local_size``) and the :class:`MpiCommunicator` the collective ops of
-``symk.graph.ops.collective`` run on.
+``symk.graph.ops.collective`` run on (GPU arrays through NCCL, ``symk.distributed.nccl``).
 
 Tensors travel with mpi4py's buffer methods (``Allreduce`` with ``MPI.IN_PLACE``, ``Bcast``)
 on a duplicate of ``COMM_WORLD`` (the user's own MPI traffic never mixes with symk's).  Before
@@ -39,8 +39,19 @@ class MpiCommunicator:
         self.local_rank, self.local_size = local.Get_rank(), local.Get_size()
         local.Free()
         self._check = np.empty(4, np.int64)
+        self._device: Any = None  # the NCCL communicator, made at the first GPU collective
 
-    def _agree(self, flat: np.ndarray, what: str) -> None:
+    def device(self) -> Any:
+        """The NCCL communicator of GPU arrays, or None (no NCCL or no GPU: host staging).
+        Made by every rank at its first collective of a GPU array (a collective itself)."""
+        if self._device is None:
+            from symk.distributed.nccl import NcclCommunicator, load_nccl
+
+            found = load_nccl()
+            self._device = False if found is None else NcclCommunicator(self, *found)
+        return self._device or None
+
+    def agree(self, flat: Any, what: str) -> None:
         """Every rank holds as many values of the same dtype (else all ranks raise)."""
         code = _CODES.get(flat.dtype)
         if code is None:
@@ -56,9 +67,19 @@ class MpiCommunicator:
                 f"{flat.size} values of {flat.dtype}; the ranks hold between {-c[1]} and "
                 f"{c[0]} values, of dtypes {names.get(-int(c[3]))} to {names.get(int(c[2]))})")
 
-    def allreduce(self, src: np.ndarray, dst: np.ndarray, what: str) -> None:
-        """``dst`` = the sum over the ranks of ``src`` (``dst is src``: in place)."""
-        self._agree(src, what)
+    def allreduce(self, src: Any, dst: Any, what: str) -> None:
+        """``dst`` = the sum over the ranks of ``src`` (``dst is src``: in place); GPU arrays
+        go through NCCL, or through host memory without it."""
+        if not isinstance(src, np.ndarray):
+            dev = self.device()
+            if dev is not None:
+                dev.allreduce(src, dst, what)
+                return
+            host = src.get()
+            self.allreduce(host, host, what)
+            dst.set(host)
+            return
+        self.agree(src, what)
         if src.dtype == np.float16:
             wide = src.astype(np.float32)
             self.comm.Allreduce(self.MPI.IN_PLACE, wide, op=self.MPI.SUM)
@@ -70,11 +91,20 @@ class MpiCommunicator:
                 np.copyto(dst, src)
             self.comm.Allreduce(self.MPI.IN_PLACE, dst, op=self.MPI.SUM)
 
-    def broadcast_(self, flat: np.ndarray, root: int, what: str) -> None:
+    def broadcast_(self, flat: Any, root: int, what: str) -> None:
         if not 0 <= root < self.size:
             raise CollectiveError(f"{what}: root rank {root} is not one of the {self.size} "
                                   "ranks")
-        self._agree(flat, what)
+        if not isinstance(flat, np.ndarray):
+            dev = self.device()
+            if dev is not None:
+                dev.broadcast_(flat, root, what)
+                return
+            host = flat.get()
+            self.broadcast_(host, root, what)
+            flat.set(host)
+            return
+        self.agree(flat, what)
         self.comm.Bcast(flat, root=root)
 
     def average_(self, values: np.ndarray) -> None:

@@ -180,6 +180,22 @@ class CudaPlan(InterpPlan):
             vals[i] = cp.asarray(vals[i])
         return round_trip
 
+    def group_step(self, nodes: list[Node]) -> Callable[[list[Any]], None]:
+        """Collectives (``allreduce_group``) take and give device arrays: their communicator
+        reduces them with NCCL, or stages them through the host; other groups as on host."""
+        if not nodes[0].op.side_effect:
+            return super().group_step(nodes)
+        op, cp = nodes[0].op, self.cupy
+        outs = [self.slot[id(x)] for x in nodes]
+        ins = [self.slot[id(x)] for x in nodes[0].inputs]
+        self.n_ops += 1
+
+        def run(vals: list[Any]) -> None:
+            vs = op.ref_group(nodes, *[cp.asarray(vals[j]) for j in ins])
+            for i, v in zip(outs, vs):
+                vals[i] = v
+        return run
+
     def kernel_step(self, k: Kernel) -> Callable[[list[Any]], None]:
         lk = self.lowered.get(id(k))
         if lk is None:

@@ -13,7 +13,7 @@ import pytest
 from tests.distributed.mpi_run import ROOT, assert_ok, run_workers
 
 
-@pytest.mark.parametrize("worker", ["collectives", "equivalence", "callbacks"])
+@pytest.mark.parametrize("worker", ["collectives", "equivalence", "callbacks", "nccl_paths"])
 def test_workers(worker):
     assert_ok(run_workers(f"{worker}.py"), worker)
 

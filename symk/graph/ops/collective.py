@@ -140,24 +140,47 @@ class AllreduceGroup(Op):
         return grads
 
 
-def reduce_group(arrays: Sequence[np.ndarray]) -> list[np.ndarray]:
-    """Every array summed over the ranks through one flat buffer (views of it, reshaped)."""
-    sizes = [int(np.size(a)) for a in arrays]
-    flat = result_buffer(sum(sizes), np.result_type(*arrays))
+def _array_module(a: object):
+    """numpy, or the module of another array type (CuPy's for a device array)."""
+    if isinstance(a, np.ndarray):
+        return np
+    return sys.modules.get(type(a).__module__.split(".")[0], np)
+
+
+def pack(arrays: Sequence[np.ndarray]):
+    """One flat buffer holding every array in turn (of the arrays' own module: numpy's comes
+    from ``result_buffer``), and each array's size."""
+    xp = _array_module(arrays[0]) if arrays else np
+    sizes = [int(a.size) for a in arrays]
+    dtype = np.result_type(*[a.dtype for a in arrays])
+    flat = result_buffer(sum(sizes), dtype) if xp is np else xp.empty(sum(sizes), dtype)
     at = 0
     for a, n in zip(arrays, sizes):
-        flat[at:at + n] = np.ravel(a)
+        flat[at:at + n] = a.reshape(-1)
         at += n
+    return flat, sizes
+
+
+def unpack(flat, like: Sequence[np.ndarray]) -> list:
+    """Views of ``flat`` shaped as ``like`` (the inverse of :func:`pack`)."""
+    outs, at = [], 0
+    for a in like:
+        outs.append(flat[at:at + a.size].reshape(a.shape))
+        at += a.size
+    return outs
+
+
+def reduce_group(arrays: Sequence[np.ndarray]) -> list[np.ndarray]:
+    """Every array summed over the ranks through one flat buffer (views of it, reshaped); the
+    buffer lives where the arrays do (host or GPU)."""
+    arrays = [a if hasattr(a, "reshape") else np.asarray(a) for a in arrays]
+    flat, _ = pack(arrays)
     comm = communicator()
     if comm is not None:
         comm.allreduce(flat, flat, f"allreduce of {len(arrays)} arrays "
                               f"({', '.join(str(np.shape(a)) for a in arrays[:4])}"
                               f"{', ...' if len(arrays) > 4 else ''}) in one buffer")
-    outs, at = [], 0
-    for a, n in zip(arrays, sizes):
-        outs.append(flat[at:at + n].reshape(np.shape(a)))
-        at += n
-    return outs
+    return unpack(flat, arrays)
 
 
 @register
