@@ -12,6 +12,7 @@ rank), ``size() == 1`` and the collectives are the identity.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
@@ -67,17 +68,23 @@ class MpiCommunicator:
                 f"{flat.size} values of {flat.dtype}; the ranks hold between {-c[1]} and "
                 f"{c[0]} values, of dtypes {names.get(-int(c[3]))} to {names.get(int(c[2]))})")
 
+    def _off_host(self, src: Any, dst: Any, collective: Callable[[Any, Any, Any], None]
+                  ) -> None:
+        """``collective(communicator, src, dst)`` for GPU arrays: on the NCCL communicator,
+        or on a host copy of ``src`` that is then written to ``dst``."""
+        dev = self.device()
+        if dev is not None:
+            collective(dev, src, dst)
+            return
+        host = src.get()
+        collective(self, host, host)
+        dst.set(host)
+
     def allreduce(self, src: Any, dst: Any, what: str) -> None:
         """``dst`` = the sum over the ranks of ``src`` (``dst is src``: in place); GPU arrays
         go through NCCL, or through host memory without it."""
         if not isinstance(src, np.ndarray):
-            dev = self.device()
-            if dev is not None:
-                dev.allreduce(src, dst, what)
-                return
-            host = src.get()
-            self.allreduce(host, host, what)
-            dst.set(host)
+            self._off_host(src, dst, lambda c, s, d: c.allreduce(s, d, what))
             return
         self.agree(src, what)
         if src.dtype == np.float16:
@@ -96,13 +103,7 @@ class MpiCommunicator:
             raise CollectiveError(f"{what}: root rank {root} is not one of the {self.size} "
                                   "ranks")
         if not isinstance(flat, np.ndarray):
-            dev = self.device()
-            if dev is not None:
-                dev.broadcast_(flat, root, what)
-                return
-            host = flat.get()
-            self.broadcast_(host, root, what)
-            flat.set(host)
+            self._off_host(flat, flat, lambda c, s, d: c.broadcast_(s, root, what))
             return
         self.agree(flat, what)
         self.comm.Bcast(flat, root=root)
