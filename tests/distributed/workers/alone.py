@@ -1,5 +1,6 @@
 """Worker run as a plain process with mpi4py hidden: ``size() == 1``, every call is a no-op,
-and training with DistributedOptimizer and the callbacks equals plain training bit for bit."""
+training with DistributedOptimizer and the callbacks equals plain training bit for bit, and a
+model saved with a DistributedOptimizer loads with the plain Keras optimizer class."""
 
 from __future__ import annotations
 
@@ -36,5 +37,24 @@ for wrap in (False, True):
     m.fit(xs, ys, batch_size=8, epochs=2, shuffle=False, verbose=0, callbacks=cbs)
     results.append(m.get_weights())
 for a, b in zip(*results):
+    assert np.array_equal(a, b)
+
+# saved with the wrapper, loaded without symk.distributed: Keras's own class, same state
+import os  # noqa: E402
+import tempfile  # noqa: E402
+
+wrapped = hvd.DistributedOptimizer(keras.optimizers.Adam(0.01))
+assert type(wrapped).__name__ == "Adam" and type(wrapped) is not keras.optimizers.Adam
+m.compile(wrapped, "sparse_categorical_crossentropy")
+m.fit(xs, ys, batch_size=8, epochs=1, verbose=0)
+path = os.path.join(tempfile.mkdtemp(), "model.h5")
+m.save(path)
+loaded = keras.models.load_model(path)
+assert type(loaded.optimizer) is keras.optimizers.Adam, type(loaded.optimizer)
+for a, b in zip(m.get_weights(), loaded.get_weights()):
+    assert np.array_equal(a, b)
+saved_state = K.batch_get_value(m.optimizer.weights)
+assert len(saved_state) == len(loaded.optimizer.weights) > 1
+for a, b in zip(saved_state, K.batch_get_value(loaded.optimizer.weights)):
     assert np.array_equal(a, b)
 done("alone")
