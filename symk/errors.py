@@ -53,7 +53,3 @@ class InputError(SymkError, ValueError):
 
 class DeviceError(SymkError, RuntimeError):
     """A requested device is not available."""
-
-
-class CacheError(SymkError, RuntimeError):
-    """A cache entry could not be read or written."""

@@ -4,11 +4,8 @@ from __future__ import annotations
 
 import math
 
-import numpy as np
-
 from symk import config
 from symk.backend._core import api, as_list, as_real, keras_shaped, n, w
-from symk.errors import ArgumentError
 from symk.graph import build as gb
 from symk.graph.node import apply
 from symk.graph.types import is_float, normalize_axes, normalize_axis
@@ -188,8 +185,3 @@ def cumsum(x, axis=0):
 def cumprod(x, axis=0):
     node = n(x)
     return w(apply("cumprod", [node], axis=normalize_axis(axis, node.ndim)))
-
-
-def _check_axis(axis):
-    if axis is not None and not isinstance(axis, (int, np.integer, list, tuple)):
-        raise ArgumentError(f"axis must be an int, a list of ints or None, got {axis!r}")

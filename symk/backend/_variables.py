@@ -23,7 +23,7 @@ from symk.backend._core import (
     shape_spec,
     w,
 )
-from symk.errors import ArgumentError, DTypeError, ShapeError
+from symk.errors import ArgumentError, ShapeError
 from symk.graph import build as gb
 from symk.graph.node import ConstValue, apply, fresh_uid
 from symk.graph.tensor import Tensor, Variable
@@ -415,10 +415,3 @@ def random_normal_variable(shape, mean, scale, dtype=None, name=None, seed=None)
     rng = np.random.default_rng(_seed(seed))
     return variable(rng.normal(as_real(mean, "mean"), as_real(scale, "scale"),
                                size=as_dims(shape)), dtype, name)
-
-
-def _check_dtype(dtype: Any) -> str:
-    try:
-        return as_dtype(dtype)
-    except DTypeError as e:
-        raise DTypeError(str(e)) from None

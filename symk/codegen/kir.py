@@ -32,8 +32,6 @@ import hashlib
 from dataclasses import dataclass, field
 from typing import Any
 
-ACC_KINDS = ("sum", "prod", "max", "min", "any", "all")
-
 
 @dataclass(frozen=True, slots=True)
 class Ins:

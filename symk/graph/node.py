@@ -128,10 +128,6 @@ def _make(op: Op, inputs: tuple[Node, ...], attrs: dict[str, Any], typ: Type, ke
     return n
 
 
-class TypeRuleError(SymkError):
-    """Raised by type rules; :func:`apply` re-raises it with the op and the user's line."""
-
-
 def apply(op: Op | str, inputs: Sequence[Node], line: str | None = None, **attrs: Any) -> Node:
     """Build (or find) the node ``op(*inputs, **attrs)``; type inference runs once per node."""
     if isinstance(op, str):

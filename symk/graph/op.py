@@ -8,7 +8,7 @@ per target.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, ClassVar
 
@@ -122,5 +122,3 @@ def all_ops() -> dict[str, Op]:
 
     return dict(REGISTRY)
 
-
-OpRule = Callable[..., Any]

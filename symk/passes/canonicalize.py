@@ -94,7 +94,7 @@ rules.rule("where_same", Pat("where", Var("c"), X, X), "where(c, x, x) -> x")(
 
 @rules.rule("transpose_transpose", Pat("transpose", Pat("transpose", X, attrs={"perm":
             AttrVar("p")}), attrs={"perm": AttrVar("q")}), "T(T(x, p), q) -> T(x, p[q])")
-def _tt(b, n):
+def _transpose_transpose(b, n):
     p, q = b["p"], b["q"]
     return gb.transpose(b["x"], [p[i] for i in q])
 
@@ -105,7 +105,7 @@ def _tid(b, n):
 
 
 @rules.rule("reshape_reshape", Pat("reshape", Pat("reshape", X)), "R(R(x, s1), s2) -> R(x, s2)")
-def _rr(b, n):
+def _reshape_reshape(b, n):
     inner = n.inputs[0]
     return gb.apply_op("reshape", [inner.inputs[0], *n.inputs[1:]], **n.attrs)
 
@@ -151,7 +151,7 @@ def _leading_ones_source(x: Node) -> Node | None:
 # prepends the 1s anyway (a bias added to a batch then needs no view step)
 @rules.rule("elementwise_leading_ones", Pat("*"),
             "f(.., reshape(b, (1,)*k + b.shape), ..) -> f(.., b, ..), result shape unchanged")
-def _elo(b, n):
+def _elementwise_leading_ones(b, n):
     if not n.op.elementwise or n.op.name == "broadcast_to" or not any(
             x.op.name in ("reshape", "expand_dims") for x in n.inputs):
         return None

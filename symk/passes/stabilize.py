@@ -127,7 +127,7 @@ def _gls(b, n):
 @rules.rule("grad_log_one_minus_sigmoid", Pat("mul", Pat("neg", Pat("div", Var("g"),
             ONE_MINUS_SIG)), Pat("mul", SIG, Var("d"))),
             "-(g / (1 - s)) * (s * (1 - s)) -> -(g * s), s = sigmoid(x)")
-def _gl1ms(b, n):
+def _grad_log_one_minus_sigmoid(b, n):
     return same(gb.neg(gb.mul(b["g"], b["s"])), n)
 
 
@@ -185,7 +185,7 @@ def _shape_carrier(x: Node) -> Node:
 
 @rules.rule("shape_of_elementwise", Pat("shape_of", ELEMENTWISE),
             "shape_of(f(a, scalars)) -> shape_of(a), f elementwise")
-def _soe(b, n):
+def _shape_of_elementwise(b, n):
     x = _shape_carrier(b["x"])
     return None if x is b["x"] else gb.shape_of(x)
 

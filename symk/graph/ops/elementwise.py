@@ -13,7 +13,7 @@ from typing import Any, ClassVar
 
 import numpy as np
 
-from symk.errors import DTypeError, SymkError
+from symk.errors import SymkError
 from symk.graph import build as gb
 from symk.graph.node import Node
 from symk.graph.op import Op, register
@@ -92,10 +92,6 @@ class Unary(Elementwise):
 
 class Binary(Elementwise):
     arity = 2
-
-
-def _fl(g: Node) -> bool:
-    return is_float(g.dtype)
 
 
 # ---------------------------------------------------------------- arithmetic
@@ -424,11 +420,6 @@ _unary("sign", "same", _sign_expr, nondiff=True)
 _unary("round", "same", lambda b, x: b.rint(x), nondiff=True)
 _unary("floor", "same", lambda b, x: b.floor(x), nondiff=True)
 _unary("ceil", "same", lambda b, x: b.ceil(x), nondiff=True)
-
-
-def check_float(x: Type, what: str) -> None:
-    if not is_float(x.dtype):
-        raise DTypeError(f"{what} needs a floating-point input, got {x.dtype}")
 
 
 @register
