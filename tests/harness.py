@@ -25,7 +25,7 @@ from symk import backend as K
 from symk.errors import DeviceError
 from tests import np_ref
 
-#: every device the op tests run on (the single place to extend: later issues add "cpu", "cuda")
+#: every device the op tests run on (the single place to extend with a new device)
 DEVICES: list[str] = ["interp", "cpu", "cuda"]
 
 #: default tolerances (rtol, atol) per float dtype of the expected result

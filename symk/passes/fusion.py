@@ -6,6 +6,10 @@ stay convex), its shape matches the group's iteration domain (the reduction's in
 a prologue, its output domain for an epilogue), the group keeps at most one reduction, and the
 group reads at most ``MAX_INPUTS`` outside values (scalar constants are immediates in the
 generated code and do not count).
+
+Then sibling merging (``_merge_siblings``): an elementwise group whose values several groups
+read joins one of them, its values becoming outputs of that kernel, when it has that group's
+output domain, does not feed the group's reduction side and the kernels' order stays acyclic.
 """
 
 from __future__ import annotations

@@ -1,6 +1,7 @@
 """Lowering: composite ops expanded into primitives for targets without an intrinsic for them.
-The reference executor and the planned renderers implement softmax, log_softmax and logsumexp
-directly, so these rules run only when a target asks for them (``target_lacks``)."""
+The reference executor and the LLVM and CUDA renderers implement softmax, log_softmax and
+logsumexp directly, so these rules run only when a target asks for them (``target_lacks``,
+which only tests set today)."""
 
 from __future__ import annotations
 
