@@ -117,7 +117,6 @@ class MpiCommunicator:
 class _State:
     initialized = False
     comm: MpiCommunicator | None = None
-    why_single = "not initialized"
 
 
 def init(comm: Any = None) -> None:
@@ -129,13 +128,11 @@ def init(comm: Any = None) -> None:
         return
     try:
         from mpi4py import MPI
-    except ImportError as e:
-        _State.why_single = f"mpi4py is not installed ({e}); running as one process"
+    except ImportError:
+        pass  # one process
     else:
         base = MPI.COMM_WORLD if comm is None else comm
-        dup = base.Dup()
-        _State.comm = MpiCommunicator(MPI, dup)
-        _State.why_single = "" if _State.comm.size > 1 else "one MPI rank"
+        _State.comm = MpiCommunicator(MPI, base.Dup())
     _State.initialized = True
     comm_ = _State.comm
     set_communicator(comm_ if comm_ is not None and comm_.size > 1 else None)
@@ -146,7 +143,7 @@ def shutdown() -> None:
     set_communicator(None)
     if _State.comm is not None:
         _State.comm.comm.Free()
-    _State.comm, _State.initialized, _State.why_single = None, False, "not initialized"
+    _State.comm, _State.initialized = None, False
 
 
 def is_initialized() -> bool:
@@ -160,24 +157,26 @@ def _need() -> MpiCommunicator | None:
     return _State.comm
 
 
-def size() -> int:
+def _get(attr: str, alone: int) -> int:
+    """The communicator's ``attr``, or ``alone`` in a job of one process."""
     c = _need()
-    return 1 if c is None else c.size
+    return alone if c is None else getattr(c, attr)
+
+
+def size() -> int:
+    return _get("size", 1)
 
 
 def rank() -> int:
-    c = _need()
-    return 0 if c is None else c.rank
+    return _get("rank", 0)
 
 
 def local_size() -> int:
-    c = _need()
-    return 1 if c is None else c.local_size
+    return _get("local_size", 1)
 
 
 def local_rank() -> int:
-    c = _need()
-    return 0 if c is None else c.local_rank
+    return _get("local_rank", 0)
 
 
 def mpi_communicator() -> MpiCommunicator | None:

@@ -19,6 +19,7 @@ from symk.distributed.comm import mpi_communicator, size
 from symk.errors import ArgumentError
 from symk.graph import build as gb
 from symk.graph.node import apply
+from symk.graph.ops.collective import pack, unpack
 
 
 def _root(root_rank: Any) -> int:
@@ -41,11 +42,11 @@ def allreduce(tensor: Any, average: bool = True, name: str | None = None) -> Any
     """The sum (``average``: the mean) of ``tensor`` over the ranks.  A tensor gives a tensor
     (an op of its graph); an array or a number gives an array, computed now."""
     if not is_sym(tensor):
-        value = np.array(tensor, copy=True)
+        value = np.array(tensor, copy=True, order="C")
         comm = mpi_communicator()
         if comm is None:
             return value
-        flat = np.ascontiguousarray(value).reshape(-1)
+        flat = value.reshape(-1)
         comm.allreduce(flat, flat, f"allreduce{f' {name!r}' if name else ''} of an array of "
                               f"shape {value.shape}")
         out = flat.reshape(value.shape)
@@ -63,12 +64,11 @@ def broadcast(tensor: Any, root_rank: int, name: str | None = None) -> Any:
     """Rank ``root_rank``'s ``tensor`` on every rank (a tensor, or an array computed now)."""
     root = _root(root_rank)
     if not is_sym(tensor):
-        value = np.array(tensor, copy=True)
+        value = np.array(tensor, copy=True, order="C")
         comm = mpi_communicator()
         if comm is not None:
-            flat = np.ascontiguousarray(value).reshape(-1)
-            comm.broadcast_(flat, root, f"broadcast of an array of shape {value.shape}")
-            value = flat.reshape(value.shape)
+            comm.broadcast_(value.reshape(-1), root,
+                            f"broadcast of an array of shape {value.shape}")
         return value
     if size() == 1:
         return tensor
@@ -89,11 +89,9 @@ def broadcast_variables(variables: Sequence[Any], root_rank: int = 0) -> None:
     new: list[Any] = list(values)
     for dtype in sorted(by_dtype, key=str):  # the same order on every rank
         idx = by_dtype[dtype]
-        flat = np.concatenate([np.ravel(values[i]) for i in idx]).astype(dtype, copy=False)
+        arrays = [np.asarray(values[i]) for i in idx]
+        flat, _ = pack(arrays)
         comm.broadcast_(flat, root, f"broadcast of {len(idx)} {dtype} variables")
-        at = 0
-        for i in idx:
-            k = np.size(values[i])
-            new[i] = flat[at:at + k].reshape(np.shape(values[i]))
-            at += k
+        for i, v in zip(idx, unpack(flat, arrays)):
+            new[i] = v
     kv.batch_set_value(list(zip(variables, new)))

@@ -37,19 +37,28 @@ def _split(n: int, parts: int) -> list[tuple[int, int]]:
     return [(i, min(i + step, n)) for i in range(0, n, step)]
 
 
-def _parallel(n: int, macs: int, work: Callable[[int, int], object], blas: bool = True
-              ) -> list[object] | None:
-    """Run ``work(i0, i1)`` on batch ranges in parallel (with single-threaded BLAS when
-    ``blas``); None when not worth it (or impossible): the caller then runs the whole batch."""
+def _shares(n: int, macs: int, work: Callable[[int, int], object], blas: bool = True
+            ) -> list[object]:
+    """``work(i0, i1)``'s results on batch shares in parallel (with single-threaded BLAS when
+    ``blas``), or on the whole batch on this thread when that is not worth it (or
+    impossible)."""
     from symk.runtime.cpu import num_threads, on_pool
 
     cap = num_threads()
     n_thr = min(threads.kernel_threads(cap), n)
     if n_thr < 2 or macs < PARALLEL_MIN_MACS or (blas and threads.blas_api() is None):
-        return None
+        return [work(0, n)]
     if not blas:
         return on_pool(cap, work, _split(n, n_thr))
     return threads.single(lambda: on_pool(cap, work, _split(n, n_thr)))  # type: ignore[return-value]
+
+
+def _summed(parts: list) -> np.ndarray:
+    """The sum of the shares' partial kernel gradients (into the first)."""
+    total = parts[0]
+    for p in parts[1:]:
+        total += p
+    return total
 
 
 def _dnnl_plan(x_shape, w_shape, strides, dilation, pads, groups, spatial=None):
@@ -88,15 +97,13 @@ def conv_plan(node: Node) -> Callable[[np.ndarray, np.ndarray], np.ndarray]:
             def dnnl_work(i0: int, i1: int) -> bool:
                 return onednn.run("fwd", xc[i0:i1], wc, y[i0:i1], geom)
 
-            done = _parallel(x.shape[0], macs, dnnl_work, blas=False)
-            if all(done if done is not None else [dnnl_work(0, x.shape[0])]):
+            if all(_shares(x.shape[0], macs, dnnl_work, blas=False)):
                 return y
 
         def work(i0: int, i1: int) -> None:
             ci.conv_forward(x[i0:i1], w, **a, out=y[i0:i1])
 
-        if _parallel(x.shape[0], macs, work) is None:
-            work(0, x.shape[0])
+        _shares(x.shape[0], macs, work)
         return y
 
     return run
@@ -133,8 +140,7 @@ def conv_input_grad_plan(node: Node) -> Callable[..., np.ndarray]:
             ci.conv_input_grad(g[i0:i1], w, spatial, **a, out=dx[i0:i1], algo=algo)
 
         t0 = time.perf_counter()
-        if _parallel(g.shape[0], _macs(g.shape[0], g.shape[1:-1], w.shape), work) is None:
-            work(0, g.shape[0])
+        _shares(g.shape[0], _macs(g.shape[0], g.shape[1:-1], w.shape), work)
         if tuner is not None and algo is not None:
             tuner.record(algo, time.perf_counter() - t0)
         return dx
@@ -156,13 +162,7 @@ def conv_kernel_grad_plan(node: Node) -> Callable[[np.ndarray, np.ndarray], np.n
         def work(i0: int, i1: int) -> np.ndarray:
             return ci.conv_kernel_grad(x[i0:i1], g[i0:i1], kshape[:-2], **a)
 
-        parts = _parallel(x.shape[0], _macs(x.shape[0], g.shape[1:-1], kshape), work)
-        if parts is None:
-            return work(0, x.shape[0])
-        total = parts[0]
-        for p in parts[1:]:
-            total += p
-        return total
+        return _summed(_shares(x.shape[0], _macs(x.shape[0], g.shape[1:-1], kshape), work))
 
     return run
 
@@ -178,8 +178,7 @@ def _dnnl_input_grad(g: np.ndarray, w: np.ndarray, dx: np.ndarray, a: dict) -> b
     def work(i0: int, i1: int) -> bool:
         return onednn.run("bwd_data", dx[i0:i1], wc, gc[i0:i1], geom)
 
-    done = _parallel(g.shape[0], _macs(g.shape[0], g.shape[1:-1], w.shape), work, blas=False)
-    return all(done if done is not None else [work(0, g.shape[0])])
+    return all(_shares(g.shape[0], _macs(g.shape[0], g.shape[1:-1], w.shape), work, blas=False))
 
 
 def _dnnl_kernel_grad(x: np.ndarray, g: np.ndarray, kshape, a: dict) -> np.ndarray | None:
@@ -193,11 +192,5 @@ def _dnnl_kernel_grad(x: np.ndarray, g: np.ndarray, kshape, a: dict) -> np.ndarr
         dw = np.empty(kshape, np.float32)
         return dw if onednn.run("bwd_weights", xc[i0:i1], dw, gc[i0:i1], geom) else None
 
-    parts = _parallel(x.shape[0], _macs(x.shape[0], g.shape[1:-1], kshape), work, blas=False)
-    parts = parts if parts is not None else [work(0, x.shape[0])]
-    if any(p is None for p in parts):
-        return None
-    total = parts[0]
-    for p in parts[1:]:
-        total += p
-    return total
+    parts = _shares(x.shape[0], _macs(x.shape[0], g.shape[1:-1], kshape), work, blas=False)
+    return None if any(p is None for p in parts) else _summed(parts)

@@ -23,12 +23,13 @@ caller's path is faster).  The C API's enum values are those of oneDNN 3.x's hea
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import glob
 import os
 import sys
 import threading
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 
 import numpy as np
 
@@ -391,6 +392,20 @@ def _conv_for(kind: str, arrays: tuple[np.ndarray, ...], geom: tuple) -> _Conv |
     return prim
 
 
+@contextlib.contextmanager
+def _one_thread(lib: _Lib) -> Iterator[None]:
+    """One OpenMP thread on this thread inside the block: oneDNN fixes a primitive's thread
+    count when it builds it, and both building and running must see one."""
+    old = lib.get_threads()
+    if old != 1:
+        lib.set_threads(1)
+    try:
+        yield
+    finally:
+        if old != 1:
+            lib.set_threads(old)
+
+
 def run(kind: str, x: np.ndarray, w: np.ndarray, y: np.ndarray, geom: tuple) -> bool:
     """Run one convolution on this thread: ``kind`` "fwd" writes ``y`` from ``x`` and ``w``,
     "bwd_data" writes ``x`` (the input gradient) from ``y`` and ``w``, "bwd_weights" writes
@@ -399,18 +414,11 @@ def run(kind: str, x: np.ndarray, w: np.ndarray, y: np.ndarray, geom: tuple) -> 
     lib = library()
     if lib is None:
         return False
-    # oneDNN fixes a primitive's thread count when it builds it: both see one thread
-    old = lib.get_threads()
-    if old != 1:
-        lib.set_threads(1)
-    try:
+    with _one_thread(lib):
         prim = _conv_for(kind, (x, w, y), geom)
         if prim is None:
             return False
         _exec_for(prim).run(x.ctypes.data, w.ctypes.data, y.ctypes.data)
-    finally:
-        if old != 1:
-            lib.set_threads(old)
     return True
 
 
@@ -419,10 +427,6 @@ def impl_name(kind: str, x: np.ndarray, w: np.ndarray, y: np.ndarray, geom: tupl
     lib = library()
     if lib is None:
         return None
-    old = lib.get_threads()
-    lib.set_threads(1)
-    try:
+    with _one_thread(lib):
         prim = _conv_for(kind, (x, w, y), geom)
-    finally:
-        lib.set_threads(old)
     return None if prim is None else prim.impl()
