@@ -189,3 +189,8 @@ from symk.backend._variables import (  # noqa: F401
     zeros_like,
 )
 from symk.graph.tensor import Tensor, Variable  # noqa: F401
+from symk.graph.tensor import install_backend as _install_backend
+
+# Tensor.eval and a list of tensors used as an operand call K.eval and K.stack, which the graph
+# layer cannot import (it imports nothing above it): hand them over now
+_install_backend(evaluate=eval, stack=stack)

@@ -3,15 +3,22 @@
 Handles compare and hash by identity (Keras relies on it) and accept arbitrary attributes
 (``_keras_shape``, ``_keras_history``, ...).  Operators build graph nodes; ``==``/``!=`` stay
 identity comparisons.
+
+Two things a Tensor does are not the graph layer's: ``Tensor.eval`` compiles and runs the graph
+(``K.eval``), and a list holding tensors used as an operand is stacked by ``K.stack`` (with its
+error reporting).  The graph layer imports nothing above it, so ``symk.backend`` hands both over
+when it is imported (``install_backend``); every Tensor a program holds comes from it.
 """
 
 from __future__ import annotations
 
 import itertools
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
 
+from symk import config
 from symk.errors import ArgumentError, ShapeError, SymkError
 from symk.graph import build as gb
 from symk.graph.node import Node, node_name, set_name
@@ -19,6 +26,25 @@ from symk.graph.storage import Storage
 from symk.graph.types import shape_str
 
 _auto = itertools.count(1)
+
+#: ``"eval"``: (tensor) -> its value; ``"stack"``: (list of operands) -> their stacked Tensor.
+#: Set by ``install_backend``.
+_backend: dict[str, Callable[..., Any]] = {}
+
+
+def install_backend(*, evaluate: Callable[[Tensor], np.ndarray],
+                    stack: Callable[[list[Any]], Tensor]) -> None:
+    """Give tensors the backend's ``eval`` (``Tensor.eval``) and ``stack`` (a list of tensors
+    used as an operand).  ``symk.backend`` calls it when it is imported."""
+    _backend["eval"] = evaluate
+    _backend["stack"] = stack
+
+
+def _from_backend(name: str) -> Callable[..., Any]:
+    fn = _backend.get(name)
+    if fn is None:
+        raise SymkError(f"K.{name} of a symbolic tensor needs the backend: import symk.backend")
+    return fn
 
 
 class Tensor:
@@ -52,9 +78,7 @@ class Tensor:
         return f"<symk.Tensor '{self.name}' shape={self.shape} dtype={self.dtype}>"
 
     def eval(self) -> np.ndarray:
-        from symk.backend import eval as _eval
-
-        return _eval(self)
+        return _from_backend("eval")(self)
 
     def __bool__(self) -> bool:
         raise SymkError(f"the truth value of symbolic tensor '{self.name}' is unknown until it "
@@ -169,13 +193,9 @@ def to_node(x: Any, like: Tensor | Node | None = None) -> Node:
     if isinstance(x, (bool, int, float, np.bool_, np.integer, np.floating)):
         return gb.lift(x, ln)
     if isinstance(x, (list, tuple)) and any(isinstance(e, Tensor) for e in x):
-        from symk.backend import stack
-
-        return stack(list(x)).node
+        return _from_backend("stack")(list(x)).node
     a = gb.as_array(x, what=f"the {type(x).__name__} operand")
     if a.dtype == np.float64 and not isinstance(x, np.ndarray):
-        from symk import config
-
         a = a.astype(config.floatx())
     return gb.const(a)
 
