@@ -5,23 +5,34 @@ addresses and int64 sizes in parameter order, ``[start, end)`` bounds the parall
 runtime can split it across threads.  The wrapper calls ``@<name>_body`` whose buffer params are
 ``noalias`` so the loop vectorizer needs no runtime alias checks.  Transcendentals call the
 inline, vectorizable functions of ``llvm_math``; no libm call is ever emitted.
+
+``LLVMRenderer`` is a ``renderer.Renderer``: one rule per Kernel IR op (``code_for_ins``) and
+per scalar primitive (``code_for_op``), literals and accumulation identities from the base.
 """
 
 from __future__ import annotations
 
+import math
 import re
 import struct
 from collections.abc import Sequence
 from typing import Any
 
 from symk.codegen.kir import Ins, Program
+from symk.codegen.renderer import (
+    COMPARISONS,
+    TRANSCENDENTALS,
+    Renderer,
+    identity_value,
+    is_float,
+    is_unsigned,
+)
 from symk.errors import SymkError
 
 LLTYPE = {"float16": "half", "float32": "float", "float64": "double", "int8": "i8", "int16": "i16",
           "int32": "i32", "int64": "i64", "uint8": "i8", "uint16": "i16", "uint32": "i32",
           "uint64": "i64", "bool": "i1"}
 MEMTYPE = {**LLTYPE, "bool": "i8"}
-_MATH = {"exp", "log", "log1p", "expm1", "tanh", "sin", "cos", "erf", "pow"}
 _FCMP = {"lt": "olt", "le": "ole", "gt": "ogt", "ge": "oge", "eq": "oeq", "ne": "une"}
 _ICMP = {"lt": "slt", "le": "sle", "gt": "sgt", "ge": "sge", "eq": "eq", "ne": "ne"}
 _UCMP = {"lt": "ult", "le": "ule", "gt": "ugt", "ge": "uge", "eq": "eq", "ne": "ne"}
@@ -32,14 +43,6 @@ _BITS = {"i1": 1, "i8": 8, "i16": 16, "i32": 32, "i64": 64, "half": 16, "float":
 # arithmetic gives bit-identical results on every device
 FLAGS = ""
 ACC_FLAGS = "reassoc contract"  # accumulators may be reassociated (vectorized reductions)
-
-
-def _is_f(dt: str) -> bool:
-    return dt.startswith("float")
-
-
-def _is_u(dt: str) -> bool:
-    return dt.startswith("uint") or dt == "bool"
 
 
 def fconst(value: float, dt: str) -> str:
@@ -56,9 +59,14 @@ def fconst(value: float, dt: str) -> str:
     return f"0x{struct.unpack('<Q', struct.pack('<d', v))[0]:016X}"
 
 
-class _Fn:
+class LLVMRenderer(Renderer):
+    """One kernel's ``<name>_body`` function: SSA temporaries ``%t<n>``, one basic block per
+    loop part, accumulators in ``alloca`` slots (promoted to registers by LLVM)."""
+
+    target = "LLVM"
+
     def __init__(self, prog: Program) -> None:
-        self.p = prog
+        super().__init__(prog)
         self.lines: list[str] = []
         self.n = 0
         self.val: dict[int, str] = {}
@@ -81,6 +89,11 @@ class _Fn:
     def emit(self, text: str) -> None:
         self.lines.append("  " + text)
 
+    def assign(self, t: str, text: str) -> str:
+        """Emit ``t = text``; returns ``t``."""
+        self.emit(f"{t} = {text}")
+        return t
+
     def label(self, name: str) -> None:
         self.lines.append(f"{name}:")
         self.block = name
@@ -90,6 +103,11 @@ class _Fn:
         fn = f"@llvm.{name}.{suffix}"
         self.decls.add(f"declare {ty} {fn}({', '.join([ty] * nargs)}{extra})")
         return fn
+
+    def call_intrinsic(self, t: str, name: str, ty: str, *args: str) -> str:
+        """``t = call @llvm.<name>`` on ``args`` (all of type ``ty``)."""
+        fn = self.intrinsic(name, ty, len(args))
+        return self.assign(t, f"call {ty} {fn}({', '.join(f'{ty} {a}' for a in args)})")
 
     def call_math(self, name: str, dt: str, args: list[str]) -> str:
         from symk.codegen.llvm_math import fn_name
@@ -105,81 +123,60 @@ class _Fn:
     def ref(self, i: int) -> str:
         return self.val[i]
 
-    def const(self, ins: Ins) -> str:
-        dt = ins.dtype
-        if _is_f(dt):
-            return fconst(ins.arg, dt)
-        if dt == "bool":
-            return "true" if ins.arg else "false"
-        return str(int(ins.arg))
+    def float_literal(self, value: Any, dt: str) -> str:
+        return fconst(value, dt)
 
-    def alu(self, ins: Ins) -> str:
-        prim = ins.arg
-        args = [self.ref(a) for a in ins.args]
-        in_dt = self.p.ins[ins.args[0]].dtype if ins.args else ins.dtype
-        if prim == "where":
-            in_dt = self.p.ins[ins.args[1]].dtype
-        ty = LLTYPE[in_dt]
-        f = _is_f(in_dt)
-        t = self.tmp()
-        e = self.emit
-        if prim in ("add", "sub", "mul"):
-            e(f"{t} = {'f' + prim + ' ' + FLAGS if f else prim} {ty} {args[0]}, {args[1]}")
-        elif prim == "div":
-            if f:
-                e(f"{t} = fdiv {FLAGS} {ty} {args[0]}, {args[1]}")
-            else:
-                return self.int_floordiv(in_dt, args, t)
-        elif prim == "neg":
-            e(f"{t} = fneg {ty} {args[0]}" if f else f"{t} = sub {ty} 0, {args[0]}")
-        elif prim == "abs":
-            if f:
-                e(f"{t} = call {ty} {self.intrinsic('fabs', ty, 1)}({ty} {args[0]})")
-            elif _is_u(in_dt):
-                return args[0]
-            else:
-                fn = self.intrinsic("abs", ty, 1, ", i1")
-                e(f"{t} = call {ty} {fn}({ty} {args[0]}, i1 false)")
-        elif prim == "sqrt":
-            e(f"{t} = call {ty} {self.intrinsic('sqrt', ty, 1)}({ty} {args[0]})")
-        elif prim in _MATH:
-            if not f or in_dt == "float16":
-                raise SymkError(f"no vectorized '{prim}' for {in_dt}")
-            return self.call_math(prim, in_dt, args)
-        elif prim in ("floor", "ceil", "rint"):
-            if not f:
-                return args[0]
-            e(f"{t} = call {ty} {self.intrinsic(prim, ty, 1)}({ty} {args[0]})")
-        elif prim == "sign":
-            return self.sign(in_dt, ty, args[0], t)
-        elif prim in ("maximum", "minimum"):
-            return self.minmax(prim, in_dt, args[0], args[1])
-        elif prim in _FCMP:
-            if f:
-                e(f"{t} = fcmp {_FCMP[prim]} {ty} {args[0]}, {args[1]}")
-            else:
-                cmp = _UCMP if _is_u(in_dt) else _ICMP
-                e(f"{t} = icmp {cmp[prim]} {ty} {args[0]}, {args[1]}")
-        elif prim == "where":
-            e(f"{t} = select i1 {args[0]}, {ty} {args[1]}, {ty} {args[2]}")
-        elif prim == "logical_and":
-            e(f"{t} = and i1 {args[0]}, {args[1]}")
-        elif prim == "logical_or":
-            e(f"{t} = or i1 {args[0]}, {args[1]}")
-        elif prim == "logical_not":
-            e(f"{t} = xor i1 {args[0]}, true")
-        elif prim == "floordiv":
-            if f:
-                return self.float_floordiv(ty, args, t)
-            else:
-                return self.int_floordiv(in_dt, args, t)
-        elif prim == "mod":
-            return self.mod(in_dt, ty, args, t)
-        elif prim in ("bitxor", "shr") and not f:
-            e(f"{t} = {'xor' if prim == 'bitxor' else 'lshr'} {ty} {args[0]}, {args[1]}")
+    def identity(self, kind: str, dt: str) -> str:
+        v = identity_value(kind, dt)
+        if is_float(dt) and math.isfinite(v):  # 0.0 and 1.0 are exact as decimals
+            return f"{float(v)}"
+        return self.literal(v, dt)
+
+    # ------------------------------------------------------------ primitives
+    # A primitive's rule is called as rule(self, dt, args, t): ``dt`` the operands' dtype,
+    # ``t`` a fresh temporary for the result (a rule may return another value instead).
+    def arith(self, prim: str, dt: str, args: list[str], t: str) -> str:
+        op = f"f{prim} {FLAGS}" if is_float(dt) else prim
+        return self.assign(t, f"{op} {LLTYPE[dt]} {args[0]}, {args[1]}")
+
+    def compare(self, prim: str, dt: str, args: list[str], t: str) -> str:
+        if is_float(dt):
+            pred = f"fcmp {_FCMP[prim]}"
         else:
-            raise SymkError(f"the LLVM renderer has no rule for primitive '{prim}'")
-        return t
+            pred = f"icmp {(_UCMP if is_unsigned(dt) else _ICMP)[prim]}"
+        return self.assign(t, f"{pred} {LLTYPE[dt]} {args[0]}, {args[1]}")
+
+    def absolute(self, dt: str, args: list[str], t: str) -> str:
+        ty = LLTYPE[dt]
+        if is_float(dt):
+            return self.call_intrinsic(t, "fabs", ty, args[0])
+        if is_unsigned(dt):
+            return args[0]
+        fn = self.intrinsic("abs", ty, 1, ", i1")
+        return self.assign(t, f"call {ty} {fn}({ty} {args[0]}, i1 false)")
+
+    def transcendental(self, prim: str, dt: str, args: list[str]) -> str:
+        if not is_float(dt) or dt == "float16":
+            raise SymkError(f"no vectorized '{prim}' for {dt}")
+        return self.call_math(prim, dt, args)
+
+    def rounding(self, prim: str, dt: str, args: list[str], t: str) -> str:
+        """floor / ceil / rint (integers are their own rounding)."""
+        if not is_float(dt):
+            return args[0]
+        return self.call_intrinsic(t, prim, LLTYPE[dt], args[0])
+
+    def floordiv(self, dt: str, args: list[str], t: str) -> str:
+        if is_float(dt):
+            return self.float_floordiv(LLTYPE[dt], args, t)
+        return self.int_floordiv(dt, args, t)
+
+    def bits(self, prim: str, dt: str, args: list[str], t: str) -> str:
+        """bitxor / shr (logical) of unsigned integers."""
+        if is_float(dt):
+            raise self.no_rule("primitive", prim)
+        op = "xor" if prim == "bitxor" else "lshr"
+        return self.assign(t, f"{op} {LLTYPE[dt]} {args[0]}, {args[1]}")
 
     def minmax(self, prim: str, dt: str, a: str, b: str) -> str:
         """NaN-propagating maximum/minimum (numpy semantics)."""
@@ -188,28 +185,28 @@ class _Fn:
         if dt == "bool":
             self.emit(f"{t} = {'or' if prim == 'maximum' else 'and'} i1 {a}, {b}")
             return t
-        if _is_f(dt):
+        if is_float(dt):
             name = prim
         else:
-            name = ("u" if _is_u(dt) else "s") + ("max" if prim == "maximum" else "min")
+            name = ("u" if is_unsigned(dt) else "s") + ("max" if prim == "maximum" else "min")
         self.emit(f"{t} = call {ty} {self.intrinsic(name, ty, 2)}({ty} {a}, {ty} {b})")
         return t
 
     def sign(self, dt: str, ty: str, x: str, t: str) -> str:
         e = self.emit
-        zero, one, mone = ("0.0", "1.0", "-1.0") if _is_f(dt) else ("0", "1", "-1")
-        if dt == "bool" or _is_u(dt):
+        zero, one, mone = ("0.0", "1.0", "-1.0") if is_float(dt) else ("0", "1", "-1")
+        if dt == "bool" or is_unsigned(dt):
             c = self.tmp()
             e(f"{c} = icmp ne {ty} {x}, 0")
             e(f"{t} = zext i1 {c} to {ty}" if ty != "i1" else f"{t} = or i1 {c}, false")
             return t
         pos, neg, inner = self.tmp(), self.tmp(), self.tmp()
-        cmp = "fcmp ogt" if _is_f(dt) else "icmp sgt"
-        cmpn = "fcmp olt" if _is_f(dt) else "icmp slt"
+        cmp = "fcmp ogt" if is_float(dt) else "icmp sgt"
+        cmpn = "fcmp olt" if is_float(dt) else "icmp slt"
         e(f"{pos} = {cmp} {ty} {x}, {zero}")
         e(f"{neg} = {cmpn} {ty} {x}, {zero}")
         rest = x
-        if _is_f(dt):  # zeros and NaN stay; x + 0.0 turns -0.0 into +0.0 like numpy's sign
+        if is_float(dt):  # zeros and NaN stay; x + 0.0 turns -0.0 into +0.0 like numpy's sign
             rest = self.tmp()
             e(f"{rest} = fadd {ty} {x}, 0.0")
         e(f"{inner} = select i1 {neg}, {ty} {mone}, {ty} {rest}")
@@ -223,7 +220,7 @@ class _Fn:
         z, sb = self.tmp(), self.tmp()
         self.emit(f"{z} = icmp eq {ty} {b}, 0")
         self.emit(f"{sb} = select i1 {z}, {ty} 1, {ty} {b}")
-        if _is_u(dt):
+        if is_unsigned(dt):
             return z, sb, None
         m1, sb2 = self.tmp(), self.tmp()
         self.emit(f"{m1} = icmp eq {ty} {sb}, -1")
@@ -235,7 +232,7 @@ class _Fn:
         to Python's floor semantics."""
         ty = LLTYPE[dt]
         rnz, rneg, bneg, diff, fix = (self.tmp() for _ in range(5))
-        if _is_f(dt):
+        if is_float(dt):
             self.emit(f"{rnz} = fcmp une {ty} {r}, 0.0")
             self.emit(f"{rneg} = fcmp olt {ty} {r}, 0.0")
             self.emit(f"{bneg} = fcmp olt {ty} {b}, 0.0")
@@ -302,7 +299,7 @@ class _Fn:
         0 for ints."""
         a, b = args
         e = self.emit
-        if _is_f(dt):
+        if is_float(dt):
             r, radj, r2, z, zs = (self.tmp() for _ in range(5))
             e(f"{r} = frem {ty} {a}, {b}")
             fix = self.sign_fix(dt, r, b)
@@ -333,20 +330,20 @@ class _Fn:
         t = self.tmp()
         e = self.emit
         if dst == "bool":
-            if _is_f(src):
+            if is_float(src):
                 e(f"{t} = fcmp une {st} {x}, 0.0")
             else:
                 e(f"{t} = icmp ne {st} {x}, 0")
         elif st == "double" and dt_ == "half":
             return self.f64_to_f16(x, t)
-        elif _is_f(src) and _is_f(dst):
+        elif is_float(src) and is_float(dst):
             op = "fpext" if _BITS[st] < _BITS[dt_] else "fptrunc"
             e(f"{t} = {op} {st} {x} to {dt_}")
-        elif _is_f(dst):
-            e(f"{t} = {'uitofp' if _is_u(src) else 'sitofp'} {st} {x} to {dt_}")
-        elif _is_f(src) and not _is_u(dst):
+        elif is_float(dst):
+            e(f"{t} = {'uitofp' if is_unsigned(src) else 'sitofp'} {st} {x} to {dt_}")
+        elif is_float(src) and not is_unsigned(dst):
             return self.fptosi(x, st, dt_, t)
-        elif _is_f(src):
+        elif is_float(src):
             name = "fptoui.sat"
             fn = f"@llvm.{name}.{dt_}.{ {'half': 'f16', 'float': 'f32'}.get(st, 'f64')}"
             self.decls.add(f"declare {dt_} {fn}({st})")
@@ -358,7 +355,7 @@ class _Fn:
             if bs > bd:
                 e(f"{t} = trunc {st} {x} to {dt_}")
             else:
-                e(f"{t} = {'zext' if _is_u(src) else 'sext'} {st} {x} to {dt_}")
+                e(f"{t} = {'zext' if is_unsigned(src) else 'sext'} {st} {x} to {dt_}")
         return t
 
     def f64_to_f16(self, x: str, t: str) -> str:
@@ -419,8 +416,8 @@ class _Fn:
                 self.val[pi] = f"%p{k}"
         self.label("entry")
         body_start = len(self.lines)
-        for i, ins in enumerate(p.ins):
-            self.instr(i, ins)
+        for i in range(len(p.ins)):
+            self.instr(i)
         self.emit("ret void")
         lines = self.lines[:body_start] + ["  " + a for a in self.allocas] + \
             self.lines[body_start:]
@@ -429,121 +426,109 @@ class _Fn:
         head = f"define internal void @{p.name}_body({', '.join(sig)}) noinline nounwind {{"
         return "\n".join([head, *lines, "}"])
 
-    def instr(self, i: int, ins: Ins) -> None:
-        op = ins.op
+    # ------------------------------------------------------------ instructions
+    # An instruction's rule is called as rule(self, i, ins); it sets ``self.val[i]`` when the
+    # instruction has a value.
+    def nothing(self, i: int, ins: Ins) -> None:
+        pass
+
+    def constant(self, i: int, ins: Ins) -> None:
+        self.val[i] = self.literal(ins.arg, ins.dtype)
+
+    def begin_loop(self, i: int, ins: Ins) -> None:
         e = self.emit
-        if op == "param":
-            return
-        if op == "const":
-            self.val[i] = self.const(ins)
-        elif op == "range":
-            h, b, latch, x = f"L{i}_head", f"L{i}_body", f"L{i}_latch", f"L{i}_exit"
-            if ins.arg.get("parallel"):
-                lo, hi = "%start", "%end"
-            else:
-                lo, hi = self.ref(ins.args[0]), self.ref(ins.args[1])
-            pred = self.block
-            if self.open:
-                self.outer.add(self.open[-1])
-            self.open.append(i)
-            if not ins.arg.get("parallel") and all(self.p.ins[a].op == "const"
-                                                   for a in ins.args) and \
-                    self.p.ins[ins.args[1]].arg - self.p.ins[ins.args[0]].arg <= ROLLED_MAX:
-                self.short.add(i)
-            e(f"br label %{h}")
-            self.label(h)
-            iv = f"%i{i}"
-            self.val[i] = iv
-            e(f"{iv} = phi i64 [{lo}, %{pred}], [%i{i}_next, %{latch}]")
-            c = self.tmp()
-            e(f"{c} = icmp slt i64 {iv}, {hi}")
-            e(f"br i1 {c}, label %{b}, label %{x}")
-            self.label(b)
-            self.loops[i] = (h, b, latch, x)
-        elif op == "end":
-            h, b, latch, x = self.loops[ins.args[0]]
-            e(f"br label %{latch}")
-            self.label(latch)
-            r = ins.args[0]
-            self.open.pop()
-            e(f"%i{r}_next = add nsw i64 %i{r}, 1")
-            if r in self.short and r not in self.outer:
-                # a short innermost loop of static bounds: LLVM would unroll it fully (a row
-                # of 32) and then vectorize the loop around it with gathers and scatters
-                # (6.7x slower on a (n, 26, 26, 32) kernel); kept rolled, it is vectorized
-                e(f"br label %{h}, !llvm.loop {LOOP_MD}{r}")
-            else:
-                e(f"br label %{h}")
-            self.label(x)
-        elif op == "load":
-            dt = ins.dtype
-            mt = MEMTYPE[dt]
-            gp, t = self.tmp(), self.tmp()
-            e(f"{gp} = getelementptr inbounds {mt}, ptr {self.ref(ins.args[0])}, "
-              f"i64 {self.ref(ins.args[1])}")
-            e(f"{t} = load {mt}, ptr {gp}")
-            if dt == "bool":
-                t2 = self.tmp()
-                e(f"{t2} = icmp ne i8 {t}, 0")
-                t = t2
-            self.val[i] = t
-        elif op == "store":
-            buf, idx, v = ins.args
-            dt = self.p.ins[buf].dtype
-            mt = MEMTYPE[dt]
-            val = self.ref(v)
-            if dt == "bool":
-                z = self.tmp()
-                e(f"{z} = zext i1 {val} to i8")
-                val = z
-            gp = self.tmp()
-            e(f"{gp} = getelementptr inbounds {mt}, ptr {self.ref(buf)}, i64 {self.ref(idx)}")
-            e(f"store {mt} {val}, ptr {gp}")
-        elif op == "alu":
-            self.val[i] = self.alu(ins)
-        elif op == "cast":
-            self.val[i] = self.cast(self.ref(ins.args[0]), self.p.ins[ins.args[0]].dtype,
-                                    ins.dtype)
-        elif op == "acc":
-            self.acc_init(i, ins)
-        elif op == "acc_update":
-            self.acc_update(ins)
-        elif op == "store_reduce":
-            self.store_reduce(ins)
-        elif op == "acc_scan":
-            self.val[i] = self.acc_update(ins)
-        elif op == "argacc":
-            self.argacc_init(i, ins)
-        elif op == "argacc_update":
-            self.argacc_update(ins)
-        elif op == "acc_read":
-            acc = self.p.ins[ins.args[0]]
-            ty = LLTYPE[acc.dtype] if acc.op == "acc" else "i64"
-            t = self.tmp()
-            slot = f"%acc{ins.args[0]}" if acc.op == "acc" else f"%aidx{ins.args[0]}"
-            e(f"{t} = load {ty}, ptr {slot}")
-            self.val[i] = t
+        h, b, latch, x = f"L{i}_head", f"L{i}_body", f"L{i}_latch", f"L{i}_exit"
+        if ins.arg.get("parallel"):
+            lo, hi = "%start", "%end"
         else:
-            raise SymkError(f"the LLVM renderer has no rule for Kernel IR '{op}'")
+            lo, hi = self.ref(ins.args[0]), self.ref(ins.args[1])
+        pred = self.block
+        if self.open:
+            self.outer.add(self.open[-1])
+        self.open.append(i)
+        if not ins.arg.get("parallel") and all(self.p.ins[a].op == "const"
+                                               for a in ins.args) and \
+                self.p.ins[ins.args[1]].arg - self.p.ins[ins.args[0]].arg <= ROLLED_MAX:
+            self.short.add(i)
+        e(f"br label %{h}")
+        self.label(h)
+        iv = f"%i{i}"
+        self.val[i] = iv
+        e(f"{iv} = phi i64 [{lo}, %{pred}], [%i{i}_next, %{latch}]")
+        c = self.tmp()
+        e(f"{c} = icmp slt i64 {iv}, {hi}")
+        e(f"br i1 {c}, label %{b}, label %{x}")
+        self.label(b)
+        self.loops[i] = (h, b, latch, x)
 
-    def _identity(self, kind: str, dt: str) -> str:
-        if kind in ("sum", "any"):
-            return "0.0" if _is_f(dt) else ("false" if dt == "bool" else "0")
-        if kind in ("prod", "all"):
-            return "1.0" if _is_f(dt) else ("true" if dt == "bool" else "1")
-        if _is_f(dt):
-            return fconst(float("-inf") if kind == "max" else float("inf"), dt)
+    def end_loop(self, i: int, ins: Ins) -> None:
+        e = self.emit
+        h, b, latch, x = self.loops[ins.args[0]]
+        e(f"br label %{latch}")
+        self.label(latch)
+        r = ins.args[0]
+        self.open.pop()
+        e(f"%i{r}_next = add nsw i64 %i{r}, 1")
+        if r in self.short and r not in self.outer:
+            # a short innermost loop of static bounds: LLVM would unroll it fully (a row
+            # of 32) and then vectorize the loop around it with gathers and scatters
+            # (6.7x slower on a (n, 26, 26, 32) kernel); kept rolled, it is vectorized
+            e(f"br label %{h}, !llvm.loop {LOOP_MD}{r}")
+        else:
+            e(f"br label %{h}")
+        self.label(x)
+
+    def element(self, buf: int, idx: int) -> tuple[str, str]:
+        """(memory type, pointer) of ``buf[idx]``."""
+        mt = MEMTYPE[self.p.ins[buf].dtype]
+        gp = self.tmp()
+        self.emit(f"{gp} = getelementptr inbounds {mt}, ptr {self.ref(buf)}, "
+                  f"i64 {self.ref(idx)}")
+        return mt, gp
+
+    def load(self, i: int, ins: Ins) -> None:
+        dt = ins.dtype
+        mt = MEMTYPE[dt]
+        gp, t = self.tmp(), self.tmp()
+        self.emit(f"{gp} = getelementptr inbounds {mt}, ptr {self.ref(ins.args[0])}, "
+                  f"i64 {self.ref(ins.args[1])}")
+        self.emit(f"{t} = load {mt}, ptr {gp}")
         if dt == "bool":
-            return "false" if kind == "max" else "true"
-        import numpy as np
+            t = self.assign(self.tmp(), f"icmp ne i8 {t}, 0")
+        self.val[i] = t
 
-        info = np.iinfo(np.dtype(dt))
-        return str(int(info.min if kind == "max" else info.max))
+    def store(self, i: int, ins: Ins) -> None:
+        buf, idx, v = ins.args
+        val = self.ref(v)
+        if self.p.ins[buf].dtype == "bool":
+            val = self.assign(self.tmp(), f"zext i1 {val} to i8")
+        mt, gp = self.element(buf, idx)
+        self.emit(f"store {mt} {val}, ptr {gp}")
+
+    def alu(self, i: int, ins: Ins) -> None:
+        args = [self.ref(a) for a in ins.args]
+        dt = self.operand_dtype(ins)
+        self.val[i] = self.primitive(ins.arg, dt, args, self.tmp())
+
+    def cast_ins(self, i: int, ins: Ins) -> None:
+        self.val[i] = self.cast(self.ref(ins.args[0]), self.p.ins[ins.args[0]].dtype, ins.dtype)
+
+    def acc_read(self, i: int, ins: Ins) -> None:
+        acc = self.p.ins[ins.args[0]]
+        ty = LLTYPE[acc.dtype] if acc.op == "acc" else "i64"
+        slot = f"%acc{ins.args[0]}" if acc.op == "acc" else f"%aidx{ins.args[0]}"
+        self.val[i] = self.assign(self.tmp(), f"load {ty}, ptr {slot}")
 
     def acc_init(self, i: int, ins: Ins) -> None:
         ty = LLTYPE[ins.dtype]
         self.allocas.append(f"%acc{i} = alloca {ty}")
-        self.emit(f"store {ty} {self._identity(ins.arg, ins.dtype)}, ptr %acc{i}")
+        self.emit(f"store {ty} {self.identity(ins.arg, ins.dtype)}, ptr %acc{i}")
+
+    def acc_update(self, i: int, ins: Ins) -> None:
+        self.accumulate(ins)
+
+    def acc_scan(self, i: int, ins: Ins) -> None:
+        self.val[i] = self.accumulate(ins)
 
     def combine(self, kind: str, dt: str, old: str, x: str) -> str:
         """``old (kind) x`` for an accumulation (reassociable for float sums/products)."""
@@ -552,7 +537,7 @@ class _Fn:
         e = self.emit
         if kind in ("sum", "prod"):
             op = {"sum": "add", "prod": "mul"}[kind]
-            if _is_f(dt):
+            if is_float(dt):
                 e(f"{new} = f{op} {ACC_FLAGS} {ty} {old}, {x}")
             elif dt == "bool":
                 e(f"{new} = {'or' if kind == 'sum' else 'and'} i1 {old}, {x}")
@@ -564,7 +549,8 @@ class _Fn:
             return new
         return self.minmax("maximum" if kind == "max" else "minimum", dt, old, x)
 
-    def acc_update(self, ins: Ins) -> str:
+    def accumulate(self, ins: Ins) -> str:
+        """Combine an ``acc_update`` / ``acc_scan`` value into its accumulator; the new value."""
         acc_i, v = ins.args
         acc = self.p.ins[acc_i]
         ty = LLTYPE[acc.dtype]
@@ -574,14 +560,12 @@ class _Fn:
         self.emit(f"store {ty} {new}, ptr %acc{acc_i}")
         return new
 
-    def store_reduce(self, ins: Ins) -> None:
+    def store_reduce(self, i: int, ins: Ins) -> None:
         buf, idx, v = ins.args
         dt = self.p.ins[buf].dtype
-        mt = MEMTYPE[dt]
         e = self.emit
-        gp, old = self.tmp(), self.tmp()
-        e(f"{gp} = getelementptr inbounds {mt}, ptr {self.ref(buf)}, i64 {self.ref(idx)}")
-        e(f"{old} = load {mt}, ptr {gp}")
+        mt, gp = self.element(buf, idx)
+        old = self.assign(self.tmp(), f"load {mt}, ptr {gp}")
         if dt == "bool":
             ob = self.tmp()
             e(f"{ob} = icmp ne i8 {old}, 0")
@@ -598,11 +582,11 @@ class _Fn:
         vdt = self.p.ins[upd.args[1]].dtype
         ty = LLTYPE[vdt]
         self.allocas += [f"%aidx{i} = alloca i64", f"%abest{i} = alloca {ty}"]
-        ident = self._identity("max" if ins.arg == "argmax" else "min", vdt)
+        ident = self.identity(ins.arg, vdt)
         self.emit(f"store i64 0, ptr %aidx{i}")
         self.emit(f"store {ty} {ident}, ptr %abest{i}")
 
-    def argacc_update(self, ins: Ins) -> None:
+    def argacc_update(self, i: int, ins: Ins) -> None:
         acc_i, v, idx = ins.args
         kind = self.p.ins[acc_i].arg
         dt = self.p.ins[v].dtype
@@ -612,7 +596,7 @@ class _Fn:
         best, better, t = self.tmp(), self.tmp(), self.tmp()
         x = self.ref(v)
         e(f"{best} = load {ty}, ptr {slot}")
-        if _is_f(dt):
+        if is_float(dt):
             cmp = "ogt" if kind == "argmax" else "olt"
             c1, xn, bn, nb, c2 = (self.tmp() for _ in range(5))
             e(f"{c1} = fcmp {cmp} {ty} {x}, {best}")
@@ -622,7 +606,7 @@ class _Fn:
             e(f"{c2} = and i1 {xn}, {nb}")
             e(f"{better} = or i1 {c1}, {c2}")
         else:
-            cmp = ("ugt" if kind == "argmax" else "ult") if _is_u(dt) else \
+            cmp = ("ugt" if kind == "argmax" else "ult") if is_unsigned(dt) else \
                 ("sgt" if kind == "argmax" else "slt")
             e(f"{better} = icmp {cmp} {ty} {x}, {best}")
         nbst = self.tmp()
@@ -632,6 +616,38 @@ class _Fn:
         e(f"{oi} = load i64, ptr %aidx{acc_i}")
         e(f"{t} = select i1 {better}, i64 {self.ref(idx)}, i64 {oi}")
         e(f"store i64 {t}, ptr %aidx{acc_i}")
+
+    # ------------------------------------------------------------ tables
+    code_for_op = {
+        **{p: (lambda r, dt, a, t, p=p: r.arith(p, dt, a, t)) for p in ("add", "sub", "mul")},
+        "div": lambda r, dt, a, t: r.arith("div", dt, a, t) if is_float(dt)
+        else r.int_floordiv(dt, a, t),
+        "neg": lambda r, dt, a, t: r.assign(
+            t, f"fneg {LLTYPE[dt]} {a[0]}" if is_float(dt) else f"sub {LLTYPE[dt]} 0, {a[0]}"),
+        "abs": absolute,
+        "sqrt": lambda r, dt, a, t: r.call_intrinsic(t, "sqrt", LLTYPE[dt], a[0]),
+        **{p: (lambda r, dt, a, t, p=p: r.transcendental(p, dt, a)) for p in TRANSCENDENTALS},
+        **{p: (lambda r, dt, a, t, p=p: r.rounding(p, dt, a, t))
+           for p in ("floor", "ceil", "rint")},
+        "sign": lambda r, dt, a, t: r.sign(dt, LLTYPE[dt], a[0], t),
+        **{p: (lambda r, dt, a, t, p=p: r.minmax(p, dt, a[0], a[1]))
+           for p in ("maximum", "minimum")},
+        **{p: (lambda r, dt, a, t, p=p: r.compare(p, dt, a, t)) for p in COMPARISONS},
+        "where": lambda r, dt, a, t: r.assign(
+            t, f"select i1 {a[0]}, {LLTYPE[dt]} {a[1]}, {LLTYPE[dt]} {a[2]}"),
+        "logical_and": lambda r, dt, a, t: r.assign(t, f"and i1 {a[0]}, {a[1]}"),
+        "logical_or": lambda r, dt, a, t: r.assign(t, f"or i1 {a[0]}, {a[1]}"),
+        "logical_not": lambda r, dt, a, t: r.assign(t, f"xor i1 {a[0]}, true"),
+        "floordiv": floordiv,
+        "mod": lambda r, dt, a, t: r.mod(dt, LLTYPE[dt], a, t),
+        **{p: (lambda r, dt, a, t, p=p: r.bits(p, dt, a, t)) for p in ("bitxor", "shr")},
+    }
+    code_for_ins = {
+        "param": nothing, "const": constant, "range": begin_loop, "end": end_loop, "load": load,
+        "store": store, "alu": alu, "cast": cast_ins, "acc": acc_init, "acc_update": acc_update,
+        "store_reduce": store_reduce, "acc_scan": acc_scan, "argacc": argacc_init,
+        "argacc_update": argacc_update, "acc_read": acc_read,
+    }
 
 
 #: a kernel with more transcendental calls than this calls out-of-line copies of the math
@@ -653,7 +669,7 @@ def _out_of_line_call(m: re.Match) -> str:
 def render_kernel(prog: Program) -> tuple[str, set[str], set[tuple[str, str]]]:
     """(function text, intrinsic declarations, math functions used) for one kernel.  Math
     functions called out of line (see ``MATH_INLINE_LIMIT``) appear as ``(name, ty, "call")``."""
-    fn = _Fn(prog)
+    fn = LLVMRenderer(prog)
     body = fn.render()
     math: set = set(fn.math)
     if fn.n_math_calls > MATH_INLINE_LIMIT:
