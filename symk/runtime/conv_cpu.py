@@ -24,6 +24,7 @@ import numpy as np
 from symk.graph.node import Node
 from symk.graph.ops import conv_impl as ci
 from symk.runtime import onednn, threads
+from symk.runtime.cpu_pool import num_threads, on_pool
 from symk.runtime.externs import register_cpu_extern
 from symk.runtime.tuning import AlgoTuner
 
@@ -42,8 +43,6 @@ def _shares(n: int, macs: int, work: Callable[[int, int], object], blas: bool = 
     """``work(i0, i1)``'s results on batch shares in parallel (with single-threaded BLAS when
     ``blas``), or on the whole batch on this thread when that is not worth it (or
     impossible)."""
-    from symk.runtime.cpu import num_threads, on_pool
-
     cap = num_threads()
     n_thr = min(threads.kernel_threads(cap), n)
     if n_thr < 2 or macs < PARALLEL_MIN_MACS or (blas and threads.blas_api() is None):

@@ -5,19 +5,19 @@ with their numpy implementations.
 All kernels of a function are compiled as one LLVM module, cached in memory and on disk by
 content.  A kernel's parallel loop is split across a small thread pool when the work is large
 (ctypes releases the GIL during the call); small kernels run inline with no pool overhead.
-``SYMK_NUM_THREADS`` sets the pool size.
+``SYMK_NUM_THREADS`` sets the pool size (the pool and the output buffer rings are
+``symk.runtime.cpu_pool``'s).  Native extern implementations come from ``CPU_EXTERNS``, filled
+by ``externs`` and by the modules the device table imports for this device (``conv_cpu``,
+``scan_cpu``, ``sparse_cpu``: they build on this module, which does not import them).
 """
 
 from __future__ import annotations
 
 import ctypes
 import os
-import sys
-import threading
 import time
 import warnings
 from collections.abc import Callable, Sequence
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
 
@@ -36,6 +36,7 @@ from symk.errors import SymkError
 from symk.graph.node import Node
 from symk.passes.schedule import Kernel, Schedule
 from symk.runtime import cache, threads
+from symk.runtime.cpu_pool import Ring, num_threads, on_pool
 from symk.runtime.driver import DFUNC, Segment, build_segments
 from symk.runtime.externs import (
     CPU_EXTERNS,
@@ -60,33 +61,14 @@ PARALLEL_MIN_ELEMENTS = 1 << 18
 BLAS_SPLIT_FACTOR = 4
 #: extern ops that call BLAS on this device
 BLAS_OPS = frozenset({"einsum", "gemm", "conv", "conv_input_grad", "conv_kernel_grad"})
-#: pooled output arrays kept per kernel output
-POOL_DEPTH = 3
 #: inputs up to this size have their address remembered by the plan (at most
 #: SMALL_INPUTS_KEPT of them, so at most 16 MB of past inputs are kept alive)
 SMALL_INPUT_BYTES = 1 << 16
 SMALL_INPUTS_KEPT = 256
 
-_pool: ThreadPoolExecutor | None = None
-_pool_lock = threading.Lock()
 #: object-cache key -> loaded module: the MODULES_RECENT most recently used ones, plus (weakly)
 #: every module a live plan still holds; the rest are released (see ``NativeModule``)
 _loaded: ModuleTable = ModuleTable(MODULES_RECENT)
-
-
-def num_threads() -> int:
-    """``SYMK_NUM_THREADS`` (validated by ``symk.config``; default: the number of cores)."""
-    from symk import config
-
-    return config.num_threads()
-
-
-def _get_pool(n: int) -> ThreadPoolExecutor:
-    global _pool
-    with _pool_lock:
-        if _pool is None or _pool._max_workers != n:  # noqa: SLF001
-            _pool = ThreadPoolExecutor(max_workers=n, thread_name_prefix="symk")
-        return _pool
 
 
 class NativeModule:
@@ -469,35 +451,6 @@ def _debug_dump(label: str, progs: list, ir: str) -> None:
             f.write(ir)
 
 
-class Ring:
-    """A few output buffers of one kernel output, reused once nobody else holds them (fresh
-    large arrays page-fault on first touch, which costs more than the kernel; several per
-    output so that values swapped into variables ping-pong between two).  While a buffer is in
-    the ring its address is registered in ``known`` (id -> (array, address)), so the kernels
-    reading it skip numpy's ``ctypes`` round trip (~1 us per array)."""
-
-    __slots__ = ("known", "dtype", "bufs")
-
-    def __init__(self, known: dict[int, tuple[np.ndarray, int]], dtype: np.dtype) -> None:
-        self.known, self.dtype = known, dtype
-        self.bufs: list[tuple[np.ndarray, int]] = []
-
-    def get(self, shape: tuple[int, ...]) -> tuple[np.ndarray, int]:
-        for ent in self.bufs:
-            o = ent[0]
-            # a free buffer is referenced by its tuple, `o` and getrefcount's argument
-            if o.shape == shape and sys.getrefcount(o) <= 3:
-                return ent
-        o = np.empty(shape, self.dtype)
-        ent = (o, o.ctypes.data)
-        if len(self.bufs) >= POOL_DEPTH:
-            old = self.bufs.pop(0)
-            self.known.pop(id(old[0]), None)
-        self.bufs.append(ent)
-        self.known[id(o)] = ent
-        return ent
-
-
 def split_wanted(plan: CpuPlan, n: int, total: int) -> bool:
     """Whether a kernel of ``n`` outer iterations over ``total`` elements is split across
     threads (see PARALLEL_MIN_ELEMENTS and BLAS_SPLIT_FACTOR)."""
@@ -513,16 +466,6 @@ def run_split(plan: CpuPlan, fn: Any, ptr: int, n: int) -> None:
         return
     bounds = [n * i // parts for i in range(parts + 1)]
     on_pool(plan.nthreads, lambda lo, hi: fn(ptr, lo, hi), list(zip(bounds, bounds[1:])))
-
-
-def on_pool(nthreads: int, work: Callable[[int, int], Any],
-            ranges: Sequence[tuple[int, int]]) -> list[Any]:
-    """``[work(lo, hi) for lo, hi in ranges]``, the first range on the calling thread and
-    the others on symk's pool (of ``nthreads`` workers) at the same time."""
-    pool = _get_pool(nthreads)
-    futs = [pool.submit(work, lo, hi) for lo, hi in ranges[1:]]
-    first = work(*ranges[0])
-    return [first] + [f.result() for f in futs]
 
 
 def _native_step(plan: CpuPlan, lk: KernelCall, fn: Any, nodes: Sequence[Node] = ()
@@ -611,8 +554,3 @@ def _native_step(plan: CpuPlan, lk: KernelCall, fn: Any, nodes: Sequence[Node] =
         for s, o in zip(out_slots, outs):
             vals[s] = o
     return run
-
-
-import symk.runtime.conv_cpu  # noqa: E402,F401  (registers the convolution fast paths)
-import symk.runtime.scan_cpu  # noqa: E402,F401  (registers the scan loop)
-import symk.runtime.sparse_cpu  # noqa: E402,F401  (registers the sparse matmul)

@@ -85,8 +85,14 @@ class Device:
     #: programs as this device's code for ``symk.compile(..., build=False)`` (it also fills each
     #: ``KernelCode`` of ``kernels``); None: no code listing (the reference executor)
     code: str | Callable[[list[Any], list[Any]], str] | None = None
+    #: modules registering native implementations of extern ops for this device's plans
+    #: (``symk.runtime.externs``), imported before its plan class is used; they build on the
+    #: plan's module, which therefore does not import them
+    extern_modules: tuple[str, ...] = ()
 
     def plan_class(self) -> type:
+        for module in self.extern_modules:
+            importlib.import_module(module)
         return resolve(self.plan)
 
     def check(self) -> None:
@@ -108,7 +114,9 @@ class Device:
 DEVICES: dict[str, Device] = {d.name: d for d in (
     Device("cpu", "symk.runtime.cpu:CpuPlan", build=native_plan,
            cache_target="symk.codegen.llvm_compile:target_key", native_prep=True,
-           code="symk.codegen.llvm_render:code_listing"),
+           code="symk.codegen.llvm_render:code_listing",
+           extern_modules=("symk.runtime.conv_cpu", "symk.runtime.scan_cpu",
+                           "symk.runtime.sparse_cpu")),
     Device("interp", "symk.runtime.interp:InterpPlan"),
     Device("cuda", "symk.runtime.cuda:CudaPlan", build=labelled_plan,
            require="symk.runtime.cuda:require_cuda", plan_cache=False,

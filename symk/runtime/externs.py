@@ -2,7 +2,8 @@
 
 ``CPU_EXTERNS`` maps an op name to a factory ``(node) -> callable | None``: the callable takes
 the node's input arrays and returns its value; ``None`` means "use the op's numpy reference".
-Op families register their fast paths here from their own modules (``register_cpu_extern``).
+Op families register their fast paths here from their own modules (``register_cpu_extern``),
+which the cpu device's table entry imports (``Device.extern_modules``).
 
 ``einsum`` of two operands with no letter summed inside one operand only is a (batched) matrix
 product: the operands are permuted (as views) into (batch, free, contracted) and
@@ -26,6 +27,7 @@ from symk.graph.node import Node
 from symk.graph.ops.linalg import matmul2d_layout, parse_spec
 from symk.runtime import threads
 from symk.runtime.blas import NO_TRANS, ROW_MAJOR, gemm_fn, operand
+from symk.runtime.cpu_pool import num_threads, on_pool
 
 CpuExtern = Callable[..., np.ndarray]
 CPU_EXTERNS: dict[str, Callable[[Node], CpuExtern | None]] = {}
@@ -205,7 +207,6 @@ def gemm_shares(call: Callable, ta: int, tb: int, m: int, n: int, k: int, alpha:
     """``C = alpha * op(A) @ op(B) + beta * C`` by the CBLAS ``call`` (row-major, addresses)
     as ``parts`` shares of C's rows (``axis`` 0) or columns (1) on symk's pool, one BLAS
     thread each."""
-    from symk.runtime.cpu import num_threads, on_pool
 
     def share(lo: int, hi: int) -> None:
         if axis == 0:  # rows of op(A) and of C

@@ -27,7 +27,8 @@ from symk.graph.node import Node
 from symk.graph.ops.scan import CARRIES, LAST, SEQ, ScanBody, time_steps
 from symk.graph.ops.scan_rows import RowSplit, row_split
 from symk.runtime import threads
-from symk.runtime.cpu import CpuPlan, Ring, _get_pool
+from symk.runtime.cpu import CpuPlan
+from symk.runtime.cpu_pool import Ring, get_pool
 from symk.runtime.externs import CPU_EXTERNS, register_cpu_group_extern
 from symk.runtime.scan_loop import NativeLoop
 from symk.runtime.tuning import AlgoTuner
@@ -389,7 +390,7 @@ def _run_rows(rp: BodyPlan, split: RowSplit, parts: int, n_steps: int, reverse: 
     while len(frames) < parts:
         frames.append({})
     threads.one_now()
-    pool = _get_pool(rp.plan.nthreads)
+    pool = get_pool(rp.plan.nthreads)
     jobs: list[Any] = []
     futs = []
     # the last shares first: their threads start while the first share is prepared

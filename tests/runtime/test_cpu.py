@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 
 import symk.runtime.cpu as cpu
+import symk.runtime.cpu_pool as cpu_pool
 from symk import backend as K
 from symk.errors import SymkError
 
@@ -26,7 +27,7 @@ def _cache_dir(tmp_path_factory):
 def pool_spy(monkeypatch):
     """Records the [start, end) chunks submitted to the thread pool."""
     chunks: list[tuple[int, int]] = []
-    real = cpu._get_pool
+    real = cpu_pool.get_pool
 
     class Spy:
         def __init__(self, pool):
@@ -36,7 +37,7 @@ def pool_spy(monkeypatch):
             chunks.append(tuple(args[-2:]))
             return self.pool.submit(fn, *args)
 
-    monkeypatch.setattr(cpu, "_get_pool", lambda n: Spy(real(n)))
+    monkeypatch.setattr(cpu_pool, "get_pool", lambda n: Spy(real(n)))
     return chunks
 
 
