@@ -21,7 +21,7 @@ from typing import Any
 import numpy as np
 
 from symk import backend as K
-from symk.graph import build as gb
+from symk.graph.node import apply
 from symk.graph.tensor import Tensor
 from tests.harness import available_devices
 
@@ -210,4 +210,4 @@ def node_fn(build: Callable[..., Any]) -> Callable[..., Any]:
 
 def op(name: str, **attrs: Any) -> Callable[..., Any]:
     """A check_grad callable applying the registered op ``name`` with ``attrs``."""
-    return node_fn(lambda *xs: gb.apply_op(name, list(xs), **attrs))
+    return node_fn(lambda *xs: apply(name, list(xs), **attrs))

@@ -52,7 +52,7 @@ def ctc_batch_cost(y_true, y_pred, input_length, label_length):
     if pred.ndim != 3:
         raise ShapeError(f"y_pred must have shape (batch, time_steps, num_categories), got "
                          f"{pred.type}")
-    logits = gb.apply_op("log", [gb.add(pred, gb.lift(config.epsilon(), pred))])
+    logits = apply("log", [gb.add(pred, gb.lift(config.epsilon(), pred))])
     loss = apply("ctc_loss", [logits, _int_labels(y_true), _lengths(label_length,
                                                                     "label_length"),
                               _lengths(input_length, "input_length")])
@@ -75,13 +75,13 @@ def ctc_decode(y_pred, input_length, greedy=True, beam_width=100, top_paths=1,
         if top_paths > beam_width:
             raise ArgumentError(f"top_paths ({top_paths}) must not exceed beam_width "
                                 f"({beam_width})")
-    logits = gb.apply_op("log", [gb.add(pred, gb.lift(config.epsilon(), pred))])
+    logits = apply("log", [gb.add(pred, gb.lift(config.epsilon(), pred))])
     k = 1 if greedy else int(top_paths)
     packed = apply("ctc_decode", [logits, _lengths(input_length, "input_length")],
                    greedy=greedy, beam_width=1 if greedy else int(beam_width), top_paths=k,
                    merge_repeated=False if greedy else bool(merge_repeated))
     decoded = [w(apply("ctc_unpack_path", [packed], path=j)) for j in range(k)]
-    log_prob = gb.cast(gb.apply_op("getitem", [packed], spec=(("s", None, None, None),
+    log_prob = gb.cast(apply("getitem", [packed], spec=(("s", None, None, None),
                                                                ("s", None, None, None),
                                                                ("i", 0))), pred.dtype)
     return decoded, w(log_prob)

@@ -34,7 +34,7 @@ def _time_major(x: Node) -> Node:
 
 
 def _step_at(seq: Node, t: int) -> Node:
-    return gb.apply_op("getitem", [seq], spec=(("i", t),))
+    return apply("getitem", [seq], spec=(("i", t),))
 
 
 def _as_list(x: Any) -> list:
@@ -71,7 +71,7 @@ def _zeros_for(out: Node, x_t0: Node) -> Node:
         return gb.zeros_like(out)
     if out.ndim and None not in out.shape[1:] and x_t0.ndim and x_t0.shape[0] is None:
         shp = gb.shape_of(x_t0)
-        batch = gb.apply_op("getitem", [shp], spec=(("s", 0, 1, None),))
+        batch = apply("getitem", [shp], spec=(("s", 0, 1, None),))
         rest = gb.const(np.asarray(out.shape[1:], dtype=shp.dtype))
         vec = gb.concatenate([batch, rest], 0) if out.ndim > 1 else batch
         return apply("fill", [vec], value=0, dtype=out.dtype, shape=out.shape)
@@ -209,7 +209,7 @@ def _fold(fn, elems, initializer, reverse: bool, name):
             raise ShapeError("folding an empty sequence needs an initializer")
         acc0 = _step_at(e, -1 if reverse else 0)
         spec = ("s", None, -1, None) if reverse else ("s", 1, None, None)
-        e = gb.apply_op("getitem", [e], spec=(spec,))
+        e = apply("getitem", [e], spec=(spec,))
     else:
         acc0 = n(initializer, e)
     ph = _elem_placeholder(e)

@@ -1,6 +1,8 @@
 """Node-level builders: the small functional API that gradient rules, passes and the Keras
 backend use to make nodes.  Python scalars are lifted to constants with weak typing (a Python
-float next to a float32 tensor is float32, like numpy's NEP 50 and Keras)."""
+float next to a float32 tensor is float32, like numpy's NEP 50 and Keras).  Every helper
+builds its node with ``symk.graph.node.apply``, the one node constructor, which callers also use
+directly for ops without a helper here."""
 
 from __future__ import annotations
 
@@ -13,7 +15,6 @@ from symk.errors import ArgumentError, DTypeError
 from symk.graph.node import ConstValue, Node, apply
 from symk.graph.types import as_dtype, is_float, scalar_dtype
 
-apply_op = apply
 Scalar = int | float | bool
 
 

@@ -21,7 +21,7 @@ import numpy as np
 from symk import config
 from symk.errors import ArgumentError, ShapeError, SymkError
 from symk.graph import build as gb
-from symk.graph.node import Node, node_name, set_name
+from symk.graph.node import Node, apply, fresh_uid, node_name, set_name
 from symk.graph.storage import Storage
 from symk.graph.types import shape_str
 
@@ -139,8 +139,6 @@ class Variable(Tensor):
     nothing else reads, accumulated into in place; ``get_value`` always returns a copy)."""
 
     def __init__(self, value: np.ndarray, name: str, constraint: Any = None) -> None:
-        from symk.graph.node import apply, fresh_uid
-
         self.uid = fresh_uid()
         self.storage = Storage(value, name)
         node = apply("variable", [], dtype=value.dtype.name, shape=value.shape, uid=self.uid,
@@ -227,7 +225,7 @@ def getitem(x: Node, key: Any) -> Node:
     if not isinstance(key, tuple):
         key = (key,)
     if len(key) == 1 and isinstance(key[0], (Tensor, Node, list, np.ndarray)):
-        return gb.apply_op("gather", [x, to_node(key[0])])
+        return apply("gather", [x, to_node(key[0])])
     n_axes = sum(1 for k in key if k is not None and k is not Ellipsis)
     if sum(1 for k in key if k is Ellipsis) > 1:
         raise ArgumentError("an index can only have a single ellipsis ('...')")
@@ -250,4 +248,4 @@ def getitem(x: Node, key: Any) -> Node:
             raise ArgumentError(f"unsupported index {k!r} of type {type(k).__name__}")
     if n_axes > x.ndim:
         raise ArgumentError(f"too many indices ({n_axes}) for a tensor of rank {x.ndim}")
-    return gb.apply_op("getitem", [x], spec=tuple(spec))
+    return apply("getitem", [x], spec=tuple(spec))

@@ -15,7 +15,7 @@ import math
 import numpy as np
 
 from symk.graph import build as gb
-from symk.graph.node import Node
+from symk.graph.node import Node, apply
 from symk.graph.ops.leaves import const_array
 from symk.graph.types import is_float
 from symk.passes.pattern import COMMUTATIVE, AttrVar, Const, Pat, Var
@@ -107,7 +107,7 @@ def _tid(b, n):
 @rules.rule("reshape_reshape", Pat("reshape", Pat("reshape", X)), "R(R(x, s1), s2) -> R(x, s2)")
 def _reshape_reshape(b, n):
     inner = n.inputs[0]
-    return gb.apply_op("reshape", [inner.inputs[0], *n.inputs[1:]], **n.attrs)
+    return apply("reshape", [inner.inputs[0], *n.inputs[1:]], **n.attrs)
 
 
 @rules.rule("reshape_same", Pat("reshape", X), "R(x, shape(x)) -> x")
@@ -127,7 +127,7 @@ def _reshape_drops_kept_dims(b, n):
     axes = set(r.attrs["axes"])
     if n.shape != tuple(d for i, d in enumerate(r.shape) if i not in axes):
         return None
-    return gb.apply_op(r.op.name, [r.inputs[0]], axes=r.attrs["axes"], keepdims=False)
+    return apply(r.op.name, [r.inputs[0]], axes=r.attrs["axes"], keepdims=False)
 
 
 # R(red(x, axes, keepdims=True), shape without those axes) -> red(x, axes, keepdims=False)
@@ -158,7 +158,7 @@ def _elementwise_leading_ones(b, n):
     ins = [_leading_ones_source(x) or x for x in n.inputs]
     if all(a is x for a, x in zip(ins, n.inputs)):
         return None
-    new = gb.apply_op(n.op, ins, **n.attrs)
+    new = apply(n.op, ins, **n.attrs)
     return new if new.type == n.type else None
 
 
@@ -206,7 +206,7 @@ def _const_second(b, n):
         return None
     a, c = n.inputs
     if const_array(a) is not None and const_array(c) is None:
-        return gb.apply_op(n.op, [c, a], **n.attrs)
+        return apply(n.op, [c, a], **n.attrs)
     return None
 
 

@@ -8,6 +8,7 @@ import pytest
 
 from symk import backend as K
 from symk.graph import build as gb
+from symk.graph.node import apply
 from tests.gradcheck import case, check_grad, op_case_params
 from tests.graph.test_gradients_ops import node_fn, op
 
@@ -23,7 +24,7 @@ def _input_grad(in_spatial, **geo):
 def _input_grad_dynamic(**geo):
     """conv_input_grad with the output size taken from a third (shape) input at run time."""
     def build(g, w, like):
-        return gb.apply_op("conv_input_grad", [g, w, gb.shape_of(like)],
+        return apply("conv_input_grad", [g, w, gb.shape_of(like)],
                            in_spatial=(None,) * (like.ndim - 2), **geo)
     return node_fn(build)
 

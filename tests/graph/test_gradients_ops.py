@@ -12,6 +12,7 @@ import numpy as np
 import pytest
 
 from symk.graph import build as gb
+from symk.graph.node import apply
 from symk.graph.op import Op, all_ops
 from tests.gradcheck import check_grad, node_fn, op, op_case_params
 
@@ -81,8 +82,8 @@ OP_CASES: dict[str, list[tuple]] = {
     "getitem": [(op("getitem", spec=(("s", 2, 0, -1), ("i", 1), ("n",))), [S], {})],
     "slice_grad": [(op("slice_grad", spec=(("s", 1, None, None), ("n",))), [(2, 1, 4), S],
                     {})],
-    "gather": [(node_fn(lambda x: gb.apply_op("gather", [x, gb.const(IDX)])), [(4, 2)], {})],
-    "gather_grad": [(node_fn(lambda g, x: gb.apply_op("gather_grad", [g, gb.const(IDX), x])),
+    "gather": [(node_fn(lambda x: apply("gather", [x, gb.const(IDX)])), [(4, 2)], {})],
+    "gather_grad": [(node_fn(lambda g, x: apply("gather_grad", [g, gb.const(IDX), x])),
                      [(4, 2), (5, 2)], {})],
     "reverse": [(op("reverse", axes=(0, 1)), [S], {})],
     "tile": [(op("tile", reps=(2, 1)), [S], {})],

@@ -10,7 +10,7 @@ import pytest
 
 from symk import backend as K
 from symk.graph import build as gb
-from symk.graph.node import toposort
+from symk.graph.node import apply, toposort
 from symk.graph.ops.scan import placeholder_like
 from symk.graph.ops.scan_rows import row_axes, row_split
 
@@ -153,11 +153,11 @@ def test_row_axis_rules_of_the_ops():
     assert axis(gb.concatenate([rows, wide], 1), [0, None]) is None
     cols = _node(K.placeholder((B, U))[:, 1:3]).attrs["spec"]
     tail = _node(K.placeholder((B, U))[1:]).attrs["spec"]
-    assert axis(gb.apply_op("getitem", [rows], spec=cols), [0]) == 0
-    assert axis(gb.apply_op("getitem", [rows], spec=tail), [0]) is None
-    part = gb.apply_op("getitem", [rows], spec=cols)
-    assert axis(gb.apply_op("slice_grad", [part, rows], spec=cols), [0, 0]) == 0
-    assert axis(gb.apply_op("slice_grad", [part, wide], spec=cols), [0, None]) is None
-    assert axis(gb.apply_op("softmax", [rows], axis=-1), [0]) == 0
-    assert axis(gb.apply_op("softmax", [rows], axis=0), [0]) is None
-    assert axis(gb.apply_op("broadcast_to", [free], shape=(B, U)), [0]) is None
+    assert axis(apply("getitem", [rows], spec=cols), [0]) == 0
+    assert axis(apply("getitem", [rows], spec=tail), [0]) is None
+    part = apply("getitem", [rows], spec=cols)
+    assert axis(apply("slice_grad", [part, rows], spec=cols), [0, 0]) == 0
+    assert axis(apply("slice_grad", [part, wide], spec=cols), [0, None]) is None
+    assert axis(apply("softmax", [rows], axis=-1), [0]) == 0
+    assert axis(apply("softmax", [rows], axis=0), [0]) is None
+    assert axis(apply("broadcast_to", [free], shape=(B, U)), [0]) is None

@@ -22,6 +22,7 @@ import numpy as np
 
 from symk.errors import DTypeError, ShapeError
 from symk.graph import build as gb
+from symk.graph.node import apply
 from symk.graph.op import Op, register
 from symk.graph.ops import conv_impl as ci
 from symk.graph.types import Type, is_float, shape_str
@@ -155,7 +156,7 @@ class ConvInputGrad(Op):
     def vjp(self, node, dy):
         g, w = node.inputs[:2]
         geo = _geo(node)
-        return [gb.apply_op("conv", [dy, w], **geo),
+        return [apply("conv", [dy, w], **geo),
                 kernel_grad(dy, g, w.shape, **geo)] + [None] * (len(node.inputs) - 2)
 
 
@@ -192,7 +193,7 @@ class ConvKernelGrad(Op):
     def vjp(self, node, ddw):
         x, g = node.inputs
         geo = _geo(node)
-        return [input_grad(g, ddw, x, **geo), gb.apply_op("conv", [x, ddw], **geo)]
+        return [input_grad(g, ddw, x, **geo), apply("conv", [x, ddw], **geo)]
 
 
 def input_grad(g, w, like, *, strides, dilation, pads, groups):
@@ -200,10 +201,10 @@ def input_grad(g, w, like, *, strides, dilation, pads, groups):
     is passed along only when some spatial dim is unknown)."""
     spatial = tuple(like.shape[1:-1])
     extra = [gb.shape_of(like)] if None in spatial else []
-    return gb.apply_op("conv_input_grad", [g, w, *extra], strides=strides, dilation=dilation,
+    return apply("conv_input_grad", [g, w, *extra], strides=strides, dilation=dilation,
                        pads=pads, groups=groups, in_spatial=spatial)
 
 
 def kernel_grad(x, g, kernel_shape: Sequence[int], *, strides, dilation, pads, groups):
-    return gb.apply_op("conv_kernel_grad", [x, g], strides=strides, dilation=dilation,
+    return apply("conv_kernel_grad", [x, g], strides=strides, dilation=dilation,
                        pads=pads, groups=groups, kernel_shape=tuple(int(k) for k in kernel_shape))

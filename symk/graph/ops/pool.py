@@ -20,7 +20,7 @@ import itertools
 import numpy as np
 
 from symk.errors import ArgumentError, DTypeError, ShapeError
-from symk.graph import build as gb
+from symk.graph.node import apply
 from symk.graph.op import Op, register
 from symk.graph.types import Type, is_float, is_int, shape_str
 
@@ -188,8 +188,8 @@ class Pool(Op):
     def vjp(self, node, g):
         (x,) = node.inputs
         if node.attrs["mode"] == "max":
-            return [gb.apply_op("max_pool_grad", [x, g], **_window_attrs(node))]
-        return [gb.apply_op("avg_pool_grad", [g, x], **_window_attrs(node))]
+            return [apply("max_pool_grad", [x, g], **_window_attrs(node))]
+        return [apply("avg_pool_grad", [g, x], **_window_attrs(node))]
 
 
 def _window_attrs(node) -> dict:
@@ -239,7 +239,7 @@ class MaxPoolGrad(_PoolGradBase):
     def vjp(self, node, h):
         x, _ = node.inputs
         # linear in g; piecewise constant in x (the argmax positions do not move)
-        return [None, gb.apply_op("max_pool_select", [x, h], **node.attrs)]
+        return [None, apply("max_pool_select", [x, h], **node.attrs)]
 
 
 @register
@@ -275,7 +275,7 @@ class MaxPoolSelect(_PoolGradBase):
 
     def vjp(self, node, g):
         x, _ = node.inputs
-        return [None, gb.apply_op("max_pool_grad", [x, g], **node.attrs)]
+        return [None, apply("max_pool_grad", [x, g], **node.attrs)]
 
 
 @register
@@ -301,4 +301,4 @@ class AvgPoolGrad(_PoolGradBase):
 
     def vjp(self, node, h):
         # linear in g, with the average pooling as its transpose; x only gives the shape
-        return [gb.apply_op("pool", [h], mode="avg", **node.attrs), None]
+        return [apply("pool", [h], mode="avg", **node.attrs), None]

@@ -607,7 +607,7 @@ def unmerge_time(y: Node, like: Node) -> Node:
         return gb.reshape(y, (*like.shape[:2], *y.shape[1:]))
     if None in y.shape[1:]:
         raise SymkError("unmerge_time: dims after the first must be static")
-    lead = gb.apply_op("getitem", [gb.shape_of(like)], spec=(("s", None, 2, None),))
+    lead = apply("getitem", [gb.shape_of(like)], spec=(("s", None, 2, None),))
     rest = gb.const(np.asarray(y.shape[1:], np.int32))
     return apply("reshape", [y, gb.concatenate([lead, rest], 0)],
                  shape=(*like.shape[:2], *y.shape[1:]))
@@ -619,9 +619,9 @@ def _shift(traj: Node, init: Node, reverse: bool) -> Node:
     """The carry entering each step: ``init`` then the trajectory shifted by one step."""
     first = gb.expand_dims(init, 0)
     if reverse:
-        rest = gb.apply_op("getitem", [traj], spec=(("s", 1, None, None),))
+        rest = apply("getitem", [traj], spec=(("s", 1, None, None),))
         return gb.concatenate([rest, first], 0)
-    rest = gb.apply_op("getitem", [traj], spec=(("s", None, -1, None),))
+    rest = apply("getitem", [traj], spec=(("s", None, -1, None),))
     return gb.concatenate([first, rest], 0)
 
 

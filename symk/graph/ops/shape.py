@@ -8,6 +8,7 @@ import numpy as np
 
 from symk.errors import ShapeError
 from symk.graph import build as gb
+from symk.graph.node import apply
 from symk.graph.op import IndexMap, Op, register
 from symk.graph.types import Type, as_dtype, is_int, normalize_axis, shape_str
 
@@ -194,7 +195,7 @@ class Concatenate(Op):
 
     def vjp(self, node, g):
         a = node.attrs["axis"]
-        return [gb.apply_op("concat_part", [g, *node.inputs], axis=a, index=i)
+        return [apply("concat_part", [g, *node.inputs], axis=a, index=i)
                 for i in range(len(node.inputs))]
 
 
@@ -357,7 +358,7 @@ class GetItem(Op):
         return _rows_read_whole(node.attrs["spec"], node.inputs[0].shape, axes[0])
 
     def vjp(self, node, g):
-        return [gb.apply_op("slice_grad", [g, node.inputs[0]], spec=node.attrs["spec"])]
+        return [apply("slice_grad", [g, node.inputs[0]], spec=node.attrs["spec"])]
 
     def index_map(self, node):
         m = slice_axes(node.attrs["spec"], node.inputs[0].shape)
@@ -393,7 +394,7 @@ class SliceGrad(Op):
             else None
 
     def vjp(self, node, g):
-        return [gb.apply_op("getitem", [g], spec=node.attrs["spec"]), None]
+        return [apply("getitem", [g], spec=node.attrs["spec"]), None]
 
     def index_map(self, node):
         g, x = node.inputs
@@ -440,7 +441,7 @@ class Gather(Op):
 
     def vjp(self, node, g):
         x, idx = node.inputs
-        return [gb.apply_op("gather_grad", [g, idx, x]), None]
+        return [apply("gather_grad", [g, idx, x]), None]
 
 
 @register
@@ -460,7 +461,7 @@ class GatherGrad(Op):
         return z
 
     def vjp(self, node, g):
-        return [gb.apply_op("gather", [g, node.inputs[1]]), None, None]
+        return [apply("gather", [g, node.inputs[1]]), None, None]
 
 
 @register
@@ -479,7 +480,7 @@ class Reverse(Op):
         return np.flip(x, tuple(axes)) if axes else x
 
     def vjp(self, node, g):
-        return [gb.apply_op("reverse", [g], axes=node.attrs["axes"])]
+        return [apply("reverse", [g], axes=node.attrs["axes"])]
 
 
 @register
@@ -498,7 +499,7 @@ class Tile(Op):
         return np.tile(x, reps)
 
     def vjp(self, node, g):
-        return [gb.apply_op("tile_grad", [g, node.inputs[0]], reps=node.attrs["reps"])]
+        return [apply("tile_grad", [g, node.inputs[0]], reps=node.attrs["reps"])]
 
 
 @register
@@ -519,7 +520,7 @@ class TileGrad(Op):
         return g.reshape(inter).sum(axis=tuple(range(0, 2 * x.ndim, 2)))
 
     def vjp(self, node, g):
-        return [gb.apply_op("tile", [g], reps=node.attrs["reps"]), None]
+        return [apply("tile", [g], reps=node.attrs["reps"]), None]
 
 
 @register
@@ -541,7 +542,7 @@ class Repeat(Op):
         return np.repeat(x, rep, axis=axis)
 
     def vjp(self, node, g):
-        return [gb.apply_op("repeat_grad", [g, node.inputs[0]], **node.attrs)]
+        return [apply("repeat_grad", [g, node.inputs[0]], **node.attrs)]
 
 
 @register
@@ -560,7 +561,7 @@ class RepeatGrad(Op):
         return g.reshape(s).sum(axis=a + 1)
 
     def vjp(self, node, g):
-        return [gb.apply_op("repeat", [g], **node.attrs), None]
+        return [apply("repeat", [g], **node.attrs), None]
 
 
 @register
@@ -583,7 +584,7 @@ class Pad(Op):
 
     def vjp(self, node, g):
         spec = tuple(("s", lo, (-hi if hi else None), None) for lo, hi in node.attrs["pads"])
-        return [gb.apply_op("getitem", [g], spec=spec)]
+        return [apply("getitem", [g], spec=spec)]
 
 
 @register

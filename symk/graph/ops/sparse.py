@@ -17,6 +17,7 @@ import numpy as np
 
 from symk.errors import DTypeError, ShapeError
 from symk.graph import build as gb
+from symk.graph.node import apply
 from symk.graph.op import Op, register
 from symk.graph.types import Type, is_int, result_dtype, shape_str
 
@@ -74,7 +75,7 @@ class SparseToDense(Op):
         return out
 
     def vjp(self, node, g):
-        return [None, gb.apply_op("sparse_gather", [g, node.inputs[0]]), None]
+        return [None, apply("sparse_gather", [g, node.inputs[0]]), None]
 
 
 @register
@@ -98,7 +99,7 @@ class SparseGather(Op):
     def vjp(self, node, g):
         x, indices = node.inputs
         shape = gb.cast(gb.shape_of(x), "int64")
-        return [gb.apply_op("sparse_to_dense", [indices, g, shape], shape=x.shape, default=0),
+        return [apply("sparse_to_dense", [indices, g, shape], shape=x.shape, default=0),
                 None]
 
 
@@ -155,8 +156,8 @@ class SparseMatmul(Op):
     def vjp(self, node, g):
         indices, values, dense_shape, b = node.inputs
         ta = node.attrs.get("transpose_a", False)
-        dv = gb.apply_op("sparse_sddmm", [indices, dense_shape, g, b], transpose_a=ta)
-        db = gb.apply_op("sparse_matmul", [indices, values, dense_shape, g], transpose_a=not ta,
+        dv = apply("sparse_sddmm", [indices, dense_shape, g, b], transpose_a=ta)
+        db = apply("sparse_matmul", [indices, values, dense_shape, g], transpose_a=not ta,
                          rows=b.shape[0])
         return [None, dv, None, db]
 
@@ -188,8 +189,8 @@ class SparseSddmm(Op):
     def vjp(self, node, g):
         indices, dense_shape, gm, b = node.inputs
         ta = node.attrs.get("transpose_a", False)
-        d_gm = gb.apply_op("sparse_matmul", [indices, g, dense_shape, b], transpose_a=ta,
+        d_gm = apply("sparse_matmul", [indices, g, dense_shape, b], transpose_a=ta,
                            rows=gm.shape[0])
-        d_b = gb.apply_op("sparse_matmul", [indices, g, dense_shape, gm], transpose_a=not ta,
+        d_b = apply("sparse_matmul", [indices, g, dense_shape, gm], transpose_a=not ta,
                           rows=b.shape[0])
         return [None, None, d_gm, d_b]
