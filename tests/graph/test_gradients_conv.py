@@ -25,7 +25,7 @@ def _input_grad_dynamic(**geo):
     """conv_input_grad with the output size taken from a third (shape) input at run time."""
     def build(g, w, like):
         return apply("conv_input_grad", [g, w, gb.shape_of(like)],
-                           in_spatial=(None,) * (like.ndim - 2), **geo)
+                     in_spatial=(None,) * (like.ndim - 2), **geo)
     return node_fn(build)
 
 

@@ -58,8 +58,8 @@ def test_ctc_loss_gradient_zero_past_input_length_and_when_infeasible():
     with floatx64():
         lg = K.placeholder((2, 4, 3))
         loss = Tensor(apply("ctc_loss", [lg.node, gb.const(labels),
-                                               gb.const(np.array([2, 1], np.int32)),
-                                               gb.const(np.array([2, 3], np.int32))]))
+                                         gb.const(np.array([2, 1], np.int32)),
+                                         gb.const(np.array([2, 3], np.int32))]))
         (g,) = K.gradients(K.sum(loss), [lg])
         for dev in devices():
             lv, gv = K.function([lg], [loss, g], device=dev)([x])
@@ -74,8 +74,8 @@ def test_no_second_derivative():
     with floatx64():
         lg = K.placeholder((1, 3, 3))
         loss = Tensor(apply("ctc_loss", [lg.node, gb.const(np.zeros((1, 1), np.int32)),
-                                               gb.const(np.ones(1, np.int32)),
-                                               gb.const(np.full(1, 3, np.int32))]))
+                                         gb.const(np.ones(1, np.int32)),
+                                         gb.const(np.full(1, 3, np.int32))]))
         (g,) = K.gradients(K.sum(loss), [lg])
         with pytest.raises(SymkError, match="second derivatives"):
             K.gradients(K.sum(g * g), [lg])

@@ -202,9 +202,9 @@ def input_grad(g, w, like, *, strides, dilation, pads, groups):
     spatial = tuple(like.shape[1:-1])
     extra = [gb.shape_of(like)] if None in spatial else []
     return apply("conv_input_grad", [g, w, *extra], strides=strides, dilation=dilation,
-                       pads=pads, groups=groups, in_spatial=spatial)
+                 pads=pads, groups=groups, in_spatial=spatial)
 
 
 def kernel_grad(x, g, kernel_shape: Sequence[int], *, strides, dilation, pads, groups):
     return apply("conv_kernel_grad", [x, g], strides=strides, dilation=dilation,
-                       pads=pads, groups=groups, kernel_shape=tuple(int(k) for k in kernel_shape))
+                 pads=pads, groups=groups, kernel_shape=tuple(int(k) for k in kernel_shape))

@@ -158,7 +158,7 @@ class SparseMatmul(Op):
         ta = node.attrs.get("transpose_a", False)
         dv = apply("sparse_sddmm", [indices, dense_shape, g, b], transpose_a=ta)
         db = apply("sparse_matmul", [indices, values, dense_shape, g], transpose_a=not ta,
-                         rows=b.shape[0])
+                   rows=b.shape[0])
         return [None, dv, None, db]
 
 
@@ -190,7 +190,7 @@ class SparseSddmm(Op):
         indices, dense_shape, gm, b = node.inputs
         ta = node.attrs.get("transpose_a", False)
         d_gm = apply("sparse_matmul", [indices, g, dense_shape, b], transpose_a=ta,
-                           rows=gm.shape[0])
+                     rows=gm.shape[0])
         d_b = apply("sparse_matmul", [indices, g, dense_shape, gm], transpose_a=not ta,
-                          rows=b.shape[0])
+                    rows=b.shape[0])
         return [None, None, d_gm, d_b]
