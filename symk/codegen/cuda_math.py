@@ -1,5 +1,6 @@
-"""The CUDA renderer's table of scalar primitives: C types, literals, and one C expression per
-primitive of ``symk.graph.scalar.PRIMITIVES`` (the only place where op math meets CUDA C).
+"""The CUDA renderer's spelling of values and scalar primitives: C types, literals, and one C
+expression per primitive of ``symk.graph.scalar.PRIMITIVES`` (the only place where op math meets
+CUDA C), as ``CudaC``, the ``renderer.Renderer`` that ``cuda_render``'s renderer extends.
 
 Semantics follow numpy like the LLVM renderer: NaN-propagating ``maximum``/``minimum``,
 Python floor division and modulo (a zero integer divisor gives 0, never a trap), numpy's float
@@ -15,8 +16,18 @@ guarded so several kernel sources can be concatenated into one compilation unit.
 
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
 
+from symk.codegen.renderer import (
+    COMPARISONS,
+    TRANSCENDENTALS,
+    Renderer,
+    is_float,
+    is_uint,
+    is_unsigned,
+)
 from symk.errors import SymkError
 
 CTYPE = {"float32": "float", "float64": "double", "int8": "signed char", "int16": "short",
@@ -30,6 +41,8 @@ _F32_MATH = {"exp": "expf", "log": "logf", "sqrt": "sqrtf", "sin": "sinf", "cos"
              "tanh": "tanhf", "log1p": "log1pf", "expm1": "expm1f", "erf": "erff",
              "floor": "floorf", "ceil": "ceilf", "rint": "rintf", "pow": "powf"}
 _CMP = {"lt": "<", "le": "<=", "gt": ">", "ge": ">=", "eq": "==", "ne": "!="}
+#: arithmetic primitives -> C operator
+ARITH = {"add": "+", "sub": "-", "mul": "*"}
 
 
 def ctype(dt: str) -> str:
@@ -39,29 +52,25 @@ def ctype(dt: str) -> str:
         raise SymkError(f"the CUDA renderer does not support dtype {dt}") from None
 
 
-def is_float(dt: str) -> bool:
-    return dt.startswith("float")
-
-
-def literal(value, dt: str) -> str:
-    """An exact C literal of ``value`` as ``dt`` (hex floats; inf/NaN through bit casts)."""
-    if dt == "bool":
-        return "true" if value else "false"
-    if is_float(dt):
-        v = float(np.asarray(value, dtype=dt))
-        if dt == "float32":
-            if np.isnan(v):
-                return "__int_as_float(0x7fc00000)"
-            if np.isinf(v):
-                return f"__int_as_float({'0xff800000' if v < 0 else '0x7f800000'})"
-            return f"{v.hex()}f"
+def float_literal(value: Any, dt: str) -> str:
+    """An exact C literal of a float (hex floats; inf/NaN through bit casts)."""
+    v = float(np.asarray(value, dtype=dt))
+    if dt == "float32":
         if np.isnan(v):
-            return "__longlong_as_double(0x7ff8000000000000LL)"
+            return "__int_as_float(0x7fc00000)"
         if np.isinf(v):
-            bits = "0xfff0000000000000LL" if v < 0 else "0x7ff0000000000000LL"
-            return f"__longlong_as_double({bits})"
-        return v.hex()
-    v = int(value)
+            return f"__int_as_float({'0xff800000' if v < 0 else '0x7f800000'})"
+        return f"{v.hex()}f"
+    if np.isnan(v):
+        return "__longlong_as_double(0x7ff8000000000000LL)"
+    if np.isinf(v):
+        bits = "0xfff0000000000000LL" if v < 0 else "0x7ff0000000000000LL"
+        return f"__longlong_as_double({bits})"
+    return v.hex()
+
+
+def int_literal(v: int, dt: str) -> str:
+    """A C literal of an integer of type ``dt`` (the most negative values as expressions)."""
     if dt == "int64":
         return "(-9223372036854775807LL - 1)" if v == -(1 << 63) else f"{v}LL"
     if dt == "uint64":
@@ -71,20 +80,6 @@ def literal(value, dt: str) -> str:
     if dt == "int32":
         return "(-2147483647 - 1)" if v == -(1 << 31) else str(v)
     return f"(({CTYPE[dt]}){v})"
-
-
-def identity(kind: str, dt: str) -> str:
-    """C literal of the identity of an accumulation ``kind`` in ``dt``."""
-    if kind in ("sum", "any"):
-        return literal(0, dt)
-    if kind in ("prod", "all"):
-        return literal(1, dt)
-    if is_float(dt):
-        return literal(float("-inf") if kind in ("max", "argmax") else float("inf"), dt)
-    if dt == "bool":
-        return literal(kind not in ("max", "argmax"), dt)
-    info = np.iinfo(np.dtype(dt))
-    return literal(int(info.min if kind in ("max", "argmax") else info.max), dt)
 
 
 #: accumulation kind -> functor struct of the prelude
@@ -104,71 +99,6 @@ def _wrap(dt: str, op: str, a: str, b: str) -> str:
     return f"(({CTYPE[dt]})(({u}){a} {op} ({u}){b}))"
 
 
-def primitive(prim: str, in_dt: str, args: list[str]) -> str:
-    """The C expression of ``prim`` applied to ``args`` (operands of dtype ``in_dt``)."""
-    f = is_float(in_dt)
-    ct = ctype(in_dt)
-    a = args[0] if args else ""
-    b = args[1] if len(args) > 1 else ""
-    if prim in ("add", "sub", "mul"):
-        if in_dt == "bool":
-            return f"({a} || {b})" if prim == "add" else f"({a} && {b})" if prim == "mul" \
-                else f"({a} != {b})"
-        if f:
-            return f"({a} {'+-*'[('add', 'sub', 'mul').index(prim)]} {b})"
-        return _wrap(in_dt, "+-*"[("add", "sub", "mul").index(prim)], a, b)
-    if prim == "div":
-        return f"({a} / {b})" if f else f"symk_floordiv({a}, {b})"
-    if prim == "neg":
-        return f"(-{a})" if f else _wrap(in_dt, "-", "0", a)
-    if prim == "abs":
-        if f:
-            return f"{'fabsf' if in_dt == 'float32' else 'fabs'}({a})"
-        if in_dt.startswith("uint") or in_dt == "bool":
-            return a
-        return f"({a} < 0 ? {_wrap(in_dt, '-', '0', a)} : {a})"
-    if prim in ("floor", "ceil", "rint"):
-        if not f:
-            return a
-        return f"{_F32_MATH[prim] if in_dt == 'float32' else prim}({a})"
-    if prim in ("exp", "log", "sqrt", "sin", "cos", "tanh", "log1p", "expm1", "erf", "pow"):
-        if f:
-            fn = _F32_MATH[prim] if in_dt == "float32" else prim
-            return f"{fn}({', '.join(args)})"
-        if prim == "pow" and in_dt != "bool":
-            return f"symk_ipow({a}, {b})"
-        raise SymkError(f"the CUDA renderer has no '{prim}' for {in_dt}")
-    if prim == "sign":
-        if f:
-            return f"symk_fsign({a})"
-        if in_dt.startswith("uint") or in_dt == "bool":
-            return f"(({ct})({a} != 0))"
-        return f"(({ct})(({a} > 0) - ({a} < 0)))"
-    if prim in ("maximum", "minimum"):
-        if in_dt == "bool":
-            return f"({a} || {b})" if prim == "maximum" else f"({a} && {b})"
-        if f:
-            return f"symk_f{prim[:3]}({a}, {b})"
-        return f"({a} {'>' if prim == 'maximum' else '<'} {b} ? {a} : {b})"
-    if prim in _CMP:
-        return f"({a} {_CMP[prim]} {b})"
-    if prim == "where":
-        return f"({args[0]} ? {args[1]} : {args[2]})"
-    if prim == "logical_and":
-        return f"({a} && {b})"
-    if prim == "logical_or":
-        return f"({a} || {b})"
-    if prim == "logical_not":
-        return f"(!{a})"
-    if prim == "floordiv":
-        return f"symk_floordiv({a}, {b})"
-    if prim == "mod":
-        return f"symk_mod({a}, {b})"
-    if prim in ("bitxor", "shr") and in_dt.startswith("uint"):
-        return f"(({ct})({a} {'^' if prim == 'bitxor' else '>>'} {b}))"
-    raise SymkError(f"the CUDA renderer has no rule for primitive '{prim}'")
-
-
 def cast(x: str, src: str, dst: str) -> str:
     """C expression converting ``x`` from ``src`` to ``dst`` with numpy semantics."""
     if src == dst:
@@ -176,13 +106,105 @@ def cast(x: str, src: str, dst: str) -> str:
     d = ctype(dst)
     if dst == "bool":
         return f"({x} != 0)"
-    if is_float(src) and not is_float(dst) and not dst.startswith("uint"):
+    if is_float(src) and not is_float(dst) and not is_uint(dst):
         if dst == "int64":
             return f"symk_f2i64({x})"
         return f"(({d})symk_f2i32({x}))"
-    if is_float(src) and dst.startswith("uint"):
+    if is_float(src) and is_uint(dst):
         return f"symk_f2u<{d}>({x})"
     return f"(({d}){x})"
+
+
+# ---------------------------------------------------------------------------- primitives
+# Each rule is called as rule(renderer, dt, args): the C expression of the primitive applied to
+# ``args``, C expressions of dtype ``dt``.
+
+
+def _arith(prim: str, dt: str, a: list[str]) -> str:
+    if dt == "bool":  # sum, product and difference of booleans: or, and, xor
+        return {"add": f"({a[0]} || {a[1]})", "mul": f"({a[0]} && {a[1]})"}.get(
+            prim, f"({a[0]} != {a[1]})")
+    if is_float(dt):
+        return f"({a[0]} {ARITH[prim]} {a[1]})"
+    return _wrap(dt, ARITH[prim], a[0], a[1])
+
+
+def _abs(dt: str, a: list[str]) -> str:
+    if is_float(dt):
+        return f"{'fabsf' if dt == 'float32' else 'fabs'}({a[0]})"
+    if is_unsigned(dt):
+        return a[0]
+    return f"({a[0]} < 0 ? {_wrap(dt, '-', '0', a[0])} : {a[0]})"
+
+
+def _math(prim: str, dt: str, a: list[str]) -> str:
+    """Transcendentals and sqrt: libdevice (``pow`` of integers: ``symk_ipow``)."""
+    if is_float(dt):
+        fn = _F32_MATH[prim] if dt == "float32" else prim
+        return f"{fn}({', '.join(a)})"
+    if prim == "pow" and dt != "bool":
+        return f"symk_ipow({a[0]}, {a[1]})"
+    raise SymkError(f"the CUDA renderer has no '{prim}' for {dt}")
+
+
+def _rounding(prim: str, dt: str, a: list[str]) -> str:
+    if not is_float(dt):
+        return a[0]
+    return f"{_F32_MATH[prim] if dt == 'float32' else prim}({a[0]})"
+
+
+def _sign(dt: str, a: list[str]) -> str:
+    if is_float(dt):
+        return f"symk_fsign({a[0]})"
+    if is_unsigned(dt):
+        return f"(({CTYPE[dt]})({a[0]} != 0))"
+    return f"(({CTYPE[dt]})(({a[0]} > 0) - ({a[0]} < 0)))"
+
+
+def _minmax(prim: str, dt: str, a: list[str]) -> str:
+    if dt == "bool":
+        return f"({a[0]} || {a[1]})" if prim == "maximum" else f"({a[0]} && {a[1]})"
+    if is_float(dt):
+        return f"symk_f{prim[:3]}({a[0]}, {a[1]})"
+    return f"({a[0]} {'>' if prim == 'maximum' else '<'} {a[1]} ? {a[0]} : {a[1]})"
+
+
+class CudaC(Renderer):
+    """The CUDA C spelling of literals and primitives (``code_for_op``)."""
+
+    target = "CUDA"
+    float_literal = staticmethod(float_literal)
+    int_literal = staticmethod(int_literal)
+
+    def primitive(self, prim: str, in_dt: str, args: list[str], *context: Any) -> str:
+        ctype(in_dt)  # a dtype with no C type (float16) fails before any rule runs
+        return super().primitive(prim, in_dt, args, *context)
+
+    def bits(self, prim: str, dt: str, a: list[str]) -> str:
+        """bitxor / shr (logical) of unsigned integers."""
+        if not is_uint(dt):
+            raise self.no_rule("primitive", prim)
+        return f"(({CTYPE[dt]})({a[0]} {'^' if prim == 'bitxor' else '>>'} {a[1]}))"
+
+    code_for_op = {
+        **{p: (lambda r, dt, a, p=p: _arith(p, dt, a)) for p in ARITH},
+        "div": lambda r, dt, a: f"({a[0]} / {a[1]})" if is_float(dt)
+        else f"symk_floordiv({a[0]}, {a[1]})",
+        "neg": lambda r, dt, a: f"(-{a[0]})" if is_float(dt) else _wrap(dt, "-", "0", a[0]),
+        "abs": lambda r, dt, a: _abs(dt, a),
+        **{p: (lambda r, dt, a, p=p: _rounding(p, dt, a)) for p in ("floor", "ceil", "rint")},
+        **{p: (lambda r, dt, a, p=p: _math(p, dt, a)) for p in (*TRANSCENDENTALS, "sqrt")},
+        "sign": lambda r, dt, a: _sign(dt, a),
+        **{p: (lambda r, dt, a, p=p: _minmax(p, dt, a)) for p in ("maximum", "minimum")},
+        **{p: (lambda r, dt, a, p=p: f"({a[0]} {_CMP[p]} {a[1]})") for p in COMPARISONS},
+        "where": lambda r, dt, a: f"({a[0]} ? {a[1]} : {a[2]})",
+        "logical_and": lambda r, dt, a: f"({a[0]} && {a[1]})",
+        "logical_or": lambda r, dt, a: f"({a[0]} || {a[1]})",
+        "logical_not": lambda r, dt, a: f"(!{a[0]})",
+        "floordiv": lambda r, dt, a: f"symk_floordiv({a[0]}, {a[1]})",
+        "mod": lambda r, dt, a: f"symk_mod({a[0]}, {a[1]})",
+        **{p: (lambda r, dt, a, p=p: r.bits(p, dt, a)) for p in ("bitxor", "shr")},
+    }
 
 
 PRELUDE = r"""#ifndef SYMK_CUDA_PRELUDE

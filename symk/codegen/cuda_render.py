@@ -2,8 +2,9 @@
 launch description the runtime turns into a grid and block size.
 
 The renderer reads the loop structure of the Kernel IR (the same IR the LLVM renderer gets; no
-second lowering) and picks a thread mapping; every instruction inside is rendered by the
-primitive table of ``cuda_math``:
+second lowering) and picks a thread mapping; every instruction inside is rendered by its rule
+in ``CudaRenderer.code_for_ins`` (a ``renderer.Renderer``), primitives by the table of
+``cuda_math.CudaC``:
 
 - **thread mode** (no accumulators): one grid-stride loop per loop nest of the parallel loop,
   over the flattened iteration space of the parallel loop and the nest's loops (the innermost
@@ -88,10 +89,12 @@ def _walk(items: list):
             yield it
 
 
-class _Renderer:
+class CudaRenderer(cm.CudaC):
+    """One kernel's ``__global__`` function: the thread mapping (``render``) around
+    instructions rendered by the rules of ``code_for_ins`` (primitives: ``cuda_math.CudaC``)."""
+
     def __init__(self, prog: Program) -> None:
-        self.p = prog
-        self.ins = prog.ins
+        super().__init__(prog)
         self.lines: list[str] = []
         self.depth = 1
         self.names: dict[int, str] = {}
@@ -169,7 +172,7 @@ class _Renderer:
     def ref(self, i: int) -> str:
         ins = self.ins[i]
         if ins.op == "const":
-            return cm.literal(ins.arg, ins.dtype)
+            return self.literal(ins.arg, ins.dtype)
         return self.names[i]
 
     def vtype(self, i: int) -> str:
@@ -180,89 +183,99 @@ class _Renderer:
         self.line(f"const {self.vtype(i)} v{i} = {expr};")
 
     # ------------------------------------------------------------ instructions
-    def instr(self, i: int, ctx: str) -> None:
-        """Render one non-loop instruction.  ``ctx``: "thread" (plain), "row0" (row level of
-        a block: stores by thread 0), "scan" (inside a scan tile: guarded by ``act``)."""
-        ins = self.ins[i]
-        op = ins.op
-        if op in ("param", "const"):
-            return
-        if op == "load":
-            buf, idx = ins.args
-            v = f"{self.ref(buf)}[{self.ref(idx)}]"
-            if ins.dtype == "bool":
-                v = f"({v} != 0)"
-            if ctx == "scan":
-                v = f"(act ? {v} : {cm.literal(0, ins.dtype)})"
-            self.define(i, v)
-        elif op in ("store", "store_reduce"):
-            buf, idx, val = ins.args
-            dt = self.ins[buf].dtype
-            target = f"{self.ref(buf)}[{self.ref(idx)}]"
-            v = self.ref(val)
-            if op == "store_reduce":
-                old = f"({target} != 0)" if dt == "bool" else target
-                v = cm.combine(ins.arg, old, f"(({cm.ctype(dt)}){v})")
-            guard = {"row0": "if (threadIdx.x == 0) ", "scan": "if (act) "}.get(ctx, "")
-            self.line(f"{guard}{target} = ({cm.MEMTYPE[dt]})({v});")
-        elif op == "alu":
-            prim = ins.arg
-            in_dt = self.ins[ins.args[1 if prim == "where" else 0]].dtype if ins.args \
-                else ins.dtype
-            args = [self.ref(a) for a in ins.args]
-            if i in self.index_vals:  # index arithmetic never overflows: plain C in idx_t
-                args = [str(int(self.ins[a].arg)) + ("" if self.idx_t == "int" else "LL")
-                        if self.ins[a].op == "const" else self.ref(a) for a in ins.args]
-                self.define(i, f"({args[0]} {'+-*'[('add', 'sub', 'mul').index(prim)]} "
-                               f"{args[1]})")
-            else:
-                self.define(i, cm.primitive(prim, in_dt, args))
-        elif op == "cast":
-            src = self.ins[ins.args[0]].dtype
-            self.define(i, cm.cast(self.ref(ins.args[0]), src, ins.dtype))
-        elif op == "acc":
-            self.names[i] = f"a{i}"
-            self.line(f"{cm.ctype(ins.dtype)} a{i} = {cm.identity(ins.arg, ins.dtype)};")
-        elif op == "argacc":
-            upd = next(u for u in self.ins if u.op == "argacc_update" and u.args[0] == i)
-            vdt = self.ins[upd.args[1]].dtype
-            self.names[i] = f"a{i}"
-            self.line(f"{cm.ctype(vdt)} ab{i} = {cm.identity(ins.arg, vdt)};")
-            self.line(f"long long a{i} = 0;")
-        elif op == "acc_update":
-            acc, v = ins.args
-            self.line(f"a{acc} = {cm.combine(self.ins[acc].arg, f'a{acc}', self.ref(v))};")
-        elif op == "argacc_update":
-            acc, v, idx = ins.args
-            mx = "true" if self.ins[acc].arg == "argmax" else "false"
-            self.line(f"if (symk_arg_better<{mx}>({self.ref(v)}, (long long){self.ref(idx)}, "
-                      f"ab{acc}, a{acc})) {{ ab{acc} = {self.ref(v)}; "
-                      f"a{acc} = {self.ref(idx)}; }}")
-        elif op == "acc_scan":
-            acc, v = ins.args
-            kind = self.ins[acc].arg
-            if ctx == "scan":
-                ct = cm.ctype(self.ins[acc].dtype)
-                ident = cm.identity(kind, self.ins[acc].dtype)
-                self.line(f"{ct} t{i};")
-                self.define(i, f"{cm.OPS[kind]}::f(a{acc}, symk_block_scan<{cm.OPS[kind]}>("
-                               f"act ? {self.ref(v)} : {ident}, {ident}, &t{i}))")
-                self.line(f"a{acc} = {cm.OPS[kind]}::f(a{acc}, t{i});")
-            else:
-                self.line(f"a{acc} = {cm.combine(kind, f'a{acc}', self.ref(v))};")
-                self.define(i, f"a{acc}")
-        elif op == "acc_read":
-            acc = self.ins[ins.args[0]]
-            a = ins.args[0]
-            if ctx == "row0" and acc.op == "acc":
-                self.define(i, f"symk_block_reduce<{cm.OPS[acc.arg]}>(a{a})")
-            elif ctx == "row0":
-                mx = "true" if acc.arg == "argmax" else "false"
-                self.define(i, f"symk_block_arg<{mx}>(ab{a}, a{a})")
-            else:
-                self.define(i, f"a{a}")
+    # An instruction's rule is called as rule(self, i, ins, ctx): ``ctx`` is "thread" (plain),
+    # "row0" (row level of a block: stores by thread 0) or "scan" (inside a scan tile: guarded
+    # by ``act``).
+    def nothing(self, i: int, ins: Ins, ctx: str) -> None:
+        pass
+
+    def load(self, i: int, ins: Ins, ctx: str) -> None:
+        buf, idx = ins.args
+        v = f"{self.ref(buf)}[{self.ref(idx)}]"
+        if ins.dtype == "bool":
+            v = f"({v} != 0)"
+        if ctx == "scan":
+            v = f"(act ? {v} : {self.literal(0, ins.dtype)})"
+        self.define(i, v)
+
+    def store(self, i: int, ins: Ins, ctx: str) -> None:
+        """``store`` and ``store_reduce``."""
+        buf, idx, val = ins.args
+        dt = self.ins[buf].dtype
+        target = f"{self.ref(buf)}[{self.ref(idx)}]"
+        v = self.ref(val)
+        if ins.op == "store_reduce":
+            old = f"({target} != 0)" if dt == "bool" else target
+            v = cm.combine(ins.arg, old, f"(({cm.ctype(dt)}){v})")
+        guard = {"row0": "if (threadIdx.x == 0) ", "scan": "if (act) "}.get(ctx, "")
+        self.line(f"{guard}{target} = ({cm.MEMTYPE[dt]})({v});")
+
+    def alu(self, i: int, ins: Ins, ctx: str) -> None:
+        prim = ins.arg
+        in_dt = self.operand_dtype(ins)
+        if i in self.index_vals:  # index arithmetic never overflows: plain C in idx_t
+            args = [str(int(self.ins[a].arg)) + ("" if self.idx_t == "int" else "LL")
+                    if self.ins[a].op == "const" else self.ref(a) for a in ins.args]
+            self.define(i, f"({args[0]} {cm.ARITH[prim]} {args[1]})")
         else:
-            raise SymkError(f"the CUDA renderer has no rule for Kernel IR '{op}'")
+            self.define(i, self.primitive(prim, in_dt, [self.ref(a) for a in ins.args]))
+
+    def cast(self, i: int, ins: Ins, ctx: str) -> None:
+        src = self.ins[ins.args[0]].dtype
+        self.define(i, cm.cast(self.ref(ins.args[0]), src, ins.dtype))
+
+    def acc(self, i: int, ins: Ins, ctx: str) -> None:
+        self.names[i] = f"a{i}"
+        self.line(f"{cm.ctype(ins.dtype)} a{i} = {self.identity(ins.arg, ins.dtype)};")
+
+    def argacc(self, i: int, ins: Ins, ctx: str) -> None:
+        upd = next(u for u in self.ins if u.op == "argacc_update" and u.args[0] == i)
+        vdt = self.ins[upd.args[1]].dtype
+        self.names[i] = f"a{i}"
+        self.line(f"{cm.ctype(vdt)} ab{i} = {self.identity(ins.arg, vdt)};")
+        self.line(f"long long a{i} = 0;")
+
+    def acc_update(self, i: int, ins: Ins, ctx: str) -> None:
+        acc, v = ins.args
+        self.line(f"a{acc} = {cm.combine(self.ins[acc].arg, f'a{acc}', self.ref(v))};")
+
+    def argacc_update(self, i: int, ins: Ins, ctx: str) -> None:
+        acc, v, idx = ins.args
+        mx = "true" if self.ins[acc].arg == "argmax" else "false"
+        self.line(f"if (symk_arg_better<{mx}>({self.ref(v)}, (long long){self.ref(idx)}, "
+                  f"ab{acc}, a{acc})) {{ ab{acc} = {self.ref(v)}; "
+                  f"a{acc} = {self.ref(idx)}; }}")
+
+    def acc_scan(self, i: int, ins: Ins, ctx: str) -> None:
+        acc, v = ins.args
+        kind = self.ins[acc].arg
+        if ctx == "scan":
+            ct = cm.ctype(self.ins[acc].dtype)
+            ident = self.identity(kind, self.ins[acc].dtype)
+            self.line(f"{ct} t{i};")
+            self.define(i, f"{cm.OPS[kind]}::f(a{acc}, symk_block_scan<{cm.OPS[kind]}>("
+                           f"act ? {self.ref(v)} : {ident}, {ident}, &t{i}))")
+            self.line(f"a{acc} = {cm.OPS[kind]}::f(a{acc}, t{i});")
+        else:
+            self.line(f"a{acc} = {cm.combine(kind, f'a{acc}', self.ref(v))};")
+            self.define(i, f"a{acc}")
+
+    def acc_read(self, i: int, ins: Ins, ctx: str) -> None:
+        acc = self.ins[ins.args[0]]
+        a = ins.args[0]
+        if ctx == "row0" and acc.op == "acc":
+            self.define(i, f"symk_block_reduce<{cm.OPS[acc.arg]}>(a{a})")
+        elif ctx == "row0":
+            mx = "true" if acc.arg == "argmax" else "false"
+            self.define(i, f"symk_block_arg<{mx}>(ab{a}, a{a})")
+        else:
+            self.define(i, f"a{a}")
+
+    code_for_ins = {
+        "param": nothing, "const": nothing, "load": load, "store": store, "store_reduce": store,
+        "alu": alu, "cast": cast, "acc": acc, "argacc": argacc, "acc_update": acc_update,
+        "argacc_update": argacc_update, "acc_scan": acc_scan, "acc_read": acc_read,
+    }
 
     def serial(self, items: list, ctx: str = "thread") -> None:
         for it in items:
@@ -483,7 +496,7 @@ class _Renderer:
 
 def render_cuda(prog: Program) -> CudaKernel:
     """Render one kernel (its source does not include ``cuda_math.PRELUDE``)."""
-    return _Renderer(prog).render()
+    return CudaRenderer(prog).render()
 
 
 def module_source(kernels: list[CudaKernel]) -> str:
