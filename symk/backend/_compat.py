@@ -7,10 +7,10 @@ from __future__ import annotations
 
 from typing import Any
 
-from symk.backend._core import api, n, w
+from symk.backend._core import api
 from symk.errors import ArgumentError, ShapeError, SymkError
 from symk.graph import build as gb
-from symk.graph.tensor import Tensor
+from symk.graph.tensor import Tensor, to_node
 from symk.graph.types import shape_str
 
 _manual_init = False
@@ -55,7 +55,7 @@ def pattern_broadcast(x, broadcastable):
     """Theano's patternbroadcast: mark the dims flagged True as broadcastable (size 1).  A dim
     known only at run time becomes a static 1, checked when the function runs; a flag on a dim
     of another static size is an error.  False flags change nothing."""
-    node = n(x)
+    node = to_node(x)
     flags = list(broadcastable)
     if len(flags) != node.ndim:
         raise ArgumentError(f"broadcastable has {len(flags)} flags for a tensor of rank "
@@ -68,4 +68,4 @@ def pattern_broadcast(x, broadcastable):
                              "cannot be broadcastable (size 1)")
         # squeeze checks the size at run time; expand_dims gives the static 1
         node = gb.expand_dims(gb.squeeze(node, axis), axis)
-    return w(node)
+    return Tensor(node)

@@ -13,12 +13,12 @@ import numpy as np
 
 from symk import config
 from symk.backend._config import normalize_data_format
-from symk.backend._core import api, as_count, as_counts, n, w
+from symk.backend._core import api, as_count, as_counts
 from symk.errors import ArgumentError, ShapeError
 from symk.graph import build as gb
 from symk.graph.node import Node, apply
 from symk.graph.ops.conv_impl import same_pads
-from symk.graph.tensor import Tensor
+from symk.graph.tensor import Tensor, to_node
 from symk.graph.types import is_float, result_dtype, shape_str
 
 PADDINGS = ("valid", "same")
@@ -74,7 +74,7 @@ def _conv(x, kernel, nsp: int, strides, padding, data_format, dilation_rate,
           depthwise: bool = False, causal_ok: bool = False) -> Node:
     """The channels-last conv node of a K convolution (the result in ``data_format``)."""
     fmt = normalize_data_format(data_format)
-    xn, kn = n(x), n(kernel)
+    xn, kn = to_node(x), to_node(kernel)
     _check_rank(xn, kn, nsp, "depthwise_kernel" if depthwise else "kernel")
     strides = as_counts(strides, nsp, "`strides`")
     dilation = as_counts(dilation_rate, nsp, "`dilation_rate`")
@@ -101,25 +101,25 @@ def _conv(x, kernel, nsp: int, strides, padding, data_format, dilation_rate,
 
 @api
 def conv1d(x, kernel, strides=1, padding="valid", data_format=None, dilation_rate=1):
-    return w(_conv(x, kernel, 1, strides, padding, data_format, dilation_rate, causal_ok=True))
+    return Tensor(_conv(x, kernel, 1, strides, padding, data_format, dilation_rate, causal_ok=True))
 
 
 @api
 def conv2d(x, kernel, strides=(1, 1), padding="valid", data_format=None, dilation_rate=(1, 1)):
-    return w(_conv(x, kernel, 2, strides, padding, data_format, dilation_rate))
+    return Tensor(_conv(x, kernel, 2, strides, padding, data_format, dilation_rate))
 
 
 @api
 def conv3d(x, kernel, strides=(1, 1, 1), padding="valid", data_format=None,
            dilation_rate=(1, 1, 1)):
-    return w(_conv(x, kernel, 3, strides, padding, data_format, dilation_rate))
+    return Tensor(_conv(x, kernel, 3, strides, padding, data_format, dilation_rate))
 
 
 @api
 def depthwise_conv2d(x, depthwise_kernel, strides=(1, 1), padding="valid", data_format=None,
                      dilation_rate=(1, 1)):
-    return w(_conv(x, depthwise_kernel, 2, strides, padding, data_format, dilation_rate,
-                   depthwise=True))
+    return Tensor(_conv(x, depthwise_kernel, 2, strides, padding, data_format, dilation_rate,
+                        depthwise=True))
 
 
 def _separable(x, depthwise_kernel, pointwise_kernel, nsp, strides, padding, data_format,
@@ -128,7 +128,7 @@ def _separable(x, depthwise_kernel, pointwise_kernel, nsp, strides, padding, dat
     y = _conv(x, depthwise_kernel, nsp, strides, padding, fmt, dilation_rate, depthwise=True,
               causal_ok=causal_ok)
     y = _to_last(y, fmt)
-    pw = n(pointwise_kernel)
+    pw = to_node(pointwise_kernel)
     if pw.ndim != nsp + 2 or any(d != 1 for d in pw.shape[:nsp]):
         raise ShapeError(f"`pointwise_kernel` must have shape {(1,) * nsp + ('C*M', 'F')}, got "
                          f"{shape_str(pw.shape)}")
@@ -144,15 +144,15 @@ def _separable(x, depthwise_kernel, pointwise_kernel, nsp, strides, padding, dat
 @api
 def separable_conv1d(x, depthwise_kernel, pointwise_kernel, strides=1, padding="valid",
                      data_format=None, dilation_rate=1):
-    return w(_separable(x, depthwise_kernel, pointwise_kernel, 1, strides, padding,
-                        data_format, dilation_rate, causal_ok=True))
+    return Tensor(_separable(x, depthwise_kernel, pointwise_kernel, 1, strides, padding,
+                             data_format, dilation_rate, causal_ok=True))
 
 
 @api
 def separable_conv2d(x, depthwise_kernel, pointwise_kernel, strides=(1, 1), padding="valid",
                      data_format=None, dilation_rate=(1, 1)):
-    return w(_separable(x, depthwise_kernel, pointwise_kernel, 2, strides, padding,
-                        data_format, dilation_rate))
+    return Tensor(_separable(x, depthwise_kernel, pointwise_kernel, 2, strides, padding,
+                             data_format, dilation_rate))
 
 
 # ---------------------------------------------------------------- transposed convolutions
@@ -187,7 +187,7 @@ def _dim(d, name: str) -> int | Node | None:
     if d is None:
         return None
     if isinstance(d, (Tensor, Node)):
-        node = n(d)
+        node = to_node(d)
         v = _static_value(node)
         if v is not None:
             return int(v)
@@ -201,7 +201,7 @@ def _dim(d, name: str) -> int | Node | None:
 def _output_dims(output_shape, rank: int, fmt: str) -> list:
     """output_shape (in ``fmt`` order) as channels-last entries (ints, nodes or None)."""
     if isinstance(output_shape, (Tensor, Node)):
-        node = n(output_shape)
+        node = to_node(output_shape)
         if node.shape != (rank,):
             raise ArgumentError(f"`output_shape` must be a vector of {rank} ints, got a tensor "
                                 f"of shape {shape_str(node.shape)}")
@@ -221,7 +221,7 @@ def _output_dims(output_shape, rank: int, fmt: str) -> list:
 def _conv_transpose(x, kernel, output_shape, nsp, strides, padding, data_format,
                     dilation_rate) -> Node:
     fmt = normalize_data_format(data_format)
-    xn, kn = n(x), n(kernel)
+    xn, kn = to_node(x), to_node(kernel)
     _check_rank(xn, kn, nsp)
     strides = as_counts(strides, nsp, "`strides`")
     dilation = as_counts(dilation_rate, nsp, "`dilation_rate`")
@@ -253,15 +253,15 @@ def _conv_transpose(x, kernel, output_shape, nsp, strides, padding, data_format,
 @api
 def conv2d_transpose(x, kernel, output_shape, strides=(1, 1), padding="valid", data_format=None,
                      dilation_rate=(1, 1)):
-    return w(_conv_transpose(x, kernel, output_shape, 2, strides, padding, data_format,
-                             dilation_rate))
+    return Tensor(_conv_transpose(x, kernel, output_shape, 2, strides, padding, data_format,
+                                  dilation_rate))
 
 
 @api
 def conv3d_transpose(x, kernel, output_shape, strides=(1, 1, 1), padding="valid",
                      data_format=None):
-    return w(_conv_transpose(x, kernel, output_shape, 3, strides, padding, data_format,
-                             (1, 1, 1)))
+    return Tensor(_conv_transpose(x, kernel, output_shape, 3, strides, padding, data_format,
+                                  (1, 1, 1)))
 
 
 # ---------------------------------------------------------------- locally connected
@@ -308,7 +308,7 @@ def _local(x: Node, kernel: Node, ksize, strides, out_sp, fmt: str) -> Node:
 @api
 def local_conv1d(inputs, kernel, kernel_size, strides, data_format=None):
     normalize_data_format(data_format)  # validated; Keras's 1D version is channels-last only
-    xn, kn = _float_pair(n(inputs), n(kernel))
+    xn, kn = _float_pair(to_node(inputs), to_node(kernel))
     if xn.ndim != 3:
         raise ShapeError(f"`inputs` must have rank 3 (batch, steps, channels), got "
                          f"{shape_str(xn.shape)}")
@@ -317,16 +317,16 @@ def local_conv1d(inputs, kernel, kernel_size, strides, data_format=None):
     if kn.ndim != 3 or kn.shape[0] is None:
         raise ShapeError(f"`kernel` must have shape (output_length, features, filters), got "
                          f"{shape_str(kn.shape)}")
-    return w(_local(xn, kn, ksize, strides, (kn.shape[0],), "channels_last"))
+    return Tensor(_local(xn, kn, ksize, strides, (kn.shape[0],), "channels_last"))
 
 
 @api
 def local_conv2d(inputs, kernel, kernel_size, strides, output_shape, data_format=None):
     fmt = normalize_data_format(data_format)
-    xn, kn = _float_pair(n(inputs), n(kernel))
+    xn, kn = _float_pair(to_node(inputs), to_node(kernel))
     if xn.ndim != 4:
         raise ShapeError(f"`inputs` must have rank 4, got {shape_str(xn.shape)}")
     ksize = as_counts(kernel_size, 2, "`kernel_size`")
     strides = as_counts(strides, 2, "`strides`")
     out_sp = as_counts(output_shape, 2, "`output_shape`")
-    return w(_local(xn, kn, ksize, strides, out_sp, fmt))
+    return Tensor(_local(xn, kn, ksize, strides, out_sp, fmt))

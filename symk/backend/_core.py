@@ -1,5 +1,7 @@
-"""Shared helpers of the backend modules: conversion to nodes, wrapping, and the ``api``
-decorator that prefixes errors with the Keras function the user called."""
+"""Shared helpers of the backend modules: the ``api`` decorator that prefixes errors with the
+Keras function the user called, ``keras_shaped`` and the argument validators.  A K function
+turns its arguments into graph nodes with ``symk.graph.tensor.to_node`` and returns
+``Tensor(node)``."""
 
 from __future__ import annotations
 
@@ -14,7 +16,7 @@ import numpy as np
 from symk.errors import ArgumentError, ShapeError, SymkError, user_line
 from symk.graph import build as gb
 from symk.graph.node import Node, apply, scope_api
-from symk.graph.tensor import Tensor, to_node
+from symk.graph.tensor import Tensor
 
 _depth = threading.local()
 
@@ -88,15 +90,6 @@ def _arg_types(args: tuple, kwargs: dict) -> list[tuple[tuple[str, str], str]]:
                 out.append(((shape_str(t.shape), str(t.node.type)),
                             f"'{t.name}' {t.node.type}"))
     return out
-
-
-def n(x: Any, like: Any = None) -> Node:
-    """Node of a K argument (tensor, number, list or array)."""
-    return to_node(x, like)
-
-
-def w(node: Node, name: str | None = None) -> Tensor:
-    return Tensor(node, name)
 
 
 def is_sym(x: Any) -> bool:

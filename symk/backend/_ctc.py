@@ -4,17 +4,18 @@
 from __future__ import annotations
 
 from symk import config
-from symk.backend._core import api, as_count, n, w
+from symk.backend._core import api, as_count
 from symk.backend._sparse import SparseTensor
 from symk.errors import ArgumentError, ShapeError
 from symk.graph import build as gb
 from symk.graph.node import Node, apply
+from symk.graph.tensor import Tensor, to_node
 from symk.graph.types import is_int
 
 
 def _lengths(x, what: str) -> Node:
     """An int32 (batch,) vector from a (batch,) or (batch, 1) tensor."""
-    node = n(x)
+    node = to_node(x)
     if node.ndim == 2 and node.shape[1] in (1, None):
         node = gb.squeeze(node, 1) if node.shape[1] == 1 else gb.reshape(node, (-1,))
     if node.ndim != 1:
@@ -23,7 +24,7 @@ def _lengths(x, what: str) -> Node:
 
 
 def _int_labels(y_true) -> Node:
-    node = n(y_true)
+    node = to_node(y_true)
     if node.ndim != 2:
         raise ShapeError(f"the labels must have shape (batch, max_label_length), got "
                          f"{node.type}")
@@ -34,7 +35,7 @@ def _int_labels(y_true) -> Node:
 def ctc_label_dense_to_sparse(labels, label_lengths):
     """The first ``label_lengths[b]`` labels of each row as a sparse tensor (int64 indices
     (batch, position), the label values, dense shape = the labels' shape)."""
-    lab = n(labels)
+    lab = to_node(labels)
     if lab.ndim != 2:
         raise ShapeError(f"labels must have shape (batch, max_label_length), got {lab.type}")
     lengths = _lengths(label_lengths, "label_lengths")
@@ -48,7 +49,7 @@ def ctc_label_dense_to_sparse(labels, label_lengths):
 def ctc_batch_cost(y_true, y_pred, input_length, label_length):
     """CTC negative log-likelihood per element, shape (batch, 1); y_pred are softmax outputs
     (batch, time, classes).  As in Keras, the loss is taken on ``log(y_pred + epsilon)``."""
-    pred = n(y_pred)
+    pred = to_node(y_pred)
     if pred.ndim != 3:
         raise ShapeError(f"y_pred must have shape (batch, time_steps, num_categories), got "
                          f"{pred.type}")
@@ -56,7 +57,7 @@ def ctc_batch_cost(y_true, y_pred, input_length, label_length):
     loss = apply("ctc_loss", [logits, _int_labels(y_true), _lengths(label_length,
                                                                     "label_length"),
                               _lengths(input_length, "input_length")])
-    return w(gb.expand_dims(loss, 1))
+    return Tensor(gb.expand_dims(loss, 1))
 
 
 @api
@@ -64,7 +65,7 @@ def ctc_decode(y_pred, input_length, greedy=True, beam_width=100, top_paths=1,
                merge_repeated=False):
     """(list of int64 (batch, longest decoded length) tensors padded with -1, log-probabilities
     (batch, top_paths)): greedy best path (repeats merged, blanks dropped) or beam search."""
-    pred = n(y_pred)
+    pred = to_node(y_pred)
     if pred.ndim != 3:
         raise ShapeError(f"y_pred must have shape (batch, time_steps, num_categories), got "
                          f"{pred.type}")
@@ -80,8 +81,8 @@ def ctc_decode(y_pred, input_length, greedy=True, beam_width=100, top_paths=1,
     packed = apply("ctc_decode", [logits, _lengths(input_length, "input_length")],
                    greedy=greedy, beam_width=1 if greedy else int(beam_width), top_paths=k,
                    merge_repeated=False if greedy else bool(merge_repeated))
-    decoded = [w(apply("ctc_unpack_path", [packed], path=j)) for j in range(k)]
+    decoded = [Tensor(apply("ctc_unpack_path", [packed], path=j)) for j in range(k)]
     log_prob = gb.cast(apply("getitem", [packed], spec=(("s", None, None, None),
                                                                ("s", None, None, None),
                                                                ("i", 0))), pred.dtype)
-    return decoded, w(log_prob)
+    return decoded, Tensor(log_prob)

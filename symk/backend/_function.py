@@ -6,12 +6,12 @@ from typing import Any
 
 import numpy as np
 
-from symk.backend._core import api, n, w
+from symk.backend._core import api
 from symk.errors import ArgumentError, SymkError
 from symk.graph import build as gb
 from symk.graph.grad import gradients as _gradients
 from symk.graph.node import Node, substitute
-from symk.graph.tensor import Tensor, Variable
+from symk.graph.tensor import Tensor, Variable, to_node
 from symk.passes import pipeline, stabilize  # noqa: F401  (pipeline registers the passes)
 from symk.passes.registry import select
 from symk.passes.rewrite import rewrite
@@ -34,27 +34,27 @@ def _check_var(x: Any, fn: str) -> Variable:
 @api
 def update(x, new_x):
     _check_var(x, "update")
-    return Update(x, w(gb.cast(n(new_x, x), x.dtype)))
+    return Update(x, Tensor(gb.cast(to_node(new_x, x), x.dtype)))
 
 
 @api
 def update_add(x, increment):
     _check_var(x, "update_add")
-    return Update(x, w(gb.cast(gb.add(x.node, n(increment, x)), x.dtype)))
+    return Update(x, Tensor(gb.cast(gb.add(x.node, to_node(increment, x)), x.dtype)))
 
 
 @api
 def update_sub(x, decrement):
     _check_var(x, "update_sub")
-    return Update(x, w(gb.cast(gb.sub(x.node, n(decrement, x)), x.dtype)))
+    return Update(x, Tensor(gb.cast(gb.sub(x.node, to_node(decrement, x)), x.dtype)))
 
 
 @api
 def moving_average_update(x, value, momentum):
     """x <- x - (x - value) * (1 - momentum)."""
     _check_var(x, "moving_average_update")
-    delta = gb.mul(gb.sub(x.node, gb.cast(n(value, x), x.dtype)), 1.0 - momentum)
-    return Update(x, w(gb.cast(gb.sub(x.node, delta), x.dtype)))
+    delta = gb.mul(gb.sub(x.node, gb.cast(to_node(value, x), x.dtype)), 1.0 - momentum)
+    return Update(x, Tensor(gb.cast(gb.sub(x.node, delta), x.dtype)))
 
 
 def _normalize_updates(updates: Any) -> list[tuple[Variable, Any]]:
@@ -62,7 +62,7 @@ def _normalize_updates(updates: Any) -> list[tuple[Variable, Any]]:
     for u in updates or []:
         if isinstance(u, (tuple, list)) and len(u) == 2 and isinstance(u[0], Variable):
             var, val = u
-            node = gb.cast(n(val, var), var.dtype)
+            node = gb.cast(to_node(val, var), var.dtype)
             if node.ndim != var.ndim or any(a is not None and a != b
                                             for a, b in zip(node.shape, var.shape)):
                 raise SymkError(f"update of variable '{var.name}' {var.shape} with a value of "
@@ -95,8 +95,8 @@ def function(inputs, outputs, updates=None, name=None, **kwargs):
             raise ArgumentError(f"K.function input {i} is {type(x).__name__}, not a symk tensor")
     ups = _normalize_updates(updates)
     new_value = {id(var.node): val for var, val in ups}  # the last update of a variable wins
-    out_nodes = [_after_updates(n(o), new_value) if getattr(o, "_is_metric", False) else n(o)
-                 for o in outs]
+    out_nodes = [_after_updates(to_node(o), new_value) if getattr(o, "_is_metric", False)
+                 else to_node(o) for o in outs]
     fn = CompiledFunction(
         [getattr(x, "sparse_input", None) or x.node for x in inputs], out_nodes, ups,
         name=name, input_names=[x.name for x in inputs], device=kwargs.get("device"))
@@ -148,7 +148,7 @@ def evaluate(x: Any) -> np.ndarray:
         # as with Keras's TensorFlow backend, evaluating K.update*(...) applies the update and
         # gives the variable's new value
         var, value = x
-        return CompiledFunction([], [n(value)], _normalize_updates([x]),
+        return CompiledFunction([], [to_node(value)], _normalize_updates([x]),
                                 name=f"eval:update:{var.name}")([])[0]
     if isinstance(x, Variable):
         return x.value.copy()
@@ -162,9 +162,9 @@ def gradients(loss, variables):
     """d loss / d variables (the loss is summed if not scalar); zeros where unconnected."""
     single = not isinstance(variables, (list, tuple))
     vs = [variables] if single else list(variables)
-    wrt = [n(v) for v in vs]
-    grads = _gradients(_as_computed(n(loss), wrt), wrt)
-    out = [w(g) for g in grads]
+    wrt = [to_node(v) for v in vs]
+    grads = _gradients(_as_computed(to_node(loss), wrt), wrt)
+    out = [Tensor(g) for g in grads]
     return out[0] if single else out
 
 
@@ -187,5 +187,5 @@ def _as_computed(loss: Node, wrt: list[Node]) -> Node:
 @api
 def stop_gradient(variables):
     if isinstance(variables, (list, tuple)):
-        return [w(gb.stop_gradient(n(v))) for v in variables]
-    return w(gb.stop_gradient(n(variables)))
+        return [Tensor(gb.stop_gradient(to_node(v))) for v in variables]
+    return Tensor(gb.stop_gradient(to_node(variables)))

@@ -5,9 +5,10 @@ from __future__ import annotations
 import math
 
 from symk import config
-from symk.backend._core import api, as_list, as_real, keras_shaped, n, w
+from symk.backend._core import api, as_list, as_real, keras_shaped
 from symk.graph import build as gb
 from symk.graph.node import apply
+from symk.graph.tensor import Tensor, to_node
 from symk.graph.types import is_float, normalize_axes, normalize_axis
 
 # ---------------------------------------------------------------- elementwise
@@ -15,13 +16,13 @@ from symk.graph.types import is_float, normalize_axes, normalize_axis
 
 def _floaty(x):
     """x as a node, cast to floatx when it is not floating point (Keras float-only ops)."""
-    node = n(x)
+    node = to_node(x)
     return node if is_float(node.dtype) else gb.cast(node, config.floatx())
 
 
 def _unary(name):
     def f(x):
-        return w(apply(name, [n(x)]))
+        return Tensor(apply(name, [to_node(x)]))
     f.__name__ = name
     f.__doc__ = f"Elementwise {name}."
     return api(f)
@@ -35,7 +36,7 @@ round = _unary("round")  # noqa: A001  (half to even, like Keras' TensorFlow/The
 
 def _float_unary(name):
     def f(x):
-        return w(apply(name, [_floaty(x)]))
+        return Tensor(apply(name, [_floaty(x)]))
     f.__name__ = name
     f.__doc__ = f"Elementwise {name} (computed in floating point)."
     return api(f)
@@ -56,12 +57,12 @@ softsign = _float_unary("softsign")
 def sqrt(x):
     """sqrt(max(x, 0)): Keras clips negative inputs to 0."""
     node = _floaty(x)
-    return w(apply("sqrt", [gb.maximum(node, 0)]))
+    return Tensor(apply("sqrt", [gb.maximum(node, 0)]))
 
 
 @api
 def pow(x, a):  # noqa: A001
-    return w(gb.pow(n(x), n(a, x)))
+    return Tensor(gb.pow(to_node(x), to_node(a, x)))
 
 
 @api
@@ -73,14 +74,14 @@ def clip(x, min_value, max_value):
         min_value = -math.inf
     if max_value is None:
         max_value = math.inf
-    node = n(x)
-    return w(gb.clip(node, n(min_value, node), n(max_value, node)))
+    node = to_node(x)
+    return Tensor(gb.clip(node, to_node(min_value, node), to_node(max_value, node)))
 
 
 def _binary(name, fn, shaped=False):
     def f(x, y):
-        xn = n(x, y if not isinstance(y, (int, float)) else None)
-        return w(fn(xn, n(y, xn)))
+        xn = to_node(x, y if not isinstance(y, (int, float)) else None)
+        return Tensor(fn(xn, to_node(y, xn)))
     f.__name__ = name
     return api(keras_shaped()(f) if shaped else f)
 
@@ -97,14 +98,14 @@ minimum = _binary("minimum", gb.minimum)
 
 @api
 def relu(x, alpha=0.0, max_value=None, threshold=0.0):
-    return w(apply("relu", [n(x)], alpha=as_real(alpha, "alpha"),
-                   max_value=None if max_value is None else as_real(max_value, "max_value"),
-                   threshold=as_real(threshold, "threshold")))
+    return Tensor(apply("relu", [to_node(x)], alpha=as_real(alpha, "alpha"),
+                        max_value=None if max_value is None else as_real(max_value, "max_value"),
+                        threshold=as_real(threshold, "threshold")))
 
 
 @api
 def elu(x, alpha=1.0):
-    return w(apply("elu", [_floaty(x)], alpha=as_real(alpha, "alpha")))
+    return Tensor(apply("elu", [_floaty(x)], alpha=as_real(alpha, "alpha")))
 
 
 # ---------------------------------------------------------------- reductions
@@ -116,10 +117,10 @@ def _axes(x, axis):
 
 def _reduction(name, pre=None, shaped=False):
     def f(x, axis=None, keepdims=False):
-        node = n(x)
+        node = to_node(x)
         if pre is not None:
             node = pre(node)
-        return w(apply(name, [node], axes=_axes(node, axis), keepdims=bool(keepdims)))
+        return Tensor(apply(name, [node], axes=_axes(node, axis), keepdims=bool(keepdims)))
     f.__name__ = name
     f.__doc__ = f"{name} over ``axis`` (None: all axes)."
     return api(keras_shaped()(f) if shaped else f)
@@ -146,42 +147,42 @@ mean = _reduction("mean", _bool_to_float)
 @api
 def logsumexp(x, axis=None, keepdims=False):
     node = _floaty(x)
-    return w(apply("logsumexp", [node], axes=_axes(node, axis), keepdims=bool(keepdims)))
+    return Tensor(apply("logsumexp", [node], axes=_axes(node, axis), keepdims=bool(keepdims)))
 
 
 @api
 def var(x, axis=None, keepdims=False):
-    node = _bool_to_float(n(x))
+    node = _bool_to_float(to_node(x))
     axes = _axes(node, axis)
     m = apply("mean", [node], axes=axes, keepdims=True)
     d = gb.square(gb.sub(node, m))
-    return w(apply("mean", [d], axes=axes, keepdims=bool(keepdims)))
+    return Tensor(apply("mean", [d], axes=axes, keepdims=bool(keepdims)))
 
 
 @api
 def std(x, axis=None, keepdims=False):
-    return w(gb.sqrt(var(x, axis, keepdims).node))
+    return Tensor(gb.sqrt(var(x, axis, keepdims).node))
 
 
 @api
 def argmax(x, axis=-1):
-    node = n(x)
-    return w(apply("argmax", [node], axis=normalize_axis(axis, node.ndim)))
+    node = to_node(x)
+    return Tensor(apply("argmax", [node], axis=normalize_axis(axis, node.ndim)))
 
 
 @api
 def argmin(x, axis=-1):
-    node = n(x)
-    return w(apply("argmin", [node], axis=normalize_axis(axis, node.ndim)))
+    node = to_node(x)
+    return Tensor(apply("argmin", [node], axis=normalize_axis(axis, node.ndim)))
 
 
 @api
 def cumsum(x, axis=0):
-    node = n(x)
-    return w(apply("cumsum", [node], axis=normalize_axis(axis, node.ndim)))
+    node = to_node(x)
+    return Tensor(apply("cumsum", [node], axis=normalize_axis(axis, node.ndim)))
 
 
 @api
 def cumprod(x, axis=0):
-    node = n(x)
-    return w(apply("cumprod", [node], axis=normalize_axis(axis, node.ndim)))
+    node = to_node(x)
+    return Tensor(apply("cumprod", [node], axis=normalize_axis(axis, node.ndim)))

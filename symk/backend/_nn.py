@@ -5,19 +5,20 @@ from __future__ import annotations
 
 from symk import config
 from symk.backend._config import normalize_data_format
-from symk.backend._core import api, as_count, as_list, as_real, n, w
+from symk.backend._core import api, as_count, as_list, as_real
 from symk.errors import ArgumentError, ShapeError
 from symk.graph import build as gb
 from symk.graph.node import apply
+from symk.graph.tensor import Tensor, to_node
 from symk.graph.types import is_float, normalize_axis, shape_str
 
 
 @api
 def softmax(x, axis=-1):
-    node = n(x)
+    node = to_node(x)
     if not is_float(node.dtype):
         node = gb.cast(node, config.floatx())
-    return w(apply("softmax", [node], axis=normalize_axis(axis, node.ndim)))
+    return Tensor(apply("softmax", [node], axis=normalize_axis(axis, node.ndim)))
 
 
 def _value(x):
@@ -27,7 +28,7 @@ def _value(x):
 @api
 def switch(condition, then_expression, else_expression):
     """Select between two tensors by a scalar or elementwise condition."""
-    c = n(condition)
+    c = to_node(condition)
     if c.dtype != "bool":
         c = gb.cast(c, "bool")
     if c.ndim == 0:
@@ -36,16 +37,16 @@ def switch(condition, then_expression, else_expression):
         folded = const_array(c)
         if folded is not None:  # a constant condition picks one branch, like Python's `if`
             chosen = then_expression if bool(folded) else else_expression
-            return w(n(_value(chosen)))
-    a = n(_value(then_expression))
-    b = n(_value(else_expression), a)
+            return Tensor(to_node(_value(chosen)))
+    a = to_node(_value(then_expression))
+    b = to_node(_value(else_expression), a)
     if c.ndim > a.ndim:
         raise ShapeError(f"rank of the condition ({c.ndim}) must be <= rank of then_expression "
                          f"({a.ndim})")
     for _ in range(a.ndim - c.ndim):
         if c.ndim:
             c = gb.expand_dims(c, c.ndim)
-    return w(gb.where(c, a, b))
+    return Tensor(gb.where(c, a, b))
 
 
 def in_train_phase(x, alt, training=None):
@@ -75,18 +76,18 @@ def dropout(x, level, noise_shape=None, seed=None):
     level = as_real(level, "level")
     if not 0 <= level < 1:
         raise ArgumentError(f"dropout level must be in [0, 1), got {level}")
-    node = n(x)
+    node = to_node(x)
     keep = 1.0 - level
     if noise_shape is None:
         noise_shape = shape(x) if None in node.shape else node.shape
     mask = _random("random_binomial", noise_shape, node.dtype, seed, p=float(keep)).node
-    return w(gb.div(gb.mul(node, mask), keep))
+    return Tensor(gb.div(gb.mul(node, mask), keep))
 
 
 @api
 def bias_add(x, bias, data_format=None):
     fmt = normalize_data_format(data_format)
-    xn, bn = n(x), n(bias)
+    xn, bn = to_node(x), to_node(bias)
     if bn.ndim not in (1, xn.ndim - 1):
         raise ShapeError(f"unexpected bias dimensions {bn.ndim}, expected 1 or {xn.ndim - 1} "
                          f"(x {shape_str(xn.shape)}, bias {shape_str(bn.shape)})")
@@ -99,15 +100,15 @@ def bias_add(x, bias, data_format=None):
         shape = (1,) * (xn.ndim - bn.ndim) + bn.shape
     if None in shape:
         raise ShapeError(f"bias must have a static shape, got {shape_str(bn.shape)}")
-    return w(gb.add(xn, gb.reshape(bn, shape)))
+    return Tensor(gb.add(xn, gb.reshape(bn, shape)))
 
 
 @api
 def l2_normalize(x, axis=None):
-    node = n(x)
+    node = to_node(x)
     axes = None if axis is None else as_list(axis)
     ss = gb.sum(gb.square(node), axes, keepdims=True)
-    return w(gb.mul(node, gb.div(1.0, gb.sqrt(gb.maximum(ss, 1e-12)))))
+    return Tensor(gb.mul(node, gb.div(1.0, gb.sqrt(gb.maximum(ss, 1e-12)))))
 
 
 def _move_last(node, axis):
@@ -122,21 +123,21 @@ def _move_last(node, axis):
 def categorical_crossentropy(target, output, from_logits=False, axis=-1):
     """-sum(target * log(output)) along ``axis``; probabilities are renormalized and clipped
     to [eps, 1-eps] exactly as Keras does."""
-    o, t = n(output), n(target)
+    o, t = to_node(output), to_node(target)
     a = normalize_axis(axis, o.ndim)
     if from_logits:
-        return w(gb.neg(gb.sum(gb.mul(t, apply("log_softmax", [o], axis=a)), [a])))
+        return Tensor(gb.neg(gb.sum(gb.mul(t, apply("log_softmax", [o], axis=a)), [a])))
     o = gb.div(o, gb.sum(o, [a], keepdims=True))
     eps = config.epsilon()
     o = gb.clip(o, eps, 1.0 - eps)
-    return w(gb.neg(gb.sum(gb.mul(t, gb.log(o)), [a])))
+    return Tensor(gb.neg(gb.sum(gb.mul(t, gb.log(o)), [a])))
 
 
 @api
 def sparse_categorical_crossentropy(target, output, from_logits=False, axis=-1):
     """Cross-entropy with integer targets; the result has the shape of output without ``axis``."""
-    o = _move_last(n(output), axis)
-    t = n(target)
+    o = _move_last(to_node(output), axis)
+    t = to_node(target)
     nclass = o.shape[-1]
     if nclass is None:
         raise ShapeError(f"the class axis of output {shape_str(o.shape)} must be static")
@@ -156,11 +157,11 @@ def sparse_categorical_crossentropy(target, output, from_logits=False, axis=-1):
     loss = gb.neg(gb.sum(gb.where(hot, flat_p, 0), [1]))
     out_shape = o.shape[:-1]
     if o.ndim == 2:
-        return w(loss)
+        return Tensor(loss)
     if None not in out_shape:
-        return w(gb.reshape(loss, out_shape))
+        return Tensor(gb.reshape(loss, out_shape))
     lead = apply("getitem", [gb.shape_of(o)], spec=(("s", None, -1, None),))
-    return w(apply("reshape", [loss, lead], shape=out_shape))
+    return Tensor(apply("reshape", [loss, lead], shape=out_shape))
 
 
 @api
@@ -168,19 +169,19 @@ def binary_crossentropy(target, output, from_logits=False):
     """-(t*log(p) + (1-t)*log(1-p)) with p clipped to [eps, 1-eps]; with logits
     softplus(x) - x*t (softplus is the stable max(x,0) + log1p(exp(-|x|)), and its gradient
     sigmoid(x) - t is right at x = 0 too, where the max/abs form has kinks)."""
-    o, t = n(output), n(target)
+    o, t = to_node(output), to_node(target)
     if from_logits:
-        return w(gb.sub(apply("softplus", [o]), gb.mul(o, t)))
+        return Tensor(gb.sub(apply("softplus", [o]), gb.mul(o, t)))
     eps = config.epsilon()
     p = gb.clip(o, eps, 1.0 - eps)
-    return w(gb.neg(gb.add(gb.mul(t, gb.log(p)), gb.mul(gb.sub(1, t), gb.log(gb.sub(1, p))))))
+    return Tensor(gb.neg(gb.add(gb.mul(t, gb.log(p)), gb.mul(gb.sub(1, t), gb.log(gb.sub(1, p))))))
 
 
 def _bcast_param(p, x, axis):
     """Reshape a per-channel parameter (C,) so it broadcasts against x along ``axis``."""
     if p is None:
         return None
-    pn = n(p, x)
+    pn = to_node(p, x)
     if pn.ndim == 1 and x.ndim > 1 and axis != x.ndim - 1:
         shape = [1] * x.ndim
         shape[axis] = -1 if pn.shape[0] is None else pn.shape[0]
@@ -204,11 +205,11 @@ def batch_normalization(x, mean, var, beta, gamma, axis=-1, epsilon=1e-3):
     """(x - mean) / sqrt(var + epsilon) * gamma + beta (gamma, beta may be None).  A 1-D
     parameter lines up with ``axis`` (as TensorFlow's fused path for 4-D inputs does); others
     broadcast as given (the Keras layer passes them already broadcast)."""
-    xn = n(x)
+    xn = to_node(x)
     a = normalize_axis(axis, xn.ndim)
     m, v = _bcast_param(mean, xn, a), _bcast_param(var, xn, a)
-    return w(_normalize(xn, m, v, _bcast_param(beta, xn, a), _bcast_param(gamma, xn, a),
-                        epsilon))
+    return Tensor(_normalize(xn, m, v, _bcast_param(beta, xn, a), _bcast_param(gamma, xn, a),
+                             epsilon))
 
 
 @api
@@ -218,7 +219,7 @@ def normalize_batch_in_training(x, gamma, beta, reduction_axes, epsilon=1e-3):
     from symk.backend._math import mean as kmean
     from symk.backend._math import var as kvar
 
-    xn = n(x)
+    xn = to_node(x)
     axes = sorted(normalize_axis(r, xn.ndim) for r in reduction_axes)
     m = kmean(x, axes, keepdims=True).node
     v = kvar(x, axes, keepdims=True).node
@@ -226,12 +227,12 @@ def normalize_batch_in_training(x, gamma, beta, reduction_axes, epsilon=1e-3):
     bshape = [1 if i in axes else d for i, d in enumerate(xn.shape)]
     if bshape.count(None) == 1:  # one unknown kept axis: the parameters give its size
         bshape[bshape.index(None)] = -1
-    gamma, beta = ((None if p is None else gb.reshape(n(p, xn), bshape)
-                    if None not in bshape else n(p, xn)) for p in (gamma, beta))
+    gamma, beta = ((None if p is None else gb.reshape(to_node(p, xn), bshape)
+                    if None not in bshape else to_node(p, xn)) for p in (gamma, beta))
     out = _normalize(xn, m, v, beta, gamma, epsilon)
     m_out = gb.reshape(m, kept) if None not in kept else _squeeze_axes(m, axes)
     v_out = gb.reshape(v, kept) if None not in kept else _squeeze_axes(v, axes)
-    return w(out), w(m_out), w(v_out)
+    return Tensor(out), Tensor(m_out), Tensor(v_out)
 
 
 def _squeeze_axes(node, axes):
@@ -244,7 +245,7 @@ def _squeeze_axes(node, axes):
 def in_top_k(predictions, targets, k):
     """True where the target class is among the top ``k`` predictions (ties count as in);
     False for a target out of range or a row with a non-finite prediction (as TensorFlow)."""
-    p, t = n(predictions), n(targets)
+    p, t = to_node(predictions), to_node(targets)
     if p.ndim != 2 or p.shape[1] is None:
         raise ShapeError(f"in_top_k needs predictions of shape (batch, classes), got "
                          f"{shape_str(p.shape)}")
@@ -256,7 +257,7 @@ def in_top_k(predictions, targets, k):
     above = gb.sum(gb.cast(gb.gt(p, pt), "int32"), [1])
     finite = gb.reduce("all", gb.lt(gb.abs(p), float("inf")), [1])
     valid = gb.logical_and(finite, gb.logical_and(gb.ge(flat_t, 0), gb.lt(flat_t, p.shape[1])))
-    return w(gb.logical_and(valid, gb.lt(above, as_count(k, "k"))))
+    return Tensor(gb.logical_and(valid, gb.lt(above, as_count(k, "k"))))
 
 
 def to_dense(tensor):

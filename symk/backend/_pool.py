@@ -16,11 +16,12 @@ import numpy as np
 
 from symk import config
 from symk.backend._config import normalize_data_format
-from symk.backend._core import api, as_count, as_counts, keras_shaped, n, w
+from symk.backend._core import api, as_count, as_counts, keras_shaped
 from symk.errors import ArgumentError, ShapeError
 from symk.graph import build as gb
 from symk.graph.node import Node, apply
 from symk.graph.ops.pool import PADDINGS, POOL_MODES
+from symk.graph.tensor import Tensor, to_node
 from symk.graph.types import is_float, shape_str
 
 
@@ -44,7 +45,7 @@ def _pool(x, pool_size, strides, padding, data_format, pool_mode, nsp: int) -> N
         raise ArgumentError(f"Invalid padding: {padding!r} (expected 'same' or 'valid')")
     if pool_mode not in POOL_MODES:
         raise ArgumentError(f"Invalid pool_mode: {pool_mode!r} (expected 'max' or 'avg')")
-    xn = n(x)
+    xn = to_node(x)
     if xn.ndim != nsp + 2:
         raise ShapeError(f"x must have rank {nsp + 2} (batch, {nsp} spatial dims and channels "
                          f"in {fmt} order), got {shape_str(xn.shape)}")
@@ -57,7 +58,7 @@ def _pool(x, pool_size, strides, padding, data_format, pool_mode, nsp: int) -> N
 def pool2d(x, pool_size, strides=(1, 1), padding="valid", data_format=None, pool_mode="max"):
     """2-D max or average pooling of a (batch, rows, cols, channels) tensor (or channels
     first); 'avg' with 'same' padding averages over the valid elements only."""
-    return w(_pool(x, pool_size, strides, padding, data_format, pool_mode, 2))
+    return Tensor(_pool(x, pool_size, strides, padding, data_format, pool_mode, 2))
 
 
 @api
@@ -65,7 +66,7 @@ def pool3d(x, pool_size, strides=(1, 1, 1), padding="valid", data_format=None,
            pool_mode="max"):
     """3-D max or average pooling of a (batch, d1, d2, d3, channels) tensor (or channels
     first)."""
-    return w(_pool(x, pool_size, strides, padding, data_format, pool_mode, 3))
+    return Tensor(_pool(x, pool_size, strides, padding, data_format, pool_mode, 3))
 
 
 # ---------------------------------------------------------------- resizing
@@ -130,13 +131,13 @@ def resize_images(x, height_factor, width_factor, data_format=None, interpolatio
     if interpolation not in ("nearest", "bilinear"):
         raise ArgumentError(f'interpolation should be one of "nearest" or "bilinear", got '
                             f"{interpolation!r}")
-    node = n(x)
+    node = to_node(x)
     rows, cols = _spatial_axes(node, fmt, 2)
     if interpolation == "nearest":
-        return w(_nearest(_nearest(node, rows, fh), cols, fw))
+        return Tensor(_nearest(_nearest(node, rows, fh), cols, fw))
     if not is_float(node.dtype):
         node = gb.cast(node, config.floatx())
-    return w(_bilinear(_bilinear(node, rows, fh), cols, fw))
+    return Tensor(_bilinear(_bilinear(node, rows, fh), cols, fw))
 
 
 @api
@@ -146,7 +147,7 @@ def resize_volumes(x, depth_factor, height_factor, width_factor, data_format=Non
     factors = (as_count(depth_factor, "depth_factor", 1),
                as_count(height_factor, "height_factor", 1),
                as_count(width_factor, "width_factor", 1))
-    node = n(x)
+    node = to_node(x)
     for axis, f in zip(_spatial_axes(node, fmt, 3), factors):
         node = _nearest(node, axis, f)
-    return w(node)
+    return Tensor(node)

@@ -15,12 +15,12 @@ from typing import Any
 
 import numpy as np
 
-from symk.backend._core import api, as_count, n, w
+from symk.backend._core import api, as_count
 from symk.errors import ArgumentError, ShapeError
 from symk.graph import build as gb
 from symk.graph.node import Node, apply, toposort
 from symk.graph.ops.scan import LAST, SEQ, build_scan, placeholder_like
-from symk.graph.tensor import Tensor
+from symk.graph.tensor import Tensor, to_node
 from symk.graph.types import shape_str
 
 
@@ -94,16 +94,16 @@ def rnn(step_function, inputs, initial_states, go_backwards=False, mask=None, co
     """Iterate ``step_function`` over the time axis (1) of ``inputs``; returns
     ``(last_output, outputs, new_states)``."""
     _check_callable("step_function", step_function)
-    x = n(inputs)
+    x = to_node(inputs)
     if x.ndim < 3:
         raise ShapeError(f"inputs must be at least 3D (samples, time, ...), got shape "
                          f"{shape_str(x.shape)}")
-    states = [n(s) for s in _as_list(initial_states)]
+    states = [to_node(s) for s in _as_list(initial_states)]
     consts = _as_list(constants)
     xt = _time_major(x)
     mt = None
     if mask is not None:
-        m = n(mask)
+        m = to_node(mask)
         if m.dtype != "bool":
             m = gb.cast(m, "bool")
         while m.ndim > 2 and m.shape[-1] == 1:
@@ -132,7 +132,7 @@ def _unrolled(step_function, xt: Node, mt: Node | None, states: list[Node], cons
         x_t = _step_at(xt, t)
         out, new, lp_t = _call_step(step_function, x_t, states, consts)
         lp |= lp_t
-        o, new_n = n(out), [n(s) for s in new]
+        o, new_n = to_node(out), [to_node(s) for s in new]
         if mt is not None:
             m_t = _step_at(mt, t)
             if prev is None:
@@ -155,7 +155,7 @@ def _scanned(step_function, xt: Node, mt: Node | None, states: list[Node], const
     x_ph = placeholder_like(x0)
     s_ph = [placeholder_like(s) for s in states]
     out, new, lp = _call_step(step_function, x_ph, s_ph, consts)
-    o, new_n = n(out), [n(s) for s in new]
+    o, new_n = to_node(out), [to_node(s) for s in new]
     new_n = [gb.cast(s, p.dtype) if s.dtype != p.dtype else s for s, p in zip(new_n, s_ph)]
     seqs = [(xt, x_ph)]
     carries = list(zip(states, s_ph))
@@ -176,11 +176,11 @@ def _scanned(step_function, xt: Node, mt: Node | None, states: list[Node], const
 
 
 def _finish(last: Node, outputs: Node, states: list[Node], lp: bool):
-    last_t, outputs_t = w(last), w(outputs)
+    last_t, outputs_t = Tensor(last), Tensor(outputs)
     if lp or _uses_learning_phase([last]):
         last_t._uses_learning_phase = True
         outputs_t._uses_learning_phase = True
-    return last_t, outputs_t, [w(s) for s in states]
+    return last_t, outputs_t, [Tensor(s) for s in states]
 
 
 def _elem_placeholder(e: Node) -> Node:
@@ -193,17 +193,17 @@ def _elem_placeholder(e: Node) -> Node:
 def map_fn(fn, elems, name=None, dtype=None):
     """``fn`` applied to each element of ``elems`` along axis 0, results stacked."""
     _check_callable("fn", fn)
-    e = n(elems)
+    e = to_node(elems)
     ph = _elem_placeholder(e)
-    out = n(fn(Tensor(ph)))
+    out = to_node(fn(Tensor(ph)))
     if dtype is not None:
         out = gb.cast(out, dtype)
-    return w(build_scan([(e, ph)], [], [out], []).result(SEQ, 0), name)
+    return Tensor(build_scan([(e, ph)], [], [out], []).result(SEQ, 0), name)
 
 
 def _fold(fn, elems, initializer, reverse: bool, name):
     _check_callable("fn", fn)
-    e = n(elems)
+    e = to_node(elems)
     if initializer is None:
         if e.ndim < 1 or e.shape[0] == 0:
             raise ShapeError("folding an empty sequence needs an initializer")
@@ -211,14 +211,14 @@ def _fold(fn, elems, initializer, reverse: bool, name):
         spec = ("s", None, -1, None) if reverse else ("s", 1, None, None)
         e = apply("getitem", [e], spec=(spec,))
     else:
-        acc0 = n(initializer, e)
+        acc0 = to_node(initializer, e)
     ph = _elem_placeholder(e)
     acc = placeholder_like(acc0)
-    out = n(fn(Tensor(acc), Tensor(ph)))
+    out = to_node(fn(Tensor(acc), Tensor(ph)))
     if out.dtype != acc.dtype:
         out = gb.cast(out, acc.dtype)
-    return w(build_scan([(e, ph)], [(acc0, acc)], [], [out], reverse=reverse)
-             .result(LAST, 0), name)
+    return Tensor(build_scan([(e, ph)], [(acc0, acc)], [], [out], reverse=reverse)
+                  .result(LAST, 0), name)
 
 
 @api

@@ -7,25 +7,14 @@ import builtins
 import numpy as np
 
 from symk import config
-from symk.backend._core import (
-    api,
-    as_count,
-    as_dims,
-    as_list,
-    as_real,
-    keras_shaped,
-    n,
-    shape_spec,
-    w,
-)
+from symk.backend._core import api, as_count, as_dims, as_list, as_real, keras_shaped, shape_spec
 from symk.errors import ArgumentError, ShapeError
 from symk.graph import build as gb
 from symk.graph.node import apply
-from symk.graph.tensor import Tensor, getitem
+from symk.graph.tensor import Tensor, getitem, to_node
 from symk.graph.types import normalize_axis, shape_str
 
 _LETTERS = "abcdefghijklmnopqrstuvwxyz"
-_node = n  # for the functions whose Keras parameter is named ``n`` (repeat, tile)
 
 
 @api
@@ -36,10 +25,10 @@ def dot(x, y):
     from symk.backend._sparse import is_sparse, sparse_dot
 
     if is_sparse(x) and not is_sparse(y):
-        return sparse_dot(x, n(y))
-    xn, yn = n(x), n(y)
+        return sparse_dot(x, to_node(y))
+    xn, yn = to_node(x), to_node(y)
     if xn.ndim == 0 or yn.ndim == 0:
-        return w(gb.mul(xn, yn))
+        return Tensor(gb.mul(xn, yn))
     xl = _LETTERS[: xn.ndim]
     k = xl[-1]
     yl = list(_LETTERS[xn.ndim: xn.ndim + yn.ndim])
@@ -51,7 +40,7 @@ def dot(x, y):
     if xk is not None and yk is not None and xk != yk:
         raise ShapeError(f"incompatible shapes {shape_str(xn.shape)} and {shape_str(yn.shape)}: "
                          f"x's last dimension {xk} != y's dimension {ci - yn.ndim} = {yk}")
-    return w(gb.einsum(f"{xl},{yl}->{out}", [xn, yn]))
+    return Tensor(gb.einsum(f"{xl},{yl}->{out}", [xn, yn]))
 
 
 @api
@@ -59,7 +48,7 @@ def dot(x, y):
 def batch_dot(x, y, axes=None):
     """Keras 2.3 semantics: result has x's dims (less the summed one) then y's dims (less batch
     and summed); a rank-1 result becomes (batch, 1)."""
-    xn, yn = n(x), n(y)
+    xn, yn = to_node(x), to_node(y)
     xs, ys = xn.shape, yn.shape
     if xn.ndim < 2 or yn.ndim < 2:
         raise ShapeError(f"cannot do batch_dot on inputs with rank < 2; got shapes "
@@ -90,32 +79,32 @@ def batch_dot(x, y, axes=None):
     res = gb.einsum(f"{''.join(xl)},{''.join(yl)}->{''.join(out)}", [xn, yn])
     if res.ndim == 1:
         res = gb.expand_dims(res, 1)
-    return w(res)
+    return Tensor(res)
 
 
 @api
 @keras_shaped()
 def transpose(x):
-    node = n(x)
-    return w(gb.transpose(node, list(range(node.ndim))[::-1]))
+    node = to_node(x)
+    return Tensor(gb.transpose(node, list(range(node.ndim))[::-1]))
 
 
 @api
 @keras_shaped()
 def permute_dimensions(x, pattern):
-    node = n(x)
+    node = to_node(x)
     pattern = as_dims(pattern, "pattern")
     if sorted(pattern) != list(range(node.ndim)):
         raise ShapeError(f"pattern {pattern} is not a permutation of the {node.ndim} axes of "
                          f"a tensor of shape {shape_str(node.shape)}")
-    return w(gb.transpose(node, pattern))
+    return Tensor(gb.transpose(node, pattern))
 
 
 @api
 @keras_shaped()
 def gather(reference, indices):
-    idx = n(indices)
-    return w(apply("gather", [n(reference), idx]))
+    idx = to_node(indices)
+    return Tensor(apply("gather", [to_node(reference), idx]))
 
 
 @api
@@ -126,24 +115,24 @@ def concatenate(tensors, axis=-1):
     from symk.backend._sparse import is_sparse, sparse_concat
 
     tensors = list(tensors)
-    nodes = [n(t) for t in tensors]
+    nodes = [to_node(t) for t in tensors]
     if not nodes:
         raise ArgumentError("concatenate needs at least one tensor")
     axis = normalize_axis(axis, nodes[0].ndim)
     if builtins.all(is_sparse(t) for t in tensors):
         return sparse_concat(tensors, axis)
     if len(nodes) == 1:
-        return w(nodes[0])
-    return w(apply("concatenate", nodes, axis=axis))
+        return Tensor(nodes[0])
+    return Tensor(apply("concatenate", nodes, axis=axis))
 
 
 @api
 @keras_shaped(always=True)
 def reshape(x, shape):
-    node = n(x)
+    node = to_node(x)
     static, vec = shape_spec(shape, wildcards=1)
-    out = w(gb.reshape(node, static) if vec is None else
-            apply("reshape", [node, vec], shape=static))
+    out = Tensor(gb.reshape(node, static) if vec is None else
+                 apply("reshape", [node, vec], shape=static))
     # as Theano's backend: Keras's network reads _uses_learning_phase from every tensor with a
     # _keras_shape, and TimeDistributed feeds reshaped tensors through a network
     if out is not x:
@@ -154,18 +143,18 @@ def reshape(x, shape):
 @api
 @keras_shaped()
 def repeat_elements(x, rep, axis):
-    node = n(x)
-    return w(apply("repeat", [node], rep=as_count(rep, "rep"),
-                   axis=normalize_axis(axis, node.ndim)))
+    node = to_node(x)
+    return Tensor(apply("repeat", [node], rep=as_count(rep, "rep"),
+                        axis=normalize_axis(axis, node.ndim)))
 
 
 @api
 @keras_shaped()
 def repeat(x, n):
-    node = _node(x)
+    node = to_node(x)
     if node.ndim != 2:
         raise ShapeError(f"repeat needs a 2D tensor, got shape {shape_str(node.shape)}")
-    return w(apply("tile", [gb.expand_dims(node, 1)], reps=(1, as_count(n, "n"), 1)))
+    return Tensor(apply("tile", [gb.expand_dims(node, 1)], reps=(1, as_count(n, "n"), 1)))
 
 
 @api
@@ -178,28 +167,28 @@ def arange(start, stop=None, step=1, dtype="int32"):
     if builtins.any(isinstance(v, Tensor) for v in (start, stop, step)):
         if stop is None:
             start, stop = 0, start
-        parts = [gb.cast(n(v), "int64") for v in (start, stop, step)]
-        return w(apply("arange", parts, dtype=dtype))
+        parts = [gb.cast(to_node(v), "int64") for v in (start, stop, step)]
+        return Tensor(apply("arange", parts, dtype=dtype))
     if stop is None:
         start, stop = 0, builtins.max(start, 0)
     if (stop - start) / step > 2 ** 31:
         raise ArgumentError(f"arange({start}, {stop}, {step}) would have more than 2**31 "
                             "elements")
-    return w(gb.const(np.arange(start, stop, step).astype(dtype)))
+    return Tensor(gb.const(np.arange(start, stop, step).astype(dtype)))
 
 
 @api
 @keras_shaped(always=True)
 def tile(x, n):
-    node = _node(x)
+    node = to_node(x)
     if isinstance(n, Tensor) or (isinstance(n, (list, tuple))
                                  and builtins.any(isinstance(r, Tensor) for r in n)):
-        return w(_tile_dynamic(node, n))
+        return Tensor(_tile_dynamic(node, n))
     reps = as_dims(n, "n")
     if len(reps) > node.ndim:
         raise ShapeError(f"tile: {len(reps)} repetitions for a tensor of rank {node.ndim}")
     reps = (1,) * (node.ndim - len(reps)) + reps
-    return w(apply("tile", [node], reps=reps))
+    return Tensor(apply("tile", [node], reps=reps))
 
 
 def _tile_dynamic(node, reps):
@@ -212,7 +201,7 @@ def _tile_dynamic(node, reps):
         rvec = gb.cast(reps.node, "int32")
         k = reps.shape[0]
     else:
-        rvec = stack([gb.cast(n(r), "int32") for r in reps]).node
+        rvec = stack([gb.cast(to_node(r), "int32") for r in reps]).node
         k = len(reps)
     if k != node.ndim:
         raise ShapeError(f"tile: {k} symbolic repetitions for a tensor of rank {node.ndim} "
@@ -234,81 +223,81 @@ def _tile_dynamic(node, reps):
 @api
 @keras_shaped()
 def flatten(x):
-    node = n(x)
+    node = to_node(x)
     if None not in node.shape:
-        return w(gb.reshape(node, (-1,)))
-    return w(gb.reshape(node, (-1,)))
+        return Tensor(gb.reshape(node, (-1,)))
+    return Tensor(gb.reshape(node, (-1,)))
 
 
 @api
 @keras_shaped()
 def batch_flatten(x):
-    node = n(x)
+    node = to_node(x)
     rest = node.shape[1:]
     if None not in rest:
-        return w(gb.reshape(node, (-1, int(np.prod(rest, dtype=np.int64)))))
+        return Tensor(gb.reshape(node, (-1, int(np.prod(rest, dtype=np.int64)))))
     sv = gb.shape_of(node)
     tail = apply("prod", [apply("getitem", [sv], spec=(("s", 1, None, None),))], axes=(0,),
                  keepdims=False)
     vec = apply("concatenate", [gb.const(np.asarray([-1], np.int32)), gb.reshape(tail, (1,))],
                 axis=0)
-    return w(apply("reshape", [node, vec], shape=(-1, None)))
+    return Tensor(apply("reshape", [node, vec], shape=(-1, None)))
 
 
 @api
 @keras_shaped()
 def expand_dims(x, axis=-1):
-    node = n(x)
-    return w(gb.expand_dims(node, normalize_axis(axis, node.ndim + 1)))
+    node = to_node(x)
+    return Tensor(gb.expand_dims(node, normalize_axis(axis, node.ndim + 1)))
 
 
 @api
 @keras_shaped()
 def squeeze(x, axis):
-    node = n(x)
-    return w(gb.squeeze(node, normalize_axis(axis, node.ndim)))
+    node = to_node(x)
+    return Tensor(gb.squeeze(node, normalize_axis(axis, node.ndim)))
 
 
 @api
 def stack(x, axis=0):
-    nodes = [n(t) for t in x]
+    nodes = [to_node(t) for t in x]
     if not nodes:
         raise ArgumentError("stack needs at least one tensor")
     axis = normalize_axis(axis, nodes[0].ndim + 1)
-    return w(apply("concatenate", [gb.expand_dims(t, axis) for t in nodes], axis=axis))
+    return Tensor(apply("concatenate", [gb.expand_dims(t, axis) for t in nodes], axis=axis))
 
 
 @api
 def one_hot(indices, num_classes):
-    idx = n(indices)
+    idx = to_node(indices)
     classes = gb.const(np.arange(as_count(num_classes, "num_classes", 1), dtype=np.int64))
     hot = gb.eq(gb.expand_dims(gb.cast(idx, "int64"), idx.ndim), classes)
-    return w(gb.cast(hot, config.floatx()))
+    return Tensor(gb.cast(hot, config.floatx()))
 
 
 @api
 def reverse(x, axes):
-    node = n(x)
+    node = to_node(x)
     axes = tuple(sorted(normalize_axis(a, node.ndim) for a in as_list(axes)))
-    return w(apply("reverse", [node], axes=axes))
+    return Tensor(apply("reverse", [node], axes=axes))
 
 
 @api
 @keras_shaped(always=True)
 def slice(x, start, size):  # noqa: A001
-    node = n(x)
+    node = to_node(x)
     start = as_dims(start, "start")
     size = as_dims(size, "size", wildcards=None)  # -1: everything from start on (tf.slice)
     if not len(start) == len(size) == node.ndim:
         raise ShapeError(f"start {start} and size {size} must both have one entry per "
                          f"dimension of the tensor of shape {shape_str(node.shape)}")
     spec = tuple(("w", b, None if s == -1 else b + s, None) for b, s in zip(start, size))
-    return w(apply("getitem", [node], spec=spec))
+    return Tensor(apply("getitem", [node], spec=spec))
 
 
 def _pad(x, pattern):
-    node = n(x)
-    return w(apply("pad", [node], pads=tuple(pattern), value=0))
+    node = to_node(x)
+    return Tensor(apply("pad", [node], pads=tuple(pattern), value=0))
 
 
 def _pad_pairs(padding, count: int) -> list[tuple[int, int]]:

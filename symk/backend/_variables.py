@@ -12,21 +12,11 @@ from typing import Any
 import numpy as np
 
 from symk import config
-from symk.backend._core import (
-    api,
-    as_count,
-    as_dims,
-    as_real,
-    is_sym,
-    keras_shaped,
-    n,
-    shape_spec,
-    w,
-)
+from symk.backend._core import api, as_count, as_dims, as_real, is_sym, keras_shaped, shape_spec
 from symk.errors import ArgumentError, ShapeError
 from symk.graph import build as gb
 from symk.graph.node import ConstValue, apply, fresh_uid
-from symk.graph.tensor import Tensor, Variable
+from symk.graph.tensor import Tensor, Variable, to_node
 from symk.graph.types import as_dtype, shape_str
 
 py_any = builtins.any
@@ -107,7 +97,7 @@ def placeholder(shape=None, ndim=None, dtype=None, sparse=False, name=None):
         t._uses_learning_phase = False
         return t
     node = apply("placeholder", [], dtype=dtype, shape=shape, uid=fresh_uid())
-    t = w(node, name or "placeholder")
+    t = Tensor(node, name or "placeholder")
     t._keras_shape = shape
     t._uses_learning_phase = False
     t._symk_placeholder = True
@@ -159,7 +149,7 @@ def constant(value, dtype=None, shape=None, name=None):
             raise ShapeError(f"cannot make a constant of shape {shape_str(shape)} from a value "
                              f"of shape {shape_str(a.shape)}")
         a = np.broadcast_to(a, shape) if a.size == 1 or a.shape == shape else a.reshape(shape)
-    return w(gb.const(a), name)
+    return Tensor(gb.const(a), name)
 
 
 def is_tensor(x: Any) -> bool:
@@ -185,7 +175,7 @@ def is_sparse(tensor: Any) -> bool:
 @api
 def shape(x):
     """The symbolic shape of x (an int32 vector)."""
-    return w(gb.shape_of(n(x)))
+    return Tensor(gb.shape_of(to_node(x)))
 
 
 def int_shape(x: Any) -> tuple:
@@ -205,11 +195,11 @@ def ndim(x: Any) -> int:
 
 @api
 def size(x, name=None):
-    node = n(x)
+    node = to_node(x)
     total = node.type.size()
     if total is not None:
-        return w(gb.const(total, "int32"), name)
-    return w(gb.reduce("prod", gb.shape_of(node)), name)
+        return Tensor(gb.const(total, "int32"), name)
+    return Tensor(gb.reduce("prod", gb.shape_of(node)), name)
 
 
 def dtype(x: Any) -> str:
@@ -281,7 +271,7 @@ def _filled(shape, value, dtype, name):
     static, vec = _shape_node(shape)
     if None not in static:
         return variable(np.full(static, value, dtype=dtype), dtype, name)
-    return w(apply("fill", [vec], value=value, dtype=dtype, shape=static), name)
+    return Tensor(apply("fill", [vec], value=value, dtype=dtype, shape=static), name)
 
 
 @api
@@ -306,22 +296,22 @@ def eye(size, dtype=None, name=None):
 
 @api
 def zeros_like(x, dtype=None, name=None):
-    return w(gb.fill_like(n(x), 0, dtype or n(x).dtype), name)
+    return Tensor(gb.fill_like(to_node(x), 0, dtype or to_node(x).dtype), name)
 
 
 @api
 def ones_like(x, dtype=None, name=None):
-    return w(gb.fill_like(n(x), 1, dtype or n(x).dtype), name)
+    return Tensor(gb.fill_like(to_node(x), 1, dtype or to_node(x).dtype), name)
 
 
 @api
 def identity(x, name=None):
-    return w(n(x), name)
+    return Tensor(to_node(x), name)
 
 
 @api
 def cast(x, dtype):
-    return w(gb.cast(n(x), as_dtype(dtype)))
+    return Tensor(gb.cast(to_node(x), as_dtype(dtype)))
 
 
 def cast_to_floatx(x: Any) -> np.ndarray:
@@ -330,7 +320,7 @@ def cast_to_floatx(x: Any) -> np.ndarray:
 
 @api
 def print_tensor(x, message=""):
-    return w(apply("print", [n(x)], message=str(message)))
+    return Tensor(apply("print", [to_node(x)], message=str(message)))
 
 
 # ---------------------------------------------------------------- learning phase
@@ -348,7 +338,7 @@ def learning_phase():
     if _learning_phase_ph is None:
         node = apply("placeholder", [], dtype="uint8", shape=(), uid=fresh_uid(),
                      default=ConstValue(np.asarray(0, np.uint8)))
-        _learning_phase_ph = w(node, "keras_learning_phase")
+        _learning_phase_ph = Tensor(node, "keras_learning_phase")
         _learning_phase_ph._keras_shape = ()
     return _learning_phase_ph
 
@@ -375,7 +365,7 @@ def _seed(seed):
 def _random(opname, shape, dtype, seed, **params):
     dtype = as_dtype(dtype or config.floatx())
     static, vec = _shape_node(shape)
-    return w(apply(opname, [vec], dtype=dtype, seed=_seed(seed), shape=static, **params))
+    return Tensor(apply(opname, [vec], dtype=dtype, seed=_seed(seed), shape=static, **params))
 
 
 @api

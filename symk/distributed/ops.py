@@ -14,12 +14,13 @@ from typing import Any
 import numpy as np
 
 from symk.backend import _variables as kv
-from symk.backend._core import is_sym, n, w
+from symk.backend._core import is_sym
 from symk.distributed.comm import mpi_communicator, size
 from symk.errors import ArgumentError
 from symk.graph import build as gb
 from symk.graph.node import apply
 from symk.graph.ops.collective import pack, unpack
+from symk.graph.tensor import Tensor, to_node
 
 
 def _root(root_rank: Any) -> int:
@@ -56,8 +57,8 @@ def allreduce(tensor: Any, average: bool = True, name: str | None = None) -> Any
     ranks = size()
     if ranks == 1:
         return tensor
-    node = apply("allreduce", [n(tensor)])
-    return w(_scaled(node, ranks) if average else node, name)
+    node = apply("allreduce", [to_node(tensor)])
+    return Tensor(_scaled(node, ranks) if average else node, name)
 
 
 def broadcast(tensor: Any, root_rank: int, name: str | None = None) -> Any:
@@ -72,7 +73,7 @@ def broadcast(tensor: Any, root_rank: int, name: str | None = None) -> Any:
         return value
     if size() == 1:
         return tensor
-    return w(apply("broadcast", [n(tensor)], root=root), name)
+    return Tensor(apply("broadcast", [to_node(tensor)], root=root), name)
 
 
 def broadcast_variables(variables: Sequence[Any], root_rank: int = 0) -> None:
