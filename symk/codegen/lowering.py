@@ -19,6 +19,7 @@ from typing import Any
 import numpy as np
 
 from symk.codegen.kir import Program
+from symk.codegen.kir_dce import eliminate_dead_code
 from symk.errors import SymkError
 from symk.graph.node import Node
 from symk.graph.op import IndexMap
@@ -664,10 +665,13 @@ class _Lowerer:
 
 
 def lower_kernel(k: Kernel) -> LoweredKernel:
+    """The Kernel IR of ``k`` with its dead instructions removed (``kir_dce``)."""
     if k.reduction is not None and not is_float(k.reduction.dtype) and \
             k.reduction.op.name in ("softmax", "log_softmax", "logsumexp"):
         raise SymkError(f"{k.reduction.op.name} needs a floating-point input")
-    return _Lowerer(k).lower()
+    lk = _Lowerer(k).lower()
+    eliminate_dead_code(lk.program)
+    return lk
 
 
 def kernel_sizes(lk: LoweredKernel, inputs: Sequence[np.ndarray]) -> list[int]:
