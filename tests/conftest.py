@@ -22,3 +22,9 @@ def _restore_keras_settings():
     K.set_floatx(saved[0])
     K.set_epsilon(saved[1])
     K.set_image_data_format(saved[2])
+
+
+# every kernel the suite lowers goes through the Kernel-IR verifier (production leaves it off)
+from symk.codegen import kir_verify  # noqa: E402
+
+kir_verify.ENABLED = True

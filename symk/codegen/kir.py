@@ -23,7 +23,9 @@ Instructions (``Ins``), each defining the value with its own index:
 - ``argacc``  arg="argmax" | "argmin" (dtype int64): ``argacc_update`` args=(acc, value, index)
   keeps the index of the first extreme value; ``acc_read`` gives that index.
 
-Semantics are defined by the numpy interpreter in ``kir_interp.py``.
+Semantics are defined by the numpy interpreter in ``kir_interp.py``.  ``kir_verify.py`` checks
+these rules (SSA, scopes, dtypes, accumulators, buffer bounds) and ``kir_dce.py`` removes the
+unused pure instructions lowering leaves behind.
 """
 
 from __future__ import annotations

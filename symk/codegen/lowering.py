@@ -18,6 +18,7 @@ from typing import Any
 
 import numpy as np
 
+from symk.codegen import kir_verify
 from symk.codegen.kir import Program
 from symk.codegen.kir_dce import eliminate_dead_code
 from symk.errors import SymkError
@@ -665,12 +666,15 @@ class _Lowerer:
 
 
 def lower_kernel(k: Kernel) -> LoweredKernel:
-    """The Kernel IR of ``k`` with its dead instructions removed (``kir_dce``)."""
+    """The Kernel IR of ``k`` with its dead instructions removed (``kir_dce``), verified when
+    ``kir_verify.ENABLED`` (the test suite)."""
     if k.reduction is not None and not is_float(k.reduction.dtype) and \
             k.reduction.op.name in ("softmax", "log_softmax", "logsumexp"):
         raise SymkError(f"{k.reduction.op.name} needs a floating-point input")
     lk = _Lowerer(k).lower()
     eliminate_dead_code(lk.program)
+    if kir_verify.ENABLED:
+        kir_verify.verify_lowered(lk)
     return lk
 
 

@@ -12,6 +12,7 @@ from symk.codegen import lowering
 from symk.codegen.kir import Program
 from symk.codegen.kir_dce import eliminate_dead_code, live_instructions
 from symk.codegen.kir_interp import run_program
+from symk.codegen.kir_verify import verify
 from symk.codegen.lowering import lower_kernel
 from symk.passes.pipeline import optimize
 from symk.passes.schedule import Kernel
@@ -101,7 +102,9 @@ def _prog_with_effects() -> Program:
 def test_dce_never_removes_effects():
     p = _prog_with_effects()
     before = [ins.op for ins in p.ins]
+    verify(p)
     assert eliminate_dead_code(p) == 6  # the chain of 3 and its const, a load, an acc_read
+    verify(p)
     after = [ins.op for ins in p.ins]
     for op in ("param", "range", "end", "store", "store_reduce", "acc", "acc_update",
                "argacc", "argacc_update", "acc_scan"):
