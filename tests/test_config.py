@@ -217,7 +217,7 @@ def test_unknown_pass_tag_lists_the_known_tags(monkeypatch):
         _registry_tags()
     msg = str(e.value)
     assert "'nosuchpass'" in msg and "'fusion'" not in msg.split("known")[0].split("(got")[0]
-    for tag in ("fusion", "stabilize", "blas", "O1", "O2", "required", "lower"):
+    for tag in ("fusion", "stabilize", "blas", "O1", "O2", "required", "collectives"):
         assert tag in msg.split("known tags:")[1]
 
 

@@ -1,4 +1,4 @@
 """Graph passes: the rule engine (``rewrite``, ``pattern``), the rule sets (``canonicalize``,
-``stabilize``, ``specialize``, ``lower``), whole-graph passes (``blas``, ``collectives``), the
+``stabilize``, ``specialize``), whole-graph passes (``blas``, ``collectives``), the
 registry and pipeline that run them (``registry``, ``pipeline``), and fusion, scheduling and
 memory planning (``fusion``, ``schedule``, ``memory``)."""

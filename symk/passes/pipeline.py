@@ -18,7 +18,7 @@ from dataclasses import dataclass
 
 from symk.debug import log
 from symk.graph.node import Node
-from symk.passes import blas, canonicalize, collectives, lower, specialize, stabilize
+from symk.passes import blas, canonicalize, collectives, specialize, stabilize
 from symk.passes.fusion import fuse
 from symk.passes.memory import plan_memory
 from symk.passes.registry import PassContext, fusion_enabled, register_pass, select
@@ -59,21 +59,9 @@ def _blas(roots: list[Node], ctx: PassContext) -> list[Node]:
     return blas.fuse_gemm(roots)
 
 
-@register_pass("lower", 40, ("required", "lower"))
-def _lower(roots: list[Node], ctx: PassContext) -> list[Node]:
-    rs = lower.for_target(ctx.target_lacks)
-    return rewrite(roots, rs, ctx.stats) if len(rs) else roots
-
-
 @register_pass("collectives", 45, ("required", "collectives"))
 def _collectives(roots: list[Node], ctx: PassContext) -> list[Node]:
     return collectives.group_allreduces(roots)
-
-
-@register_pass("dce", 50, ("required", "dce"))
-def _dce(roots: list[Node], ctx: PassContext) -> list[Node]:
-    # the graph is exactly what the roots reach: nothing else is ever scheduled
-    return roots
 
 
 @dataclass
@@ -83,10 +71,9 @@ class Optimized:
     ctx: PassContext
 
 
-def optimize(roots: Sequence[Node], name: str = "function",
-             target_lacks: frozenset[str] = frozenset(),
-             level: int | None = None, exclude: set[str] | None = None) -> Optimized:
-    ctx = PassContext(target_lacks=target_lacks)
+def optimize(roots: Sequence[Node], name: str = "function", level: int | None = None,
+             exclude: set[str] | None = None) -> Optimized:
+    ctx = PassContext()
     dumper = _Dumper(name, roots)
     current = list(roots)
     dumper.graph("00_input", current)

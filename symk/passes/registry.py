@@ -16,7 +16,6 @@ from symk.graph.node import Node
 
 @dataclass
 class PassContext:
-    target_lacks: frozenset[str] = frozenset()
     stats: dict[str, int] = field(default_factory=dict)
     timings: dict[str, float] = field(default_factory=dict)
 

@@ -22,10 +22,9 @@ def _names(level=None, exclude=None) -> list[str]:
 
 
 def test_levels_select_the_documented_passes():
-    assert _names(0, set()) == ["lower", "collectives", "dce"]
-    assert _names(1, set()) == ["canonicalize", "stabilize", "lower", "collectives", "dce"]
-    assert _names(2, set()) == ["canonicalize", "stabilize", "specialize", "blas", "lower",
-                                "collectives", "dce"]
+    assert _names(0, set()) == ["collectives"]
+    assert _names(1, set()) == ["canonicalize", "stabilize", "collectives"]
+    assert _names(2, set()) == ["canonicalize", "stabilize", "specialize", "blas", "collectives"]
     positions = [p.position for p in registry.select(2, set())]
     assert positions == sorted(positions)
     assert not registry.fusion_enabled(0, set())
@@ -39,7 +38,7 @@ def test_environment_variables(monkeypatch):
     monkeypatch.setenv("SYMK_OPT", "1")
     assert _names() == _names(1, set())
     monkeypatch.setenv("SYMK_EXCLUDE", "stabilize:O2")
-    assert _names(2) == ["canonicalize", "lower", "collectives", "dce"]
+    assert _names(2) == ["canonicalize", "collectives"]
     monkeypatch.setenv("SYMK_EXCLUDE", "fusion")
     assert not registry.fusion_enabled(2) and _names(2) == _names(2, set())
     monkeypatch.setenv("SYMK_OPT", "3")
@@ -91,8 +90,8 @@ def test_timings_and_rule_statistics():
     x = ph((4, 5))
     y = gb.log(apply_softmax(gb.add(x, -0.0)))
     opt = optimize([y], name="stats", level=2, exclude=set())
-    assert set(opt.ctx.timings) == {"canonicalize", "stabilize", "specialize", "blas", "lower",
-                                    "collectives", "dce", "fusion"}
+    assert set(opt.ctx.timings) == {"canonicalize", "stabilize", "specialize", "blas",
+                                    "collectives", "fusion"}
     assert all(t >= 0 for t in opt.ctx.timings.values())
     assert opt.ctx.stats["add_zero"] == 1 and opt.ctx.stats["log_softmax"] == 1
 
@@ -113,7 +112,7 @@ def test_custom_pass_runs_in_position_order(monkeypatch):
         return roots
 
     assert _names(2, set()) == ["canonicalize", "stabilize", "probe", "specialize", "blas",
-                                "lower", "collectives", "dce"]
+                                "collectives"]
     assert "probe" not in _names(1, set()) and "probe" not in _names(2, {"probe"})
     x = ph((2, 3))
     opt = optimize([gb.log(apply_softmax(x))], level=2, exclude=set())
@@ -127,7 +126,7 @@ def test_debug_3_prints_each_pass_and_the_schedule(monkeypatch, capsys):
     K.function([x], [y], name="dbg3")
     err = capsys.readouterr().err
     for tag in ("00_input", "01_canonicalize", "02_stabilize", "03_specialize", "04_blas",
-                "05_lower", "06_collectives", "07_dce"):
+                "05_collectives"):
         assert f"'dbg3' after {tag}" in err, tag
     assert "'dbg3' schedule" in err and "kernel E_4_3_" in err
     assert "passes for 'dbg3'" in err  # the per-pass timings (level 2 and up)
@@ -144,7 +143,7 @@ def test_dump_dir_writes_one_file_per_pass(monkeypatch, tmp_path):
     files = sorted(os.listdir(d))  # (a compiling device adds its kernel IR and code)
     assert [f for f in files if f[:2].isdigit()] == [
         "00_input.txt", "01_canonicalize.txt", "02_stabilize.txt", "03_specialize.txt",
-        "04_blas.txt", "05_lower.txt", "06_collectives.txt", "07_dce.txt"]
+        "04_blas.txt", "05_collectives.txt"]
     assert {"graph.dot", "schedule.txt"} <= set(files)
     assert "add" in (d / "00_input.txt").read_text()
     assert "kernel E_4_3_" in (d / "schedule.txt").read_text()
@@ -153,4 +152,4 @@ def test_dump_dir_writes_one_file_per_pass(monkeypatch, tmp_path):
     monkeypatch.setenv("SYMK_EXCLUDE", "stabilize")
     K.function([x], [y], name="second")
     (second,) = tmp_path.glob("second-*")
-    assert (second / "06_dce.txt").exists()
+    assert (second / "04_collectives.txt").exists()
