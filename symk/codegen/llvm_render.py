@@ -115,9 +115,8 @@ class LLVMRenderer(Renderer):
         ty = LLTYPE[dt]
         self.math.add((name, ty))
         self.n_math_calls += 1
-        t = self.tmp()
-        self.emit(f"{t} = call {ty} @{fn_name(name, ty)}({', '.join(f'{ty} {a}' for a in args)})")
-        return t
+        operands = ", ".join(f"{ty} {a}" for a in args)
+        return self.assign(self.tmp(), f"call {ty} @{fn_name(name, ty)}({operands})")
 
     # ------------------------------------------------------------ values
     def ref(self, i: int) -> str:
@@ -189,8 +188,7 @@ class LLVMRenderer(Renderer):
             name = prim
         else:
             name = ("u" if is_unsigned(dt) else "s") + ("max" if prim == "maximum" else "min")
-        self.emit(f"{t} = call {ty} {self.intrinsic(name, ty, 2)}({ty} {a}, {ty} {b})")
-        return t
+        return self.call_intrinsic(t, name, ty, a, b)
 
     def sign(self, dt: str, ty: str, x: str, t: str) -> str:
         e = self.emit
@@ -306,7 +304,7 @@ class LLVMRenderer(Renderer):
             e(f"{radj} = fadd {ty} {r}, {b}")
             e(f"{r2} = select i1 {fix}, {ty} {radj}, {ty} {r}")
             e(f"{z} = fcmp oeq {ty} {r}, 0.0")
-            e(f"{zs} = call {ty} {self.intrinsic('copysign', ty, 2)}({ty} 0.0, {ty} {b})")
+            self.call_intrinsic(zs, "copysign", ty, "0.0", b)
             e(f"{t} = select i1 {z}, {ty} {zs}, {ty} {r2}")
             return t
         z, sb, m1 = self.safe_divisor(dt, b)
@@ -390,7 +388,7 @@ class LLVMRenderer(Renderer):
         w = max(_BITS[dt_], 32)
         wt = f"i{w}"
         ax, inr, c = self.tmp(), self.tmp(), self.tmp()
-        e(f"{ax} = call {st} {self.intrinsic('fabs', st, 1)}({st} {x})")
+        self.call_intrinsic(ax, "fabs", st, x)
         lim = fconst(2.0 ** (w - 1), {"half": "float16", "float": "float32"}.get(st, "float64"))
         e(f"{inr} = fcmp olt {st} {ax}, {lim}")
         e(f"{c} = fptosi {st} {x} to {wt}")
@@ -478,31 +476,28 @@ class LLVMRenderer(Renderer):
             e(f"br label %{h}")
         self.label(x)
 
-    def element(self, buf: int, idx: int) -> tuple[str, str]:
-        """(memory type, pointer) of ``buf[idx]``."""
-        mt = MEMTYPE[self.p.ins[buf].dtype]
+    def element(self, buf: int, idx: int, dt: str) -> tuple[str, str]:
+        """(memory type, pointer) of ``buf[idx]``, an element of dtype ``dt``."""
+        mt = MEMTYPE[dt]
         gp = self.tmp()
         self.emit(f"{gp} = getelementptr inbounds {mt}, ptr {self.ref(buf)}, "
                   f"i64 {self.ref(idx)}")
         return mt, gp
 
     def load(self, i: int, ins: Ins) -> None:
-        dt = ins.dtype
-        mt = MEMTYPE[dt]
-        gp, t = self.tmp(), self.tmp()
-        self.emit(f"{gp} = getelementptr inbounds {mt}, ptr {self.ref(ins.args[0])}, "
-                  f"i64 {self.ref(ins.args[1])}")
-        self.emit(f"{t} = load {mt}, ptr {gp}")
-        if dt == "bool":
+        mt, gp = self.element(*ins.args, ins.dtype)
+        t = self.assign(self.tmp(), f"load {mt}, ptr {gp}")
+        if ins.dtype == "bool":
             t = self.assign(self.tmp(), f"icmp ne i8 {t}, 0")
         self.val[i] = t
 
     def store(self, i: int, ins: Ins) -> None:
         buf, idx, v = ins.args
         val = self.ref(v)
-        if self.p.ins[buf].dtype == "bool":
+        dt = self.p.ins[buf].dtype
+        if dt == "bool":
             val = self.assign(self.tmp(), f"zext i1 {val} to i8")
-        mt, gp = self.element(buf, idx)
+        mt, gp = self.element(buf, idx, dt)
         self.emit(f"store {mt} {val}, ptr {gp}")
 
     def alu(self, i: int, ins: Ins) -> None:
@@ -563,19 +558,14 @@ class LLVMRenderer(Renderer):
     def store_reduce(self, i: int, ins: Ins) -> None:
         buf, idx, v = ins.args
         dt = self.p.ins[buf].dtype
-        e = self.emit
-        mt, gp = self.element(buf, idx)
+        mt, gp = self.element(buf, idx, dt)
         old = self.assign(self.tmp(), f"load {mt}, ptr {gp}")
         if dt == "bool":
-            ob = self.tmp()
-            e(f"{ob} = icmp ne i8 {old}, 0")
-            old = ob
+            old = self.assign(self.tmp(), f"icmp ne i8 {old}, 0")
         new = self.combine(ins.arg, dt, old, self.ref(v))
         if dt == "bool":
-            z = self.tmp()
-            e(f"{z} = zext i1 {new} to i8")
-            new = z
-        e(f"store {mt} {new}, ptr {gp}")
+            new = self.assign(self.tmp(), f"zext i1 {new} to i8")
+        self.emit(f"store {mt} {new}, ptr {gp}")
 
     def argacc_init(self, i: int, ins: Ins) -> None:
         upd = next(u for u in self.p.ins if u.op == "argacc_update" and u.args[0] == i)
