@@ -21,6 +21,7 @@ the subclass body.
 
 from __future__ import annotations
 
+from abc import ABC, abstractmethod
 from collections.abc import Callable, Mapping
 from typing import Any, ClassVar
 
@@ -66,7 +67,7 @@ def identity_value(kind: str, dt: str) -> int | float | bool:
     return int(info.min if top else info.max)
 
 
-class Renderer:
+class Renderer(ABC):
     """One kernel being rendered: its program, the dispatch tables and the shared helpers."""
 
     #: target name in error messages
@@ -116,8 +117,9 @@ class Renderer:
             return self.float_literal(value, dt)
         return self.int_literal(int(value), dt)
 
+    @abstractmethod
     def float_literal(self, value: Any, dt: str) -> str:
-        raise NotImplementedError
+        """The target's exact literal of a float of dtype ``dt``."""
 
     def int_literal(self, value: int, dt: str) -> str:
         return str(value)
