@@ -66,6 +66,12 @@ class Op:
     #: True when the value depends on the inputs' shapes only, never on their data
     #: (shape_of, count): runtimes compute it once per input shape
     shape_only: ClassVar[bool] = False
+    #: True when the op reads its inputs from one flat buffer it packs them into
+    #: (``allreduce_group``): a runtime may have their producers write them there
+    packs_inputs: ClassVar[bool] = False
+    #: True when ``ref`` takes arrays of any array module (CuPy's too) and returns arrays
+    #: of the same module: a device runs it on its own arrays (collectives, on NCCL)
+    any_array: ClassVar[bool] = False
 
     def index_map(self, node: Node) -> IndexMap | None:
         """How a fused kernel computes ``node`` by reading one input at other indices (a

@@ -161,6 +161,11 @@ class CudaPlan(InterpPlan):
         fast = factory(n) if factory is not None else None
         i = self.slot[id(n)]
         ins = [self.slot[id(x)] for x in n.inputs]
+        if fast is None and n.op.any_array:  # its reference runs on device arrays (NCCL)
+            op, attrs, cp = n.op, n.attrs, self.cupy
+
+            def fast(*args: Any) -> Any:
+                return op.ref(*[cp.asarray(a) for a in args], **attrs)
         if fast is not None:
             self.n_ops += 1
 
@@ -183,7 +188,7 @@ class CudaPlan(InterpPlan):
     def group_step(self, nodes: list[Node]) -> Callable[[list[Any]], None]:
         """Collectives (``allreduce_group``) take and give device arrays: their communicator
         reduces them with NCCL, or stages them through the host; other groups as on host."""
-        if not nodes[0].op.side_effect:
+        if not nodes[0].op.any_array:
             return super().group_step(nodes)
         op, cp = nodes[0].op, self.cupy
         outs = [self.slot[id(x)] for x in nodes]

@@ -16,6 +16,10 @@ the checks of its indexing assumptions (``KernelCall.in_checks``), product dimen
 of the values that never leave the segment, the shape-only ops' results -- is computed once per
 *signature* (the tuple of the external inputs' shapes) and kept in that signature's frame.
 
+Values that only one later step packing its inputs reads (the gradients a step's
+``allreduce_group`` sums) are written into one flat buffer of that step (``Pack``), which the
+collective then reduces in place instead of packing them (``collective.donate``).
+
 A kernel large enough to split across threads makes the driver return to Python, which runs it
 on the thread pool and resumes the driver at the next step.  When a signature cannot be sized
 (the shapes disagree, a product has an empty dimension) or an in-place accumulation would
@@ -28,6 +32,7 @@ from __future__ import annotations
 import ctypes
 import functools
 import math
+import sys
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -47,6 +52,7 @@ from symk.codegen.driver_render import (
 )
 from symk.errors import ShapeError
 from symk.graph.node import Node
+from symk.graph.ops import collective
 from symk.graph.ops.linalg import matmul2d_layout
 from symk.passes.schedule import Extern, Kernel, View
 from symk.runtime import threads
@@ -58,6 +64,8 @@ from symk.runtime.shape_check import kernel_sizes_checked
 DFUNC = ctypes.CFUNCTYPE(ctypes.c_int64, ctypes.c_void_p, ctypes.c_int64)
 #: signatures (input-shape tuples) kept per segment
 SIGNATURES_KEPT = 16
+#: flat buffers kept per pack (values swapped into variables ping-pong between two)
+PACKS_KEPT = 3
 _REALS = ("float32", "float64")
 
 
@@ -198,7 +206,15 @@ class Segment:
                     self.kind[id(r)] = "ring"
         self.escaping = [o for o in produced if id(o) in later]
         rings = [o for o in produced if self.kind[id(o)] == "ring"]
-        self.rings = [Ring(plan.known, np.dtype(o.dtype)) for o in rings]
+        self.rings: list[Any] = [Ring(plan.known, np.dtype(o.dtype)) for o in rings]
+        #: per flat buffer its members' positions in ``rings`` (their order in the buffer)
+        self.packs: list[tuple[Pack, list[int]]] = []
+        for members in self._packable(rings):
+            pack = Pack(np.dtype(members[0].dtype))
+            at = [rings.index(o) for o in members]
+            for r in at:  # (the first one the call reaches takes the buffer)
+                self.rings[r] = Member(pack, r == min(at))
+            self.packs.append((pack, at))
         # ---- frame layout: [header][externals][ring outputs][counters][the rest]
         pos = HEADER
         self.val: dict[int, int] = {}
@@ -313,6 +329,44 @@ class Segment:
                                                             if id(x) in pos_of]))
         self.esc_other = [o for o in self.escaping if self.kind[id(o)] != "ring"]
         self.ring_index = {id(o): j for j, o in enumerate(rings)}
+
+    def _packable(self, rings: list[Node]) -> list[list[Node]]:
+        """Groups of this segment's escaping outputs that only one later step packing its
+        inputs (``op.packs_inputs``, e.g. the gradients an ``allreduce_group`` sums) reads,
+        each output directly or through views, in the step's input order: their kernels may
+        write them into its flat buffer."""
+        roots = {id(r) for r in self.plan.schedule.roots}
+        readers: dict[int, set[Any]] = {}
+        groups: dict[Any, tuple[Node, ...]] = {}
+        for st in self.plan.schedule.steps[self.hi:]:
+            node = None if isinstance(st, Kernel) else st.node
+            ins = st.inputs if node is None else node.inputs
+            packs = node is not None and node.op.packs_inputs
+            group_key = getattr(node.op, "group_key", None) if packs else None
+            key = group_key(node) if group_key is not None else id(st)
+            if packs:
+                groups[key] = node.inputs
+            for x in ins:
+                readers.setdefault(id(x), set()).add(key)
+        ring_ids = {id(o) for o in rings}
+        found = []
+        for key, ins in groups.items():
+            bufs = []
+            for x in ins:
+                b = self.root(x)  # (a view's buffer is its root's)
+                chain = [x]
+                while chain[-1] is not b:
+                    chain.append(self.base[id(chain[-1])])
+                if (id(b) not in ring_ids or readers.get(id(x)) != {key}
+                        or any(id(c) in roots or (c is not x and id(c) in readers)
+                               for c in chain)):
+                    break
+                bufs.append(b)
+            else:
+                if len({id(b) for b in bufs}) == len(bufs) and len(
+                        {b.dtype for b in bufs}) == 1:
+                    found.append(bufs)
+        return found
 
     def _inplace_ok(self, node: Node) -> bool:
         """An in-place gemm writes its accumulator: a variable read from outside the segment
@@ -448,7 +502,13 @@ class Segment:
                     place(n, (m, nn))
                 else:
                     shapes[id(n)] = (m, nn)
-        ring_shapes = [(r, shapes[id(o)]) for r, o in zip(self.rings, self.ring_nodes)]
+        ring_shapes: list[tuple[Any, Any]] = [
+            (r, shapes[id(o)]) for r, o in zip(self.rings, self.ring_nodes)]
+        for _, at in self.packs:  # members: (shape, offset, the buffer's size)
+            sizes = [math.prod(ring_shapes[r][1]) for r in at]
+            offsets = [sum(sizes[:j]) for j in range(len(at))]
+            for r, off in zip(at, offsets):
+                ring_shapes[r] = (self.rings[r], (ring_shapes[r][1], off, sum(sizes)))
         cfr = (ctypes.c_int64 * len(fr)).from_buffer(fr)
         return Sized(fr, ptr, cfr, ring_shapes, shapes, consts, split, keep)
 
@@ -536,6 +596,52 @@ class Segment:
         if id(o) in self.const_arrays:
             return self.const_arrays[id(o)]
         return arrs[self.ext_index[id(o)]]
+
+
+class Pack:
+    """Flat buffers of one dtype, reused once nothing holds them (nor a view of them) and
+    donated to the collectives (``collective.donate``), which then reduce in place."""
+
+    __slots__ = ("dtype", "bufs", "cur", "addr")
+
+    def __init__(self, dtype: np.dtype) -> None:
+        self.dtype = dtype
+        self.bufs: list[np.ndarray] = []
+        self.cur: np.ndarray = np.empty(0, dtype)
+        self.addr = 0
+
+    def take(self, size: int) -> None:
+        """Make ``cur`` a free buffer of ``size`` elements."""
+        for b in self.bufs:
+            # held by the list, `b`, getrefcount's argument (and `cur`) only: free
+            if b.size == size and sys.getrefcount(b) <= 3 + (b is self.cur):
+                break
+        else:
+            b = np.empty(size, self.dtype)
+            collective.donate(b)
+            if len(self.bufs) >= PACKS_KEPT:
+                self.bufs.pop(0)
+            self.bufs.append(b)
+        self.cur, self.addr = b, b.ctypes.data
+
+
+class Member:
+    """One output written into a :class:`Pack`'s buffer, in a ring's place (``get``: its view
+    and address); the member a call reaches first takes the call's buffer."""
+
+    __slots__ = ("pack", "first")
+
+    def __init__(self, pack: Pack, first: bool) -> None:
+        self.pack, self.first = pack, first
+
+    def get(self, where: tuple[tuple[int, ...], int, int]) -> tuple[np.ndarray, int]:
+        shape, off, size = where
+        pack = self.pack
+        if self.first:
+            pack.take(size)
+        n = math.prod(shape)
+        return (pack.cur[off:off + n].reshape(shape),
+                pack.addr + off * pack.dtype.itemsize)
 
 
 def _thread_header(sz: Sized) -> int:

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import sys
 import threading
+import weakref
 from collections.abc import Sequence
 from typing import Protocol
 
@@ -87,16 +88,23 @@ class Allreduce(Op):
     arity = 1
     extern = True
     side_effect = True
+    packs_inputs = True  # (a buffer given to ``donate``: summed there, in place)
+    any_array = True
 
     def infer(self, inputs):
         return inputs[0]
 
     def ref(self, x):
-        comm = communicator()
+        comm, xp = communicator(), _array_module(x)
+        flat = packed([x])
+        if flat is not None:  # nothing else reads x: summed where it is
+            if comm is not None:
+                comm.allreduce(flat, flat, f"allreduce of an array of shape {np.shape(x)}")
+            return x
         if comm is None:
-            return np.array(x, copy=True)
-        src = np.ascontiguousarray(x).reshape(-1)  # a view when x is contiguous
-        dst = result_buffer(src.size, src.dtype)
+            return xp.array(x, copy=True)
+        src = xp.ascontiguousarray(x).reshape(-1)  # a view when x is contiguous
+        dst = _flat_buffer(xp, src.size, src.dtype)
         comm.allreduce(src, dst, f"allreduce of an array of shape {np.shape(x)}")
         return dst.reshape(np.shape(x))
 
@@ -114,6 +122,8 @@ class AllreduceGroup(Op):
     attr_names = ("result",)
     extern = True
     side_effect = True
+    packs_inputs = True  # (into a buffer given to ``donate``: no packing copy)
+    any_array = True
 
     def infer(self, inputs, result):
         if not inputs or not 0 <= result < len(inputs):
@@ -141,10 +151,16 @@ class AllreduceGroup(Op):
 
 
 def _array_module(a: object):
-    """numpy, or the module of another array type (CuPy's for a device array)."""
-    if isinstance(a, np.ndarray):
+    """numpy (for numpy's arrays and scalars, numbers, lists), or the module of another
+    array type (CuPy's for a device array)."""
+    if isinstance(a, np.ndarray | np.generic) or not hasattr(a, "reshape"):
         return np
     return sys.modules.get(type(a).__module__.split(".")[0], np)
+
+
+def _flat_buffer(xp, size: int, dtype: np.dtype):
+    """A 1-D buffer of the array module ``xp`` (numpy's come from ``result_buffer``)."""
+    return result_buffer(size, dtype) if xp is np else xp.empty(size, dtype)
 
 
 def pack(arrays: Sequence[np.ndarray]):
@@ -153,7 +169,7 @@ def pack(arrays: Sequence[np.ndarray]):
     xp = _array_module(arrays[0]) if arrays else np
     sizes = [int(a.size) for a in arrays]
     dtype = np.result_type(*[a.dtype for a in arrays])
-    flat = result_buffer(sum(sizes), dtype) if xp is np else xp.empty(sum(sizes), dtype)
+    flat = _flat_buffer(xp, sum(sizes), dtype)
     at = 0
     for a, n in zip(arrays, sizes):
         flat[at:at + n] = a.reshape(-1)
@@ -170,11 +186,42 @@ def unpack(flat, like: Sequence[np.ndarray]) -> list:
     return outs
 
 
+#: flat buffers whose contents a collective may overwrite (id -> buffer, while it lives)
+_donated: weakref.WeakValueDictionary[int, np.ndarray] = weakref.WeakValueDictionary()
+
+
+def donate(flat: np.ndarray) -> None:
+    """Let collectives reduce in place in the 1-D ``flat`` when their inputs are views tiling
+    it in order (the runtime calls this for buffers whose views only one collective reads)."""
+    _donated[id(flat)] = flat
+
+
+def packed(arrays: Sequence[np.ndarray]) -> np.ndarray | None:
+    """The donated flat buffer that ``arrays`` tile in order (each a C-contiguous view of it,
+    the first at its start, each next where the previous ends, the last at its end), else
+    None."""
+    if not arrays or not isinstance(arrays[0], np.ndarray):
+        return None
+    flat = arrays[0].base
+    if flat is None or _donated.get(id(flat)) is not flat:
+        return None
+    at, step = flat.ctypes.data, flat.itemsize
+    for a in arrays:
+        if (not isinstance(a, np.ndarray) or a.base is not flat or a.dtype != flat.dtype
+                or not a.flags.c_contiguous or a.ctypes.data != at):
+            return None
+        at += a.size * step
+    return flat if at == flat.ctypes.data + flat.size * step else None
+
+
 def reduce_group(arrays: Sequence[np.ndarray]) -> list[np.ndarray]:
     """Every array summed over the ranks through one flat buffer (views of it, reshaped); the
-    buffer lives where the arrays do (host or GPU)."""
+    buffer lives where the arrays do (host or GPU).  Arrays tiling a donated buffer are
+    summed in place there, without packing."""
     arrays = [a if hasattr(a, "reshape") else np.asarray(a) for a in arrays]
-    flat, _ = pack(arrays)
+    flat = packed(arrays)
+    if flat is None:
+        flat, _ = pack(arrays)
     comm = communicator()
     if comm is not None:
         comm.allreduce(flat, flat, f"allreduce of {len(arrays)} arrays "
@@ -192,6 +239,7 @@ class Broadcast(Op):
     attr_names = ("root",)
     extern = True
     side_effect = True
+    any_array = True
 
     def infer(self, inputs, root):
         if not isinstance(root, int) or root < 0:
@@ -199,11 +247,11 @@ class Broadcast(Op):
         return inputs[0]
 
     def ref(self, x, root):
-        comm = communicator()
+        comm, xp = communicator(), _array_module(x)
         if comm is None:
-            return np.array(x, copy=True)
-        x = np.asarray(x)
-        flat = result_buffer(x.size, x.dtype)
+            return xp.array(x, copy=True)
+        x = xp.asarray(x)
+        flat = _flat_buffer(xp, x.size, x.dtype)
         flat[...] = x.reshape(-1)
         comm.broadcast_(flat, root, f"broadcast of an array of shape {x.shape}")
         return flat.reshape(x.shape)

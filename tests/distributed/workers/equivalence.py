@@ -2,7 +2,7 @@
 momentum and with Adam: one process on batch B (rank 0 alone, no DistributedOptimizer)
 against 2 ranks each on one half of each batch (shuffle=False) gives the same weights
 (rtol 1e-5, atol 1e-6), both ranks hold bit-identical weights, and each step's gradients
-travel in one collective."""
+travel in one collective, written there by the gradient kernels."""
 
 from __future__ import annotations
 
@@ -12,6 +12,7 @@ import numpy as np
 from common import done, gather, keras
 
 from symk import distributed as hvd
+from symk.graph.ops import collective
 
 keras = keras()
 hvd.init()
@@ -45,13 +46,22 @@ for name, make in (("sgd", lambda: keras.optimizers.SGD(0.1, momentum=0.9)),
     dist = build(opt)
     comm = hvd.comm.mpi_communicator()
     sizes: list[int] = []
+    packed: list[bool] = []
     real = comm.allreduce
-    comm.allreduce = lambda src, dst, what: (sizes.append(src.size), real(src, dst, what))[1]
+
+    def spy(src, dst, what):
+        sizes.append(src.size)
+        packed.append(src is dst and collective.packed([src[:1], src[1:]]) is src)
+        real(src, dst, what)
+
+    comm.allreduce = spy
     dist.fit(x[mine], y[mine], batch_size=B // 2, epochs=1, shuffle=False, verbose=0)
     comm.allreduce = real
-    # one collective per step, carrying every gradient
+    # one collective per step, carrying every gradient, which the gradient kernels wrote
+    # straight into its flat buffer (reduced in place, no packing copy)
     n_params = sum(w.size for w in weights0)
     assert sizes == [n_params] * STEPS, (sizes, n_params)
+    assert all(packed), packed
     got = dist.get_weights()
     ranks = gather(got)
     for a, b in zip(*ranks):
