@@ -6,12 +6,15 @@ the time of an allreduce of 1-64 MB against raw mpi4py ``Allreduce`` on the same
   and one thread per rank (``SYMK_NUM_THREADS=1``): samples per second over all ranks, median
   of ``--epochs`` timed epochs after a warm-up epoch, ``--rounds`` fresh jobs per rank count,
   interleaved.
-* **allreduce**: a float32 buffer summed over 2 ranks, by symk (``hvd.allreduce`` in a
-  ``K.function``: the input copied into the result buffer, the ranks' header check, one
-  in-place ``MPI_Allreduce``) and by mpi4py alone: in place (``Allreduce(MPI.IN_PLACE, buf)``,
-  which overwrites its input), into another buffer (``Allreduce(src, dst)``, which keeps it,
-  as symk must) and a copy then in place (symk's steps without symk); taking turns, medians of
-  ``--repeats`` calls.  Target: symk within 10 % of mpi4py.
+* **allreduce**: a float32 buffer summed over 2 ranks.  symk's ``hvd.allreduce`` in a
+  ``K.function`` of a *fed* tensor (the input is kept: copied into the result buffer, the
+  ranks' header check, one in-place ``MPI_Allreduce``) against mpi4py into another buffer
+  (``Allreduce(src, dst)``, which keeps its input too), a copy then in place (symk's steps
+  without symk) and in place (``Allreduce(MPI.IN_PLACE, buf)``, which overwrites its input);
+  and of a *computed* tensor (``x + 1``: its kernel writes into a buffer the collective sums
+  in place) against numpy's add then mpi4py in place.  Each way runs blocks of ``--repeats``
+  calls, in a rotating order over ``2 * --rounds`` (at least 3) rounds: the median of the
+  blocks' medians.  Target: symk within 10 % of mpi4py doing the same work.
 
     python benchmarks/bench_distributed.py [--epochs 5] [--rounds 2] [--repeats 15]
         [--batch-size 32,256] [--sizes-mb 1,4,16,64]
@@ -97,7 +100,7 @@ def _child_fit(epochs: int, batch: int) -> None:
                                       "epoch_s": [float(t) for t in slowest]}), flush=True)
 
 
-def _child_allreduce(sizes_mb: list[float], repeats: int) -> None:
+def _child_allreduce(sizes_mb: list[float], repeats: int, rounds: int) -> None:
     import numpy as np
     from mpi4py import MPI
 
@@ -111,29 +114,39 @@ def _child_allreduce(sizes_mb: list[float], repeats: int) -> None:
         n = int(mb * (1 << 20)) // 4
         a = np.full(n, hvd.rank() + 1.0, np.float32)
         x = K.placeholder((n,))
-        f = K.function([x], [hvd.allreduce(x, average=False)])
-        raw_buf, dst, copy = a.copy(), np.empty_like(a), np.empty_like(a)
+        fed = K.function([x], [hvd.allreduce(x, average=False)])
+        computed = K.function([x], [hvd.allreduce(x + 1.0, average=False)])
+        raw_buf, dst, copy, added = a.copy(), np.empty_like(a), np.empty_like(a), a + 1
 
         def copy_in_place() -> None:
             np.copyto(copy, a)
             comm.Allreduce(MPI.IN_PLACE, copy, op=MPI.SUM)
 
-        got = f([a])[0]
-        assert float(got[0]) == 3.0 and float(got[-1]) == 3.0
+        def add_in_place() -> None:
+            np.add(a, 1.0, out=added)
+            comm.Allreduce(MPI.IN_PLACE, added, op=MPI.SUM)
+
+        assert float(fed([a])[0][-1]) == 3.0 and float(computed([a])[0][-1]) == 5.0
         runs = {
-            "symk": lambda: f([a]),
+            "symk": lambda: fed([a]),
             "mpi4py": lambda: comm.Allreduce(MPI.IN_PLACE, raw_buf, op=MPI.SUM),
             "mpi4py_src_dst": lambda: comm.Allreduce(a, dst, op=MPI.SUM),
             "mpi4py_copy": copy_in_place,
+            "symk_computed": lambda: computed([a]),
+            "mpi4py_add": add_in_place,
         }
-        times: dict[str, list[float]] = {k: [] for k in runs}
-        for _ in range(2 + repeats):
-            for k, run in runs.items():
-                comm.Barrier()
-                t0 = time.perf_counter()
-                run()
-                times[k].append(time.perf_counter() - t0)
-        out[str(mb)] = {k: statistics.median(v[2:]) for k, v in times.items()}
+        blocks: dict[str, list[float]] = {k: [] for k in runs}
+        names = list(runs)
+        for r in range(rounds):  # a block of calls each, in a rotating order
+            for k in names[r % len(names):] + names[:r % len(names)]:
+                times = []
+                for _ in range(2 + repeats):
+                    comm.Barrier()
+                    t0 = time.perf_counter()
+                    runs[k]()
+                    times.append(time.perf_counter() - t0)
+                blocks[k].append(statistics.median(times[2:]))
+        out[str(mb)] = {k: statistics.median(v) for k, v in blocks.items()}
     if hvd.rank() == 0:
         print("RESULT " + json.dumps(out), flush=True)
 
@@ -152,7 +165,7 @@ def main() -> None:
         if args.child[0] == "fit":
             _child_fit(args.epochs, int(args.batch_size))
         else:
-            _child_allreduce(sizes, args.repeats)
+            _child_allreduce(sizes, args.repeats, args.rounds)
         return
 
     started = time.strftime("%Y-%m-%d %H:%M:%S")
@@ -164,7 +177,8 @@ def main() -> None:
             for ranks in (1, 2):
                 r = _job(ranks, ["fit", "--epochs", str(args.epochs), "--batch-size", str(b)])
                 fits[b, ranks].append(r["samples"] / statistics.median(r["epoch_s"]))
-    red = _job(2, ["allreduce", "--sizes-mb", args.sizes_mb, "--repeats", str(args.repeats)])
+    red = _job(2, ["allreduce", "--sizes-mb", args.sizes_mb, "--repeats", str(args.repeats),
+                   "--rounds", str(max(3, 2 * args.rounds))])
     print(f"bench_distributed.py (started {started}; {os.cpu_count()} cores, load average "
           f"{load:.2f} at the start, {os.getloadavg()[0]:.2f} at the end)\n")
     print("| batch per rank | ranks | fit samples/s (median over rounds; range) | vs 1 rank |")
@@ -176,15 +190,22 @@ def main() -> None:
             med = statistics.median(got)
             print(f"| {b} | {ranks} | {med:.0f} ({min(got):.0f}-{max(got):.0f}) | "
                   f"{med / one:.2f}x |")
-    print("\n| buffer | symk allreduce ms | mpi4py in place | src->dst | copy + in place | "
-          "symk / in place | symk / src->dst | symk / copy + in place |")
-    print("| ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |")
+    print("\n| buffer | symk, fed | mpi4py src->dst | copy + in place | mpi4py in place | "
+          "symk / src->dst | symk / copy + in place | symk / in place | symk, computed "
+          "(in place) | numpy add + mpi4py in place | ratio |")
+    print("| ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |")
+
+    def ratio(x: float) -> str:
+        return f"{x:.2f}x{'' if x <= 1.1 else ' (over 10 %)'}"
+
     for mb in sizes:
         r = red[str(mb)]
-        ratios = [r["symk"] / r[k] for k in ("mpi4py", "mpi4py_src_dst", "mpi4py_copy")]
-        cells = " | ".join(f"{x:.2f}x{'' if x <= 1.1 else ' (over 10 %)'}" for x in ratios)
-        print(f"| {mb:g} MB | {r['symk'] * 1e3:.2f} | {r['mpi4py'] * 1e3:.2f} | "
-              f"{r['mpi4py_src_dst'] * 1e3:.2f} | {r['mpi4py_copy'] * 1e3:.2f} | {cells} |")
+        ms = {k: f"{v * 1e3:.2f}" for k, v in r.items()}
+        print(f"| {mb:g} MB | {ms['symk']} | {ms['mpi4py_src_dst']} | {ms['mpi4py_copy']} | "
+              f"{ms['mpi4py']} | {ratio(r['symk'] / r['mpi4py_src_dst'])} | "
+              f"{ratio(r['symk'] / r['mpi4py_copy'])} | {ratio(r['symk'] / r['mpi4py'])} | "
+              f"{ms['symk_computed']} | {ms['mpi4py_add']} | "
+              f"{ratio(r['symk_computed'] / r['mpi4py_add'])} |")
 
 
 if __name__ == "__main__":
