@@ -15,6 +15,7 @@ import numpy as np
 
 from symk.codegen.kir import Program
 from symk.errors import SymkError
+from symk.graph.ops.reduce import identity
 from symk.graph.scalar import NUMPY
 
 #: ufuncs whose ``.at`` applies a store_reduce (sequentially, duplicates accumulate)
@@ -27,19 +28,6 @@ _REDUCE = {"sum": np.sum, "prod": np.prod, "max": np.max, "min": np.min, "any": 
 def _expand(v: np.ndarray, depth: int) -> np.ndarray:
     v = np.asarray(v)
     return v.reshape(v.shape + (1,) * (depth - v.ndim)) if v.ndim < depth else v
-
-
-def _identity(kind: str, dtype: np.dtype) -> Any:
-    if kind in ("sum", "any"):
-        return 0
-    if kind in ("prod", "all"):
-        return 1
-    if dtype.kind == "f":
-        return -np.inf if kind == "max" else np.inf
-    if dtype.kind == "b":
-        return kind == "min"
-    info = np.iinfo(dtype)
-    return info.min if kind == "max" else info.max
 
 
 def run_program(prog: Program, buffers: Sequence[np.ndarray], sizes: Sequence[int],
@@ -147,7 +135,7 @@ def _read(st: dict[str, Any]) -> np.ndarray:
         return np.take_along_axis(np.asarray(st["index"]), pos, axis=axes[0]).squeeze(axes[0])
     vals = p.astype(dt, copy=False)
     if kind in ("max", "min"):
-        return _REDUCE[kind](vals, axis=axes, initial=_identity(kind, dt)).astype(dt)
+        return _REDUCE[kind](vals, axis=axes, initial=identity(kind, dt)).astype(dt)
     if kind in ("any", "all"):  # np.any/np.all take no dtype
         return np.asarray(_REDUCE[kind](vals, axis=axes)).astype(dt)
     return np.asarray(_REDUCE[kind](vals, axis=axes, dtype=dt)).astype(dt)

@@ -25,6 +25,7 @@ from symk.errors import SymkError
 from symk.graph.node import Node
 from symk.graph.op import IndexMap
 from symk.graph.ops.leaves import const_array
+from symk.graph.ops.reduce import accumulator_dtype, identity
 from symk.graph.types import is_float
 from symk.passes.schedule import Kernel
 
@@ -87,24 +88,6 @@ class LoweredKernel:
     #: size param index or -1, static extent) per dimension that is not a broadcast 1; the
     #: caller checks them before the call (an input smaller than assumed would be read past)
     in_checks: list = None  # type: ignore[assignment]
-
-
-_COLUMN_KINDS = {"sum": "sum", "mean": "sum", "prod": "prod", "max": "max", "min": "min",
-                 "any": "any", "all": "all"}
-
-
-def _identity_value(kind: str, dtype: str) -> float | int | bool:
-    if kind in ("sum", "any"):
-        return 0
-    if kind in ("prod", "all"):
-        return 1
-    dt = np.dtype(dtype)
-    if dt.kind == "f":
-        return -np.inf if kind == "max" else np.inf
-    if dt.kind == "b":
-        return kind == "min"
-    info = np.iinfo(dt)
-    return int(info.min if kind == "max" else info.max)
 
 
 def _is_scalar_const(node: Node) -> bool:
@@ -535,7 +518,7 @@ class _Lowerer:
         values on its output side (its epilogue): accumulate into an output-shaped buffer
         walking memory contiguously, then compute the outputs in one pass over the kept axes."""
         R = self.R
-        if not (R.op.name in _COLUMN_KINDS and self.rank >= 2 and self.rank - 1 in self.kept):
+        if not (R.op.combine is not None and self.rank >= 2 and self.rank - 1 in self.kept):
             return False
         prologue: set[int] = set()  # the reduction's input side, computed in its loop
         stack = [R.inputs[0]]
@@ -548,10 +531,8 @@ class _Lowerer:
 
     def _column_reduction(self) -> tuple[str, int]:
         R, p, b = self.R, self.p, self.b
-        kind = _COLUMN_KINDS[R.op.name]
-        acc_dt = R.dtype
-        if kind == "sum" and R.dtype in ("float32", "float16"):
-            acc_dt = "float64"  # float32 sums accumulate in float64, then cast
+        kind = R.op.combine
+        acc_dt = accumulator_dtype(kind, R.dtype)
         o_axes = self._level_axes(R)
         if acc_dt == R.dtype and id(R) in self.out_ids:
             acc_buf = self.out_ids[id(R)]
@@ -573,18 +554,18 @@ class _Lowerer:
         rest = [a for a in self.kept if a != par]
         inner = self.open_loops(rest, False)  # 1: identity everywhere
         p.emit("store", None, (acc_buf, self.index(R.shape, o_axes),
-                               b.const(_identity_value(kind, acc_dt), acc_dt)))
+                               b.const(identity(kind, acc_dt), acc_dt)))
         self.close_loops(inner)
         inner = self.open_loops([a for a in range(self.rank) if a != par], False)  # 2: combine
         x = self.value(R.inputs[0], list(range(self.rank)))
         x = b.cast(x, "bool") if kind in ("any", "all") else b.cast(x, acc_dt)
         p.emit("store_reduce", None, (acc_buf, self.index(R.shape, o_axes), x), kind)
         self.close_loops(inner)
-        if R.op.name == "mean" or self.k.outputs != [R] or acc_buf != self.out_ids[id(R)]:
+        if R.op.averages or self.k.outputs != [R] or acc_buf != self.out_ids[id(R)]:
             # 3: scale by 1/count, cast, then the epilogue and the stores
             inner = self.open_loops(rest, False)
             v = p.emit("load", acc_dt, (acc_buf, self.index(R.shape, o_axes)))
-            if R.op.name == "mean":
+            if R.op.averages:
                 count = None
                 for a in self.red:
                     count = self.dimval[a] if count is None else p.emit(
@@ -613,15 +594,13 @@ class _Lowerer:
     def _reduction(self) -> None:
         R, b, p = self.R, self.b, self.p
         name = R.op.name
-        if name in ("sum", "mean", "prod", "max", "min", "any", "all"):
-            kind = {"mean": "sum"}.get(name, name)
-            acc_dt = R.dtype
-            if kind == "sum" and R.dtype in ("float32", "float16"):
-                acc_dt = "float64"
-            cast_in = (lambda x: b.cast(x, R.dtype)) if name not in ("any", "all") else \
+        if R.op.combine is not None:
+            kind = R.op.combine
+            acc_dt = accumulator_dtype(kind, R.dtype)
+            cast_in = (lambda x: b.cast(x, R.dtype)) if kind not in ("any", "all") else \
                 (lambda x: b.cast(x, "bool"))
             r = self._reduce_pass(kind, acc_dt, cast_in)
-            if name == "mean":
+            if R.op.averages:
                 count = None
                 for a in self.red:
                     count = self.dimval[a] if count is None else p.emit(
@@ -642,7 +621,7 @@ class _Lowerer:
             m = self._reduce_pass("max", R.dtype, lambda x: b.cast(x, R.dtype))
             inf = b.c(float("inf"), m)
             m = b.where(b.eq(b.abs(m), inf), b.c(0, m), m)
-            acc_dt = "float64" if R.dtype in ("float32", "float16") else R.dtype
+            acc_dt = accumulator_dtype("sum", R.dtype)
             s = self._reduce_pass("sum", acc_dt, lambda x: b.exp(b.sub(b.cast(x, R.dtype), m)))
             self.scopes[-1][id(R)] = b.add(b.log(b.cast(s, R.dtype)), m)
             self.store_outputs(self.k.outputs)
@@ -650,7 +629,7 @@ class _Lowerer:
             self._scan(R, "sum" if name == "cumsum" else "prod")
         elif name in ("softmax", "log_softmax"):
             m = self._reduce_pass("max", R.dtype, lambda x: b.cast(x, R.dtype))
-            acc_dt = "float64" if R.dtype in ("float32", "float16") else R.dtype
+            acc_dt = accumulator_dtype("sum", R.dtype)
             s = b.cast(self._reduce_pass("sum", acc_dt,
                                          lambda x: b.exp(b.sub(b.cast(x, R.dtype), m))), R.dtype)
             opened = self.open_loops(list(self.red), False)

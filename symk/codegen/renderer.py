@@ -10,8 +10,8 @@ owns what does not depend on the target:
   its condition);
 - literals: ``literal`` spells booleans itself and leaves floats and integers to the target's
   ``float_literal`` / ``int_literal``;
-- the identity of each accumulation kind (``identity_value``), which targets spell with
-  ``literal``;
+- the identity of each accumulation kind, spelled with ``literal`` (its value is
+  ``graph.ops.reduce.identity``, which lowering and the interpreter use too);
 - the dtype predicates (``is_float``, ``is_uint``, ``is_unsigned``).
 
 Rules are plain functions (methods of the subclass, or module functions of a target's table
@@ -25,10 +25,9 @@ from abc import ABC, abstractmethod
 from collections.abc import Callable, Mapping
 from typing import Any, ClassVar
 
-import numpy as np
-
 from symk.codegen.kir import Ins, Program
 from symk.errors import SymkError
+from symk.graph.ops.reduce import identity as identity_value
 
 #: the comparison primitives (result dtype bool)
 COMPARISONS = ("lt", "le", "gt", "ge", "eq", "ne")
@@ -48,23 +47,6 @@ def is_uint(dt: str) -> bool:
 def is_unsigned(dt: str) -> bool:
     """Compared, divided and extended as unsigned: the unsigned integers and bool."""
     return dt.startswith("uint") or dt == "bool"
-
-
-def identity_value(kind: str, dt: str) -> int | float | bool:
-    """The identity of an accumulation ``kind`` (``acc`` kinds and ``argmax``/``argmin``, whose
-    running best starts at the max/min identity) in dtype ``dt``: 0 / 1 for sums and products
-    (any / all), -inf / inf or the integer limits for max / min."""
-    if kind in ("sum", "any"):
-        return 0
-    if kind in ("prod", "all"):
-        return 1
-    top = kind in ("max", "argmax")
-    if is_float(dt):
-        return float("-inf") if top else float("inf")
-    if dt == "bool":
-        return not top
-    info = np.iinfo(np.dtype(dt))
-    return int(info.min if top else info.max)
 
 
 class Renderer(ABC):

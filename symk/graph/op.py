@@ -56,6 +56,9 @@ class Op:
     elementwise: ClassVar[bool] = False
     #: reductions (one reduction per fused kernel)
     reduction: ClassVar[bool] = False
+    #: reductions whose partial results combine elementwise: how (``sum``, ``prod``, ``max``,
+    #: ``min``, ``any``, ``all``; ``mean`` combines as ``sum``); None for other ops
+    combine: ClassVar[str | None] = None
     #: ops that are extern calls and fusion barriers (matmul, gather, scan, ...)
     extern: ClassVar[bool] = False
     #: True when no gradient flows through the op (comparisons, argmax, shape_of, ...)
@@ -66,6 +69,14 @@ class Op:
     #: True when the value depends on the inputs' shapes only, never on their data
     #: (shape_of, count): runtimes compute it once per input shape
     shape_only: ClassVar[bool] = False
+    #: True when f(a, b) == f(b, a) (binary ops; rewrite patterns match either order)
+    commutative: ClassVar[bool] = False
+    #: True when the value is the input's data in another shape (reshape, expand_dims,
+    #: squeeze): the schedule makes it a view step, a runtime copies an address
+    reshapes: ClassVar[bool] = False
+    #: True when ``ref`` may return its first input or a view of it (reshape, transpose,
+    #: getitem, ...): a runtime that writes a buffer in place checks such readers
+    may_alias: ClassVar[bool] = False
     #: True when the op reads its inputs from one flat buffer it packs them into
     #: (``allreduce_group``): a runtime may have their producers write them there
     packs_inputs: ClassVar[bool] = False

@@ -18,7 +18,7 @@ from symk.graph import build as gb
 from symk.graph.node import Node, apply
 from symk.graph.ops.leaves import const_array
 from symk.graph.types import is_float
-from symk.passes.pattern import COMMUTATIVE, AttrVar, Const, Pat, Var
+from symk.passes.pattern import AttrVar, Const, Pat, Var
 from symk.passes.rewrite import RuleSet
 
 X, Y = Var("x"), Var("y")
@@ -116,13 +116,10 @@ def _rsame(b, n):
     return x if x.shape == n.shape and None not in x.shape else None
 
 
-#: reductions whose ``keepdims`` only decides whether the reduced axes stay as size-1 dims
-_KEEPDIMS_REDUCTIONS = ("sum", "mean", "max", "min", "prod", "any", "all")
-
-
 def _reshape_drops_kept_dims(b, n):
     r = n.inputs[0]
-    if r.op.name not in _KEEPDIMS_REDUCTIONS or not r.attrs.get("keepdims"):
+    # (a plain reduction: its keepdims only decides whether the reduced axes stay as 1s)
+    if r.op.combine is None or not r.attrs.get("keepdims"):
         return None
     axes = set(r.attrs["axes"])
     if n.shape != tuple(d for i, d in enumerate(r.shape) if i not in axes):
@@ -202,7 +199,7 @@ def _rna(b, n):
 
 @rules.rule("const_second", Pat("*", Var("a"), Var("b")), "c op x -> x op c for commutative op")
 def _const_second(b, n):
-    if n.op.name not in COMMUTATIVE:
+    if not n.op.commutative:
         return None
     a, c = n.inputs
     if const_array(a) is not None and const_array(c) is None:

@@ -16,9 +16,6 @@ import numpy as np
 
 from symk.graph.node import Node
 
-COMMUTATIVE = frozenset({"add", "mul", "maximum", "minimum", "eq", "ne", "logical_and",
-                         "logical_or"})
-
 Bindings = dict[str, Any]
 
 
@@ -98,7 +95,7 @@ def match(pat: Any, node: Node, b: Bindings | None = None) -> Bindings | None:
         if len(pat.inputs) != len(node.inputs):
             return None
         orders = [node.inputs]
-        if pat.op in COMMUTATIVE and len(node.inputs) == 2:
+        if pat.op != "*" and node.op.commutative and len(node.inputs) == 2:
             orders.append(node.inputs[::-1])
         for ins in orders:
             bb: Bindings | None = b

@@ -24,7 +24,7 @@ from symk.graph.node import (
     set_creation_line,
     toposort,
 )
-from symk.passes.pattern import COMMUTATIVE, Bindings, Pat, Var, match
+from symk.passes.pattern import Bindings, Pat, Var, match
 
 
 @dataclass(frozen=True)
@@ -187,7 +187,7 @@ def _may_match(need: tuple[str | None, ...], n: Node) -> bool:
         return False
     if all(w is None or w == i.op.name for w, i in zip(need, ins)):
         return True
-    if len(ins) == 2 and n.op.name in COMMUTATIVE:
+    if len(ins) == 2 and n.op.commutative:
         return all(w is None or w == i.op.name for w, i in zip(need, ins[::-1]))
     return False
 

@@ -13,14 +13,12 @@ from dataclasses import dataclass, field
 
 from symk.graph.node import Node
 
-VIEW_OPS = frozenset({"reshape", "expand_dims", "squeeze"})
-
 
 def kind_of(node: Node) -> str:
     op = node.op
     if op.is_leaf:
         return "leaf"
-    if op.name in VIEW_OPS:
+    if op.reshapes:
         return "view"
     if op.elementwise or op.index_map(node) is not None:  # a static slice is a kernel's load
         return "elementwise"

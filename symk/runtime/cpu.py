@@ -408,8 +408,6 @@ def last_readers_ok(schedule: Schedule, candidates: frozenset[int]) -> frozenset
     read by no step after the gemm's own: those may overwrite the accumulator in place."""
     if not candidates:
         return frozenset()
-    from symk.runtime.function import VIEWISH
-
     steps = schedule.steps
     reads = [[id(x) for x in (s.inputs if isinstance(s, Kernel) else s.node.inputs)]
              for s in steps]
@@ -419,7 +417,7 @@ def last_readers_ok(schedule: Schedule, candidates: frozenset[int]) -> frozenset
             continue
         alias = {id(step.node.inputs[0])}
         for s in steps:
-            if not isinstance(s, Kernel) and s.node.op.name in VIEWISH and \
+            if not isinstance(s, Kernel) and s.node.op.may_alias and \
                     id(s.node.inputs[0]) in alias:
                 alias.add(id(s.node))
         if not any(x in alias for r in reads[k + 1:] for x in r):

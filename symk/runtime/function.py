@@ -314,14 +314,9 @@ class CompiledFunction:
                                  f"at {creation_line(upd)}); no variable was updated")
 
 
-#: ops whose numpy implementation may return (a view of) its first input
-VIEWISH = frozenset({"reshape", "transpose", "expand_dims", "squeeze", "getitem", "reverse",
-                      "concat_part", "stop_gradient", "print"})
-
-
 def view_base(node: Node) -> Node:
     """The node whose memory ``node``'s value may be a view of."""
-    while node.op.name in VIEWISH:
+    while node.op.may_alias:
         node = node.inputs[0]
     return node
 

@@ -100,6 +100,7 @@ class Binary(Elementwise):
 @register
 class Add(Binary):
     name = "add"
+    commutative = True
 
     def scalar(self, b, x, y):
         return b.add(x, y)
@@ -124,6 +125,7 @@ class Sub(Binary):
 @register
 class Mul(Binary):
     name = "mul"
+    commutative = True
 
     def scalar(self, b, x, y):
         return b.mul(x, y)
@@ -190,6 +192,7 @@ class Pow(Binary):
 @register
 class Maximum(Binary):
     name = "maximum"
+    commutative = True
 
     def scalar(self, b, x, y):
         return b.maximum(x, y)
@@ -203,6 +206,7 @@ class Maximum(Binary):
 @register
 class Minimum(Binary):
     name = "minimum"
+    commutative = True
 
     def scalar(self, b, x, y):
         return b.minimum(x, y)
@@ -219,6 +223,7 @@ class Minimum(Binary):
 def _cmp(opname: str, prim: str) -> None:
     cls = type(opname.capitalize(), (Binary,), {
         "name": opname, "kind": "bool", "nondifferentiable": True,
+        "commutative": opname in ("eq", "ne"),
         "scalar": lambda self, b, x, y: getattr(b, prim)(x, y),
     })
     register(cls)
@@ -231,6 +236,7 @@ for _n in ("lt", "le", "gt", "ge", "eq", "ne"):
 @register
 class LogicalAnd(Binary):
     name = "logical_and"
+    commutative = True
     kind = "logical"
     nondifferentiable = True
 
@@ -241,6 +247,7 @@ class LogicalAnd(Binary):
 @register
 class LogicalOr(Binary):
     name = "logical_or"
+    commutative = True
     kind = "logical"
     nondifferentiable = True
 

@@ -68,6 +68,7 @@ class LogSoftmax(_SoftmaxBase):
 @register
 class StopGradient(Op):
     name = "stop_gradient"
+    may_alias = True
     arity = 1
     nondifferentiable = True
 
@@ -83,6 +84,7 @@ class Print(Op):
     """Identity that prints ``message`` and the value each time it is computed."""
 
     name = "print"
+    may_alias = True
     arity = 1
     attr_names = ("message",)
     extern = True

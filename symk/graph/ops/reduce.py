@@ -17,8 +17,35 @@ def reduced_shape(shape, axes, keepdims):
     return tuple(d for i, d in enumerate(shape) if i not in axes)
 
 
+def identity(kind: str, dtype: str | np.dtype) -> float | int | bool:
+    """The value a reduction combining by ``kind`` starts from: its result over no elements
+    (0 for sums, 1 for products, the dtype's lowest for max, highest for min; ``argmax`` and
+    ``argmin`` start their running best from max's and min's)."""
+    kind = kind.removeprefix("arg")
+    if kind in ("sum", "any"):
+        return 0
+    if kind in ("prod", "all"):
+        return 1
+    dt = np.dtype(dtype)
+    if dt.kind == "f":
+        return -np.inf if kind == "max" else np.inf
+    if dt.kind == "b":
+        return kind == "min"
+    info = np.iinfo(dt)
+    return int(info.min if kind == "max" else info.max)
+
+
+def accumulator_dtype(kind: str, dtype: str) -> str:
+    """The dtype a reduction accumulates in: float32 and float16 sums in float64 (like
+    numpy's pairwise sum, it keeps the error small), others in their own dtype."""
+    return "float64" if kind == "sum" and dtype in ("float32", "float16") else dtype
+
+
 class Reduce(Op):
     reduction = True
+    combine = "sum"
+    #: True when the result is the combined value divided by the count (``mean``)
+    averages = False
     arity = 1
     attr_names = ("axes", "keepdims")
     np_fn = staticmethod(np.sum)
@@ -66,6 +93,7 @@ class Sum(Reduce):
 @register
 class Prod(Reduce):
     name = "prod"
+    combine = "prod"
     np_fn = staticmethod(np.prod)
 
     def vjp(self, node, g):
@@ -85,6 +113,7 @@ class Prod(Reduce):
 @register
 class Mean(Reduce):
     name = "mean"
+    averages = True
 
     def out_dtype(self, dtype):
         return float_of(dtype)
@@ -111,6 +140,7 @@ class _MaxMin(Reduce):
 @register
 class Max(_MaxMin):
     name = "max"
+    combine = "max"
     np_fn = staticmethod(np.max)
 
     def out_dtype(self, dtype):
@@ -120,6 +150,7 @@ class Max(_MaxMin):
 @register
 class Min(_MaxMin):
     name = "min"
+    combine = "min"
     np_fn = staticmethod(np.min)
 
     def out_dtype(self, dtype):
@@ -129,6 +160,7 @@ class Min(_MaxMin):
 @register
 class Any(Reduce):
     name = "any"
+    combine = "any"
     nondifferentiable = True
     np_fn = staticmethod(np.any)
 
@@ -139,6 +171,7 @@ class Any(Reduce):
 @register
 class All(Reduce):
     name = "all"
+    combine = "all"
     nondifferentiable = True
     np_fn = staticmethod(np.all)
 
@@ -151,6 +184,7 @@ class LogSumExp(Reduce):
     """log(sum(exp(x))) computed stably as m + log(sum(exp(x - m))), m = max(x)."""
 
     name = "logsumexp"
+    combine = None  # (a max pass, then a sum pass: see its lowering)
 
     def out_dtype(self, dtype):
         return float_of(dtype)

@@ -28,6 +28,8 @@ class Reshape(Op):
     run time (then the int vector ``shape_vec`` gives the whole shape)."""
 
     name = "reshape"
+    reshapes = True
+    may_alias = True
     attr_names = ("shape",)
 
     def infer(self, inputs, shape):
@@ -71,6 +73,7 @@ class Reshape(Op):
 @register
 class Transpose(Op):
     name = "transpose"
+    may_alias = True
     arity = 1
     attr_names = ("perm",)
 
@@ -101,6 +104,8 @@ class Transpose(Op):
 @register
 class ExpandDims(Op):
     name = "expand_dims"
+    reshapes = True
+    may_alias = True
     arity = 1
     attr_names = ("axis",)
 
@@ -125,6 +130,8 @@ class ExpandDims(Op):
 @register
 class Squeeze(Op):
     name = "squeeze"
+    reshapes = True
+    may_alias = True
     arity = 1
     attr_names = ("axis",)
 
@@ -204,6 +211,7 @@ class ConcatPart(Op):
     """concat_part(g, x0..xn-1, index=i): the part of ``g`` that came from x_i in a concat."""
 
     name = "concat_part"
+    may_alias = True
     attr_names = ("axis", "index")
 
     def infer(self, inputs, axis, index):
@@ -338,6 +346,7 @@ class GetItem(Op):
     the node is built for static dims and by the reference at run time otherwise."""
 
     name = "getitem"
+    may_alias = True
     arity = 1
     attr_names = ("spec",)
 
@@ -467,6 +476,7 @@ class GatherGrad(Op):
 @register
 class Reverse(Op):
     name = "reverse"
+    may_alias = True
     arity = 1
     attr_names = ("axes",)
 
