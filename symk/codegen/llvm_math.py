@@ -9,7 +9,7 @@ NaN and infinities follow IEEE rules whatever flags the calling kernel uses (as 
 include ``nnan``/``ninf``).
 
 Every function is ``define internal <ty> @symk_<name>_<f32|f64>(<ty> %x[, <ty> %y]) alwaysinline``
-with its body written out in full (helpers such as the exp kernel inside sigmoid are expanded by the
+with its body written out in full (helpers such as the expm1 kernel inside tanh are expanded by the
 Python emitters below, not called), so the only external symbols are intrinsics (and, through
 ``llvm.pow.f64``, libm's ``pow`` for float64 pow).
 
@@ -26,9 +26,6 @@ Algorithms (the same for float and double, with different coefficients):
   (exact), otherwise ``log(u) + (x - (u-1))/u``.
 - ``tanh``: odd polynomial ``x + x^3 P(x^2)`` for ``|x| < 0.625`` (f64: 0.5), above that
   ``t/(t+2)`` with ``t = expm1(2|x|)``; sign copied back; ``|x| > 9.5`` (f64: 19.5) gives 1.
-- ``sigmoid``: ``e = exp(-|x|)``, ``1/(1+e)`` for ``x >= 0`` and ``e/(1+e)`` otherwise, so very
-  negative inputs give the tiny (even denormal) result instead of 0.
-- ``softplus``: ``max(x, 0) + log1p(exp(-|x|))``.
 - ``sin``/``cos``: ``k = round(x*2/pi)``, ``r = x - k*pi/2`` with pi/2 split in three doubles (the
   float32 version reduces in double precision), then the sin and cos polynomials selected by the
   quadrant. The reduction is accurate while ``k*p1`` and ``k*p2`` are exact: ``|x| < 8.4e8`` for
@@ -66,8 +63,6 @@ log       0.93   1.15   all positive finite values, denormals included
 log1p     1.15   1.20   [-1, 1e4] dense, up to the max value sparse
 expm1     1.39   1.49   [-20, 89] / [-40, 710]
 tanh      1.47   1.45   [-10, 10] / [-20, 20]
-sigmoid   1.99   1.80   [-104, 30] / [-750, 40]
-softplus  1.47   1.63   [-104, 100] / [-750, 800]
 sin       1.43   1.51   [-10, 10]; 1.51 / 2.40 for 10 < abs(x) <= 1e6
 cos       1.51   1.43   [-10, 10]; 1.48 / 2.17 for 10 < abs(x) <= 1e6
 pow       0.50   0.50   x over all positive values with y in [-30, 30]; x in [0, 4] with
@@ -86,8 +81,9 @@ from fractions import Fraction
 
 import numpy as np
 
-MATH_FUNCTIONS = ("exp", "log", "log1p", "expm1", "tanh", "sigmoid", "softplus", "sin", "cos",
-                  "pow", "erf", "sqrt")
+#: the transcendental primitives (``renderer.TRANSCENDENTALS``, what the LLVM renderer calls)
+#: and ``sqrt`` (the renderer emits ``llvm.sqrt`` itself; kept as the measured reference)
+MATH_FUNCTIONS = ("exp", "log", "log1p", "expm1", "tanh", "sin", "cos", "pow", "erf", "sqrt")
 
 _TYPES = ("float", "double")
 _SUFFIX = {"float": "f32", "double": "f64"}
@@ -556,18 +552,6 @@ def _tanh(b: _Builder, x: _V) -> _V:
     return b.copysign(b.select(b.fcmp("olt", a, switch), small, big), x)
 
 
-def _sigmoid(b: _Builder, x: _V) -> _V:
-    e = _exp(b, b.fneg(b.fabs(x)))
-    num = b.select(b.fcmp("oge", x, 0.0), 1.0, e)
-    return b.fdiv(num, b.fadd(e, 1.0))
-
-
-def _softplus(b: _Builder, x: _V) -> _V:
-    e = _exp(b, b.fneg(b.fabs(x)))
-    m = b.select(b.fcmp("ogt", x, 0.0), x, 0.0)
-    return b.fadd(m, _log1p_core(b, e))
-
-
 def _sincos(b: _Builder, x: _V, cos: bool) -> _V:
     ty = x.ty
     xd = b.cast("fpext", x, "double") if ty == "float" else x
@@ -659,9 +643,8 @@ def _sqrt(b: _Builder, x: _V) -> _V:
 
 
 _EMITTERS: dict[str, Callable[..., _V]] = {
-    "exp": _exp, "log": _log, "log1p": _log1p, "expm1": _expm1, "tanh": _tanh,
-    "sigmoid": _sigmoid, "softplus": _softplus, "sin": _sin, "cos": _cos, "pow": _pow,
-    "erf": _erf, "sqrt": _sqrt,
+    "exp": _exp, "log": _log, "log1p": _log1p, "expm1": _expm1, "tanh": _tanh, "sin": _sin,
+    "cos": _cos, "pow": _pow, "erf": _erf, "sqrt": _sqrt,
 }
 _ARITY = {"pow": 2}
 
