@@ -26,7 +26,6 @@ from symk.graph.node import Node
 from symk.graph.op import IndexMap
 from symk.graph.ops.leaves import const_array
 from symk.graph.ops.reduce import accumulator_dtype, identity
-from symk.graph.types import is_float
 from symk.passes.schedule import Kernel
 
 _CMP = ("lt", "le", "gt", "ge", "eq", "ne")
@@ -566,11 +565,7 @@ class _Lowerer:
             inner = self.open_loops(rest, False)
             v = p.emit("load", acc_dt, (acc_buf, self.index(R.shape, o_axes)))
             if R.op.averages:
-                count = None
-                for a in self.red:
-                    count = self.dimval[a] if count is None else p.emit(
-                        "alu", "int64", (count, self.dimval[a]), "mul")
-                v = b.div(v, b.cast(count, acc_dt))
+                v = b.div(v, b.cast(self.count(), acc_dt))
             self.scopes[-1][id(R)] = b.cast(v, R.dtype)
             self.store_outputs(self.k.outputs)
             self.close_loops(inner)
@@ -592,64 +587,61 @@ class _Lowerer:
         self.close_loops(opened)
 
     def _reduction(self) -> None:
-        R, b, p = self.R, self.b, self.p
-        name = R.op.name
-        if R.op.combine is not None:
-            kind = R.op.combine
-            acc_dt = accumulator_dtype(kind, R.dtype)
-            cast_in = (lambda x: b.cast(x, R.dtype)) if kind not in ("any", "all") else \
-                (lambda x: b.cast(x, "bool"))
-            r = self._reduce_pass(kind, acc_dt, cast_in)
-            if R.op.averages:
-                count = None
-                for a in self.red:
-                    count = self.dimval[a] if count is None else p.emit(
-                        "alu", "int64", (count, self.dimval[a]), "mul")
-                r = b.div(r, b.cast(count, acc_dt))
-            self.scopes[-1][id(R)] = b.cast(r, R.dtype)
-            self.store_outputs(self.k.outputs)
-        elif name in ("argmax", "argmin"):
-            acc = p.emit("argacc", "int64", (), name)
-            (a,) = self.red
-            opened = self.open_loops([a], False)
-            x = self.value(R.inputs[0], list(range(self.rank)))
-            p.emit("argacc_update", None, (acc, x, self.loopvar[a]))
-            self.close_loops(opened)
-            self.scopes[-1][id(R)] = p.emit("acc_read", "int64", (acc,))
-            self.store_outputs(self.k.outputs)
-        elif name == "logsumexp":
-            m = self._reduce_pass("max", R.dtype, lambda x: b.cast(x, R.dtype))
-            inf = b.c(float("inf"), m)
-            m = b.where(b.eq(b.abs(m), inf), b.c(0, m), m)
-            acc_dt = accumulator_dtype("sum", R.dtype)
-            s = self._reduce_pass("sum", acc_dt, lambda x: b.exp(b.sub(b.cast(x, R.dtype), m)))
-            self.scopes[-1][id(R)] = b.add(b.log(b.cast(s, R.dtype)), m)
-            self.store_outputs(self.k.outputs)
-        elif name in ("cumsum", "cumprod"):
-            self._scan(R, "sum" if name == "cumsum" else "prod")
-        elif name in ("softmax", "log_softmax"):
-            m = self._reduce_pass("max", R.dtype, lambda x: b.cast(x, R.dtype))
-            acc_dt = accumulator_dtype("sum", R.dtype)
-            s = b.cast(self._reduce_pass("sum", acc_dt,
-                                         lambda x: b.exp(b.sub(b.cast(x, R.dtype), m))), R.dtype)
-            opened = self.open_loops(list(self.red), False)
-            z = b.sub(b.cast(self.value(R.inputs[0], list(range(self.rank))), R.dtype), m)
-            if name == "softmax":
-                self.scopes[-1][id(R)] = b.div(b.exp(z), s)
-            else:
-                self.scopes[-1][id(R)] = b.sub(z, b.log(s))
-            self.store_outputs(self.k.outputs)
-            self.close_loops(opened)
-        else:
-            raise SymkError(f"internal error: no Kernel-IR lowering for reduction '{name}'")
+        """The reduction-like op lowers itself (``op.lower_reduction``) from the building
+        blocks below: passes over the reduced axes, then its result."""
+        hook = getattr(self.R.op, "lower_reduction", None)
+        if hook is None:
+            raise SymkError(f"internal error: no Kernel-IR lowering for reduction "
+                            f"'{self.R.op.name}'")
+        hook(self.R, self)
+
+    # ---------------------------------------------------------- building blocks of the hooks
+    def reduce(self, kind: str, acc_dtype: str, fn: Any) -> int:
+        """A pass over the reduced axes accumulating ``fn(x)`` (``x``: the input's value) by
+        ``kind`` in ``acc_dtype``: the accumulated value."""
+        return self._reduce_pass(kind, acc_dtype, fn)
+
+    def count(self) -> int:
+        """The number of reduced elements (int64)."""
+        count = None
+        for a in self.red:
+            count = self.dimval[a] if count is None else self.p.emit(
+                "alu", "int64", (count, self.dimval[a]), "mul")
+        return count
+
+    def result(self, value: int) -> None:
+        """The reduction's value on the kept axes: its outputs (and epilogue) are stored."""
+        self.scopes[-1][id(self.R)] = value
+        self.store_outputs(self.k.outputs)
+
+    def per_element(self, fn: Any) -> None:
+        """A last pass over the reduced axes whose value at each element is ``fn(x)`` (an op
+        that keeps its input's shape, as softmax): its outputs are stored in the pass."""
+        opened = self.open_loops(list(self.red), False)
+        self.scopes[-1][id(self.R)] = fn(self.value(self.R.inputs[0], list(range(self.rank))))
+        self.store_outputs(self.k.outputs)
+        self.close_loops(opened)
+
+    def arg(self, kind: str) -> int:
+        """The index (int64) of the first maximum (``argmax``) or minimum (``argmin``) along
+        the one reduced axis."""
+        acc = self.p.emit("argacc", "int64", (), kind)
+        (a,) = self.red
+        opened = self.open_loops([a], False)
+        x = self.value(self.R.inputs[0], list(range(self.rank)))
+        self.p.emit("argacc_update", None, (acc, x, self.loopvar[a]))
+        self.close_loops(opened)
+        return self.p.emit("acc_read", "int64", (acc,))
+
+    def scan(self, kind: str) -> None:
+        """The running combination by ``kind`` along the axis (its outputs are stored in the
+        pass)."""
+        self._scan(self.R, kind)
 
 
 def lower_kernel(k: Kernel) -> LoweredKernel:
     """The Kernel IR of ``k`` with its dead instructions removed (``kir_dce``), verified when
     ``kir_verify.ENABLED`` (the test suite)."""
-    if k.reduction is not None and not is_float(k.reduction.dtype) and \
-            k.reduction.op.name in ("softmax", "log_softmax", "logsumexp"):
-        raise SymkError(f"{k.reduction.op.name} needs a floating-point input")
     lk = _Lowerer(k).lower()
     eliminate_dead_code(lk.program)
     if kir_verify.ENABLED:

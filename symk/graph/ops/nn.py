@@ -10,7 +10,15 @@ import numpy as np
 from symk.graph import build as gb
 from symk.graph.op import Op, register
 from symk.graph.ops.elementwise import float_of
+from symk.graph.ops.reduce import accumulator_dtype
 from symk.graph.types import Type, normalize_axis
+
+
+class _Numpy:
+    """numpy under the Kernel IR builder's names: one formula serves the reference and the
+    lowering (``_finish``)."""
+
+    div, sub, exp, log = np.divide, np.subtract, np.exp, np.log
 
 
 class _SoftmaxBase(Op):
@@ -22,6 +30,15 @@ class _SoftmaxBase(Op):
         (x,) = inputs
         normalize_axis(axis, x.ndim)
         return Type(float_of(x.dtype), x.shape)
+
+    def lower_reduction(self, node, L) -> None:
+        """Kernel IR: a max pass, a pass summing exp(x - max) (in the accumulator's dtype),
+        then each element from ``z = x - max`` and that sum (``_finish``)."""
+        b, dt = L.b, node.dtype
+        m = L.reduce("max", dt, lambda x: b.cast(x, dt))
+        s = b.cast(L.reduce("sum", accumulator_dtype("sum", dt),
+                            lambda x: b.exp(b.sub(b.cast(x, dt), m))), dt)
+        L.per_element(lambda x: self._finish(b, b.sub(b.cast(x, dt), m), s))
 
     def row_axis(self, node, axes):
         (a,) = axes  # normalized along another axis: each row alone
@@ -38,8 +55,13 @@ class Softmax(_SoftmaxBase):
         x = x.astype(float_of(x.dtype.name), copy=False)
         if x.size == 0:  # nothing to normalize (an empty axis included): an empty result
             return x.copy()
-        e = np.exp(x - np.max(x, axis=axis, keepdims=True))
-        return e / np.sum(e, axis=axis, keepdims=True)
+        z = x - np.max(x, axis=axis, keepdims=True)
+        return self._finish(_Numpy, z, np.sum(np.exp(z), axis=axis, keepdims=True))
+
+    @staticmethod
+    def _finish(b, z, s):
+        # softmax from z = x - max and s = sum(exp(z)) (b: numpy's or Kernel IR's builder)
+        return b.div(b.exp(z), s)
 
     def vjp(self, node, g):
         a = node.attrs["axis"]
@@ -58,7 +80,12 @@ class LogSoftmax(_SoftmaxBase):
         if x.size == 0:
             return x.copy()
         z = x - np.max(x, axis=axis, keepdims=True)
-        return z - np.log(np.sum(np.exp(z), axis=axis, keepdims=True))
+        return self._finish(_Numpy, z, np.sum(np.exp(z), axis=axis, keepdims=True))
+
+    @staticmethod
+    def _finish(b, z, s):
+        # log_softmax from z = x - max and s = sum(exp(z))
+        return b.sub(z, b.log(s))
 
     def vjp(self, node, g):
         a = node.attrs["axis"]

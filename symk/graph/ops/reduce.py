@@ -70,6 +70,18 @@ class Reduce(Op):
         return np.asarray(self.np_fn(x.astype(od, copy=False), axis=tuple(axes),
                                      keepdims=keepdims)).astype(od, copy=False)
 
+    def lower_reduction(self, node, L) -> None:
+        """Kernel IR (``L``: codegen's lowering, see ``Op.lower_reduction``): one pass
+        combining the input (cast to the result's dtype, or to bool for any/all) in the
+        accumulator's dtype, divided by the count for a mean."""
+        b, kind = L.b, self.combine
+        acc = accumulator_dtype(kind, node.dtype)
+        to = "bool" if kind in ("any", "all") else node.dtype
+        r = L.reduce(kind, acc, lambda x: b.cast(x, to))
+        if self.averages:
+            r = b.div(r, b.cast(L.count(), acc))
+        L.result(b.cast(r, node.dtype))
+
 
 def _expand_back(node, g):
     """g of a reduction's output, reshaped with the reduced axes kept (size 1)."""
@@ -189,6 +201,14 @@ class LogSumExp(Reduce):
     def out_dtype(self, dtype):
         return float_of(dtype)
 
+    def lower_reduction(self, node, L) -> None:
+        # m + log(sum(exp(x - m))), m = max(x) (0 where it is infinite)
+        b, dt = L.b, node.dtype
+        m = L.reduce("max", dt, lambda x: b.cast(x, dt))
+        m = b.where(b.eq(b.abs(m), b.c(float("inf"), m)), b.c(0, m), m)
+        s = L.reduce("sum", accumulator_dtype("sum", dt), lambda x: b.exp(b.sub(b.cast(x, dt), m)))
+        L.result(b.add(b.log(b.cast(s, dt)), m))
+
     def ref(self, x, axes, keepdims=False):
         x = x.astype(self.out_dtype(x.dtype.name), copy=False)
         axes = tuple(axes)
@@ -222,6 +242,9 @@ class ArgMax(Op):
     def ref(self, x, axis, keepdims=False):
         return np.asarray(self.np_fn(x, axis=axis, keepdims=keepdims), dtype=np.int64)
 
+    def lower_reduction(self, node, L) -> None:
+        L.result(L.arg(self.name))
+
 
 @register
 class ArgMin(ArgMax):
@@ -236,6 +259,8 @@ class _Cumulative(Op):
     arity = 1
     attr_names = ("axis", "reverse")
     reduction = True
+    #: how each element joins the running value (``sum``, ``prod``)
+    combine_step = "sum"
 
     def infer(self, inputs, axis, reverse=False):
         (x,) = inputs
@@ -250,11 +275,15 @@ class _Cumulative(Op):
         out = self.np_fn(x, axis=axis, dtype=od)
         return np.flip(out, axis) if reverse else out
 
+    def lower_reduction(self, node, L) -> None:
+        L.scan(self.combine_step)
+
 
 @register
 class CumSum(_Cumulative):
     name = "cumsum"
     np_fn = staticmethod(np.cumsum)
+    combine_step = "sum"
 
     def vjp(self, node, g):
         a, rev = node.attrs["axis"], node.attrs.get("reverse", False)
@@ -265,6 +294,7 @@ class CumSum(_Cumulative):
 class CumProd(_Cumulative):
     name = "cumprod"
     np_fn = staticmethod(np.cumprod)
+    combine_step = "prod"
 
     def vjp(self, node, g):
         # d y_j / d x_i = y_j / x_i for j >= i  (inputs must be nonzero)
