@@ -71,6 +71,8 @@ class Op:
     shape_only: ClassVar[bool] = False
     #: True when f(a, b) == f(b, a) (binary ops; rewrite patterns match either order)
     commutative: ClassVar[bool] = False
+    #: True for matrix products (einsum, gemm), which runtimes hand to BLAS
+    matrix_product: ClassVar[bool] = False
     #: True when the value is the input's data in another shape (reshape, expand_dims,
     #: squeeze): the schedule makes it a view step, a runtime copies an address
     reshapes: ClassVar[bool] = False

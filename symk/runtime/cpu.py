@@ -303,7 +303,7 @@ class CpuPlan(InterpPlan):
         return {"kir": lower_kernel(step).program.text(), "llvm_ir": self.ir}
 
     def node_step(self, n: Node) -> Callable[[list[Any]], None]:
-        if n.op.name in ("einsum", "gemm"):  # matrix products write into the step's buffers
+        if n.op.matrix_product:  # matrix products write into the step's buffers
             ring = Ring(self.known, np.dtype(n.dtype))
 
             def alloc(shape: tuple[int, ...]) -> np.ndarray:

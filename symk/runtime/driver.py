@@ -119,7 +119,7 @@ def build_segments(plan: Any) -> list[tuple[int, int]]:
         lo = k
         while k < len(steps) and native_step_ok(plan, steps[k]):
             k += 1
-        if any(isinstance(s, Kernel) or s.node.op.name in ("einsum", "gemm")
+        if any(isinstance(s, Kernel) or s.node.op.matrix_product
                for s in steps[lo:k]):
             out.append((lo, k))
     return out

@@ -106,7 +106,7 @@ class BodyPlan:
         roots = [plan.slot[id(r)] for r in opt_roots]
         self.out_slots, self.new_carry_slots = roots[:len(body.outs)], roots[len(body.outs):]
         self.size = len(plan.order)
-        self.has_matmul = any(n.op.name in ("einsum", "gemm") for n in plan.order)
+        self.has_matmul = any(n.op.matrix_product for n in plan.order)
         self.lock = threading.Lock()
         #: the whole time loop in one native call, when the body is one native segment
         native = NativeLoop(self)

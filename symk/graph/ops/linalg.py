@@ -42,6 +42,7 @@ def matmul2d_layout(spec: str) -> tuple[bool, bool, bool] | None:
 @register
 class Einsum(Op):
     name = "einsum"
+    matrix_product = True
     attr_names = ("spec",)
     extern = True
 
@@ -127,6 +128,7 @@ class Gemm(Op):
     nan (0 * inf), as the expression it replaces does."""
 
     name = "gemm"
+    matrix_product = True
     arity = 5
     attr_names = ("spec",)
     extern = True
