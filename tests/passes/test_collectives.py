@@ -14,29 +14,8 @@ from symk.graph.node import apply
 from symk.graph.ops import collective
 from symk.graph.tensor import Tensor
 from symk.passes.collectives import group_allreduces
+from tests.collective_standin import comm_fixture  # noqa: F401  (the fixture `comm`)
 from tests.harness import available_devices
-
-
-class TwoSameRanks:
-    rank, size = 0, 2
-
-    def __init__(self) -> None:
-        self.calls: list[tuple[str, int]] = []
-
-    def allreduce(self, src, dst, what):
-        self.calls.append(("allreduce", src.size))
-        np.multiply(src, 2, out=dst)
-
-    def broadcast_(self, flat, root, what):
-        self.calls.append(("broadcast", flat.size))
-
-
-@pytest.fixture
-def comm():
-    c = TwoSameRanks()
-    collective.set_communicator(c)
-    yield c
-    collective.set_communicator(None)
 
 
 def _ops(f) -> list[str]:
