@@ -172,11 +172,11 @@ class CudaRenderer(cm.CudaC):
     def ref(self, i: int) -> str:
         ins = self.ins[i]
         if ins.op == "const":
-            return self.literal(ins.arg, ins.dtype)
+            return self.literal(ins.arg, ins.vdtype)
         return self.names[i]
 
     def vtype(self, i: int) -> str:
-        return self.idx_t if i in self.index_vals else cm.ctype(self.ins[i].dtype)
+        return self.idx_t if i in self.index_vals else cm.ctype(self.ins[i].vdtype)
 
     def define(self, i: int, expr: str) -> None:
         self.names[i] = f"v{i}"
@@ -195,13 +195,13 @@ class CudaRenderer(cm.CudaC):
         if ins.dtype == "bool":
             v = f"({v} != 0)"
         if ctx == "scan":
-            v = f"(act ? {v} : {self.literal(0, ins.dtype)})"
+            v = f"(act ? {v} : {self.literal(0, ins.vdtype)})"
         self.define(i, v)
 
     def store(self, i: int, ins: Ins, ctx: str) -> None:
         """``store`` and ``store_reduce``."""
         buf, idx, val = ins.args
-        dt = self.ins[buf].dtype
+        dt = self.ins[buf].vdtype
         target = f"{self.ref(buf)}[{self.ref(idx)}]"
         v = self.ref(val)
         if ins.op == "store_reduce":
@@ -221,28 +221,32 @@ class CudaRenderer(cm.CudaC):
             self.define(i, self.primitive(prim, in_dt, [self.ref(a) for a in ins.args]))
 
     def cast(self, i: int, ins: Ins, ctx: str) -> None:
-        src = self.ins[ins.args[0]].dtype
-        self.define(i, cm.cast(self.ref(ins.args[0]), src, ins.dtype))
+        src = self.ins[ins.args[0]].vdtype
+        self.define(i, cm.cast(self.ref(ins.args[0]), src, ins.vdtype))
 
     def acc(self, i: int, ins: Ins, ctx: str) -> None:
         self.names[i] = f"a{i}"
-        self.line(f"{cm.ctype(ins.dtype)} a{i} = {self.identity(ins.arg, ins.dtype)};")
+        self.line(f"{cm.ctype(ins.vdtype)} a{i} = {self.identity(ins.arg, ins.vdtype)};")
 
     def argacc(self, i: int, ins: Ins, ctx: str) -> None:
         upd = next(u for u in self.ins if u.op == "argacc_update" and u.args[0] == i)
-        vdt = self.ins[upd.args[1]].dtype
+        vdt = self.ins[upd.args[1]].vdtype
         self.names[i] = f"a{i}"
         self.line(f"{cm.ctype(vdt)} ab{i} = {self.identity(ins.arg, vdt)};")
         self.line(f"long long a{i} = 0;")
 
+    # an update at a row's own level (a rank-0 reduction: no loop to share out) is thread 0's:
+    # acc_read then combines the block's partials, which other threads leave at identity
     def acc_update(self, i: int, ins: Ins, ctx: str) -> None:
         acc, v = ins.args
-        self.line(f"a{acc} = {cm.combine(self.ins[acc].arg, f'a{acc}', self.ref(v))};")
+        guard = "if (threadIdx.x == 0) " if ctx == "row0" else ""
+        self.line(f"{guard}a{acc} = {cm.combine(self.ins[acc].arg, f'a{acc}', self.ref(v))};")
 
     def argacc_update(self, i: int, ins: Ins, ctx: str) -> None:
         acc, v, idx = ins.args
         mx = "true" if self.ins[acc].arg == "argmax" else "false"
-        self.line(f"if (symk_arg_better<{mx}>({self.ref(v)}, (long long){self.ref(idx)}, "
+        guard = "threadIdx.x == 0 && " if ctx == "row0" else ""
+        self.line(f"if ({guard}symk_arg_better<{mx}>({self.ref(v)}, (long long){self.ref(idx)}, "
                   f"ab{acc}, a{acc})) {{ ab{acc} = {self.ref(v)}; "
                   f"a{acc} = {self.ref(idx)}; }}")
 
@@ -250,8 +254,8 @@ class CudaRenderer(cm.CudaC):
         acc, v = ins.args
         kind = self.ins[acc].arg
         if ctx == "scan":
-            ct = cm.ctype(self.ins[acc].dtype)
-            ident = self.identity(kind, self.ins[acc].dtype)
+            ct = cm.ctype(self.ins[acc].vdtype)
+            ident = self.identity(kind, self.ins[acc].vdtype)
             self.line(f"{ct} t{i};")
             self.define(i, f"{cm.OPS[kind]}::f(a{acc}, symk_block_scan<{cm.OPS[kind]}>("
                            f"act ? {self.ref(v)} : {ident}, {ident}, &t{i}))")
@@ -352,7 +356,7 @@ class CudaRenderer(cm.CudaC):
         sig = []
         for pi in self.p.params:
             name, kind = self.ins[pi].arg
-            dt = self.ins[pi].dtype
+            dt = self.ins[pi].vdtype
             if kind == "size":
                 k = self.sizes.index(pi)
                 sig.append(f"long long d{k}")

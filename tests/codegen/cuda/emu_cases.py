@@ -148,6 +148,22 @@ def _scans() -> Built:
                  expect)
 
 
+def _rank0() -> Built:
+    """Reductions of a rank-0 value: one row whose update is not in a loop (every thread of the
+    block must not add its own copy)."""
+    x = K.placeholder(())
+    i = K.placeholder((), dtype="int32")
+    outs = [K.prod(x), K.sum(x * 2.0), K.max(x), K.mean(x), K.sum(i), K.any(K.greater(x, 0.0)),
+            K.logsumexp(x)]
+
+    def expect(x, i):
+        return [np.asarray(x), np.asarray(x * np.float32(2)), np.asarray(x), np.asarray(x),
+                np.asarray(i), np.asarray(x > 0), np.asarray(x)]
+    return Built([x, i], outs, [[np.asarray(1.5, np.float32), np.asarray(3, np.int32)],
+                                [np.asarray(-0.75, np.float32), np.asarray(-2, np.int32)]],
+                 expect)
+
+
 def _softmaxes() -> Built:
     x = K.placeholder((None, 5, 33), dtype="float64")
     outs = [K.softmax(x), K.softmax(x, axis=1), K.logsumexp(x, axis=1),
@@ -187,5 +203,5 @@ def all_cases() -> dict[str, Callable[[], Built]]:
         for dt in dts:
             out[f"binary_{name}_{dt}"] = _binary_case(name, dt)
     out.update({"reductions": _reductions, "big_rows": _big_rows, "scans": _scans,
-                "softmaxes": _softmaxes, "int_bool": _int_bool})
+                "softmaxes": _softmaxes, "int_bool": _int_bool, "rank0": _rank0})
     return out
