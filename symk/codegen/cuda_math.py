@@ -69,17 +69,17 @@ def float_literal(value: Any, dt: str) -> str:
     return v.hex()
 
 
-def int_literal(v: int, dt: str) -> str:
+def int_literal(value: int, dt: str) -> str:
     """A C literal of an integer of type ``dt`` (the most negative values as expressions)."""
     if dt == "int64":
-        return "(-9223372036854775807LL - 1)" if v == -(1 << 63) else f"{v}LL"
+        return "(-9223372036854775807LL - 1)" if value == -(1 << 63) else f"{value}LL"
     if dt == "uint64":
-        return f"{v}ULL"
+        return f"{value}ULL"
     if dt == "uint32":
-        return f"{v}u"
+        return f"{value}u"
     if dt == "int32":
-        return "(-2147483647 - 1)" if v == -(1 << 31) else str(v)
-    return f"(({CTYPE[dt]}){v})"
+        return "(-2147483647 - 1)" if value == -(1 << 31) else str(value)
+    return f"(({CTYPE[dt]}){value})"
 
 
 #: accumulation kind -> functor struct of the prelude

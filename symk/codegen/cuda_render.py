@@ -30,6 +30,7 @@ than 2**30 domain elements, where it is 32-bit.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 
 from symk.codegen import cuda_math as cm
@@ -80,7 +81,7 @@ def _tree(prog: Program) -> list:
     return root
 
 
-def _walk(items: list):
+def _walk(items: list) -> Iterator[int]:
     for it in items:
         if isinstance(it, _Loop):
             yield it.r
@@ -343,6 +344,8 @@ class CudaRenderer(cm.CudaC):
         self._bind_params()
         body_start = len(self.lines)
         kinds = {self.ins[i].op for i in _walk(tree)}
+        work: list[list[Extent]]
+        inner: list[list[Extent]]
         if P is None:
             mode, work, inner = "serial", [[("const", 1)]], []
             self.open("if (blockIdx.x == 0 && threadIdx.x == 0)")
@@ -379,18 +382,23 @@ class CudaRenderer(cm.CudaC):
                 self.names[pi] = name
 
     # thread mode --------------------------------------------------------------------------
-    def thread_mode(self, P: _Loop) -> tuple[str, list, list]:
-        pe = self.extent(P.r)
+    def uniform_extent(self, r: int) -> Extent:
+        """The extent of range ``r``, already found uniform (``extent`` is not None)."""
+        e = self.extent(r)
+        assert e is not None, f"range %{r} has no uniform extent"
+        return e
+
+    def thread_mode(self, P: _Loop) -> tuple[str, list[list[Extent]], list[list[Extent]]]:
+        pe = self.uniform_extent(P.r)
         self.line(f"const {self.idx_t} gtid = ({self.idx_t})blockIdx.x * blockDim.x + "
                   "threadIdx.x;")
         self.line(f"const {self.idx_t} gstride = ({self.idx_t})gridDim.x * blockDim.x;")
         nests = [x for x in P.body if isinstance(x, _Loop)]
-        plans = []
+        found: list[tuple[_Loop, list[_Loop], list[int]]] = []
         memo: dict[int, frozenset] = {}
         for lp in nests:
             ch = self.chain(lp)
             if ch is None:
-                plans = None
                 break
             loops, _ = ch
             has_sr = any(self.ins[i].op == "store_reduce" for i in _walk([lp]))
@@ -402,7 +410,9 @@ class CudaRenderer(cm.CudaC):
                 mapped = [x.r for x in loops if x.r in dep]
             else:
                 mapped = [x.r for x in loops]
-            plans.append((lp, loops, mapped))
+            found.append((lp, loops, mapped))
+        # None when some nest is not a perfect nest of uniform loops
+        plans = found if len(found) == len(nests) else None
         side_effects = any(self.ins[x].op in ("store", "store_reduce")
                            for x in P.body if not isinstance(x, _Loop))
         if plans is not None and len(plans) > 1:
@@ -424,7 +434,7 @@ class CudaRenderer(cm.CudaC):
                 prefix.append(it)
                 continue
             lp, loops, mapped = next(pl for pl in plans if pl[0] is it)
-            exts = [pe] + [self.extent(r) for r in mapped]
+            exts = [pe] + [self.uniform_extent(r) for r in mapped]
             work.append(exts)
             self.open(f"for ({self.idx_t} f = gtid; f < {self.product(exts)}; f += gstride)")
             self.decompose("f", [P.r] + mapped, exts)
@@ -448,7 +458,7 @@ class CudaRenderer(cm.CudaC):
             self.close()
 
     # row mode -----------------------------------------------------------------------------
-    def row_mode(self, P: _Loop) -> tuple[str, list, list]:
+    def row_mode(self, P: _Loop) -> tuple[str, list[list[Extent]], list[list[Extent]]]:
         rows = [P]
         while True:
             body = rows[-1].body
@@ -459,7 +469,7 @@ class CudaRenderer(cm.CudaC):
                 rows.append(subs[0])
                 continue
             break
-        exts = [self.extent(x.r) for x in rows]
+        exts = [self.uniform_extent(x.r) for x in rows]
         self.open(f"for ({self.idx_t} row = blockIdx.x; row < {self.product(exts)}; "
                   "row += gridDim.x)")
         self.decompose("row", [x.r for x in rows], exts)
@@ -472,7 +482,7 @@ class CudaRenderer(cm.CudaC):
             ch = self.chain(it)
             if "acc_scan" in kinds and ch is not None and len(ch[0]) == 1 and \
                     not (kinds & {"acc", "argacc", "store_reduce"}):
-                e = self.extent(it.r)
+                e = self.uniform_extent(it.r)
                 inner.append([e])
                 n = self.ext_expr(e)
                 self.open(f"for ({self.idx_t} base = 0; base < {n}; base += blockDim.x)")
@@ -483,7 +493,7 @@ class CudaRenderer(cm.CudaC):
                 self.close()
             elif ch is not None and not (kinds & {"acc", "argacc", "acc_scan", "store_reduce"}):
                 loops, _ = ch
-                le = [self.extent(x.r) for x in loops]
+                le = [self.uniform_extent(x.r) for x in loops]
                 inner.append(le)
                 self.open(f"for ({self.idx_t} g = threadIdx.x; g < {self.product(le)}; "
                           "g += blockDim.x)")

@@ -42,6 +42,13 @@ class Ins:
     args: tuple[int, ...] = ()
     arg: Any = None
 
+    @property
+    def vdtype(self) -> str:
+        """The dtype of an instruction that defines a value (every op but ``end``, ``store``,
+        ``store_reduce``, ``acc_update`` and ``argacc_update``, whose dtype is None)."""
+        assert self.dtype is not None, f"'{self.op}' defines no value"
+        return self.dtype
+
 
 @dataclass
 class Program:

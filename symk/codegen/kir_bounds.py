@@ -111,20 +111,21 @@ class Affine:
 
 def combine(prim: str, args: list[Affine | None]) -> Affine | None:
     """The affine form of an int64 ``alu`` of affine operands, or None (not tracked)."""
-    if any(a is None for a in args):
+    known = [a for a in args if a is not None]
+    if len(known) != len(args):
         return None
-    if prim == "add" and len(args) == 2:
-        return args[0].plus(args[1])  # type: ignore[union-attr]
-    if prim == "sub" and len(args) == 2:
-        return args[0].plus(args[1], -1)  # type: ignore[union-attr]
-    if prim == "neg" and len(args) == 1:
-        return Affine().plus(args[0], -1)  # type: ignore[arg-type]
-    if prim == "mul" and len(args) == 2:
-        a, b = args
-        if not b.terms:  # type: ignore[union-attr]
-            return a.scaled(b.c)  # type: ignore[union-attr]
-        if not a.terms:  # type: ignore[union-attr]
-            return b.scaled(a.c)  # type: ignore[union-attr]
+    if prim == "add" and len(known) == 2:
+        return known[0].plus(known[1])
+    if prim == "sub" and len(known) == 2:
+        return known[0].plus(known[1], -1)
+    if prim == "neg" and len(known) == 1:
+        return Affine().plus(known[0], -1)
+    if prim == "mul" and len(known) == 2:
+        a, b = known
+        if not b.terms:
+            return a.scaled(b.c)
+        if not a.terms:
+            return b.scaled(a.c)
     return None
 
 

@@ -8,7 +8,7 @@ primitives are evaluated by the same numpy scalar builder that defines the ops' 
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import numpy as np
@@ -21,8 +21,8 @@ from symk.graph.scalar import NUMPY
 #: ufuncs whose ``.at`` applies a store_reduce (sequentially, duplicates accumulate)
 _AT = {"sum": np.add, "prod": np.multiply, "max": np.maximum, "min": np.minimum,
        "any": np.logical_or, "all": np.logical_and}
-_REDUCE = {"sum": np.sum, "prod": np.prod, "max": np.max, "min": np.min, "any": np.any,
-           "all": np.all}
+_REDUCE: dict[str, Callable[..., Any]] = {
+    "sum": np.sum, "prod": np.prod, "max": np.max, "min": np.min, "any": np.any, "all": np.all}
 
 
 def _expand(v: np.ndarray, depth: int) -> np.ndarray:

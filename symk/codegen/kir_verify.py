@@ -37,7 +37,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NoReturn
 
 import numpy as np
 
@@ -105,7 +105,7 @@ class _Verifier:
         self.numel: dict[int, kb.Poly] = {}
         self.stats = VerifyStats()
 
-    def fail(self, msg: str) -> None:
+    def fail(self, msg: str) -> NoReturn:
         raise KirVerifyError(f"Kernel IR of kernel '{self.p.name}', instruction "
                              f"{describe(self.p, self.i)}: {msg}")
 
@@ -132,7 +132,7 @@ class _Verifier:
             self.fail(f"operand %{a} is {what}, not a value")
         if dtype is not None and x.dtype != dtype:
             self.fail(f"operand %{a} has dtype {x.dtype}, expected {dtype}")
-        return x.dtype  # type: ignore[return-value]
+        return x.vdtype
 
     def buffer(self, a: int, kinds: tuple[str, ...]) -> Ins:
         x = self.operand(a)

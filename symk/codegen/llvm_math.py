@@ -268,6 +268,18 @@ class _V:
     ty: str
 
 
+#: an operand of a builder instruction: a value, or a constant of the other operand's type
+_Operand = _V | float | int
+
+
+def _operand_ty(a: _Operand, b: _Operand) -> str:
+    """The type of a binary operation: that of its operand which is a value (one must be)."""
+    if isinstance(a, _V):
+        return a.ty
+    assert isinstance(b, _V), "a binary operation of two constants"
+    return b.ty
+
+
 @dataclass
 class _Builder:
     lines: list[str] = field(default_factory=list)
@@ -298,25 +310,25 @@ class _Builder:
             ref = str(int(value))
         return _V(f"splat ({ty} {ref})" if self.lanes else ref, ty)
 
-    def _op(self, x: _V | float | int, ty: str) -> _V:
+    def _op(self, x: _Operand, ty: str) -> _V:
         return x if isinstance(x, _V) else self.const(x, ty)
 
-    def _bin(self, opcode: str, a: _V | float | int, b: _V | float | int) -> _V:
-        ty = a.ty if isinstance(a, _V) else b.ty  # type: ignore[union-attr]
-        a, b = self._op(a, ty), self._op(b, ty)
-        return self._emit(f"{opcode} {self.T(ty)} {a.ref}, {b.ref}", ty)
+    def _bin(self, opcode: str, a: _Operand, b: _Operand) -> _V:
+        ty = _operand_ty(a, b)
+        va, vb = self._op(a, ty), self._op(b, ty)
+        return self._emit(f"{opcode} {self.T(ty)} {va.ref}, {vb.ref}", ty)
 
     # float arithmetic ---------------------------------------------------------------------
-    def fadd(self, a, b) -> _V:
+    def fadd(self, a: _Operand, b: _Operand) -> _V:
         return self._bin("fadd", a, b)
 
-    def fsub(self, a, b) -> _V:
+    def fsub(self, a: _Operand, b: _Operand) -> _V:
         return self._bin("fsub", a, b)
 
-    def fmul(self, a, b) -> _V:
+    def fmul(self, a: _Operand, b: _Operand) -> _V:
         return self._bin("fmul", a, b)
 
-    def fdiv(self, a, b) -> _V:
+    def fdiv(self, a: _Operand, b: _Operand) -> _V:
         return self._bin("fdiv", a, b)
 
     def fneg(self, a: _V) -> _V:
@@ -330,7 +342,7 @@ class _Builder:
         self.intrinsics[name] = f"declare {vty} @{name}({', '.join([vty] * len(ops))})"
         return self._emit(f"call {vty} @{name}({', '.join(f'{vty} {o.ref}' for o in ops)})", ty)
 
-    def fma(self, a, b, c) -> _V:
+    def fma(self, a: _Operand, b: _Operand, c: _Operand) -> _V:
         """a*b + c, fused where the target has FMA (``llvm.fmuladd``)."""
         return self.intrinsic("fmuladd", a, b, c)
 
@@ -351,21 +363,21 @@ class _Builder:
         return acc
 
     # comparisons, selection ---------------------------------------------------------------
-    def fcmp(self, pred: str, a, b) -> _V:
-        ty = a.ty if isinstance(a, _V) else b.ty
-        a, b = self._op(a, ty), self._op(b, ty)
-        return self._emit(f"fcmp {pred} {self.T(ty)} {a.ref}, {b.ref}", "i1")
+    def fcmp(self, pred: str, a: _Operand, b: _Operand) -> _V:
+        ty = _operand_ty(a, b)
+        va, vb = self._op(a, ty), self._op(b, ty)
+        return self._emit(f"fcmp {pred} {self.T(ty)} {va.ref}, {vb.ref}", "i1")
 
-    def icmp(self, pred: str, a, b) -> _V:
-        ty = a.ty if isinstance(a, _V) else b.ty
-        a, b = self._op(a, ty), self._op(b, ty)
-        return self._emit(f"icmp {pred} {self.T(ty)} {a.ref}, {b.ref}", "i1")
+    def icmp(self, pred: str, a: _Operand, b: _Operand) -> _V:
+        ty = _operand_ty(a, b)
+        va, vb = self._op(a, ty), self._op(b, ty)
+        return self._emit(f"icmp {pred} {self.T(ty)} {va.ref}, {vb.ref}", "i1")
 
-    def select(self, c: _V, a, b, ty: str | None = None) -> _V:
-        ty = ty or (a.ty if isinstance(a, _V) else b.ty)
-        a, b = self._op(a, ty), self._op(b, ty)
+    def select(self, c: _V, a: _Operand, b: _Operand, ty: str | None = None) -> _V:
+        ty = ty or _operand_ty(a, b)
+        va, vb = self._op(a, ty), self._op(b, ty)
         vt = self.T(ty)
-        return self._emit(f"select {self.T('i1')} {c.ref}, {vt} {a.ref}, {vt} {b.ref}", ty)
+        return self._emit(f"select {self.T('i1')} {c.ref}, {vt} {va.ref}, {vt} {vb.ref}", ty)
 
     def and1(self, a: _V, b: _V) -> _V:
         return self._emit(f"and {self.T('i1')} {a.ref}, {b.ref}", "i1")
@@ -377,7 +389,7 @@ class _Builder:
         return self._emit(f"or {self.T('i1')} {a.ref}, {b.ref}", "i1")
 
     # integers, casts ----------------------------------------------------------------------
-    def iop(self, opcode: str, a, b) -> _V:
+    def iop(self, opcode: str, a: _Operand, b: _Operand) -> _V:
         return self._bin(opcode, a, b)
 
     def cast(self, opcode: str, a: _V, ty: str) -> _V:
@@ -593,6 +605,8 @@ def _erf(b: _Builder, x: _V) -> _V:
     ty = x.ty
     a = b.fabs(x)
     small = b.fma(x, b.horner(b.fmul(x, x), _ERF_SMALL_C[ty]), x)
+    mid: _V | float
+    coeffs: Iterable[_V | float]
     if ty == "float":
         ac = b.select(b.fcmp("ogt", a, 4.0), 4.0, a)
         mid, coeffs = _ERF_TAIL_F32

@@ -23,11 +23,11 @@ from symk.codegen.renderer import (
     COMPARISONS,
     TRANSCENDENTALS,
     Renderer,
-    identity_value,
     is_float,
     is_unsigned,
 )
 from symk.errors import SymkError
+from symk.graph.ops.reduce import identity as identity_value
 
 LLTYPE = {"float16": "half", "float32": "float", "float64": "double", "int8": "i8", "int16": "i16",
           "int32": "i32", "int64": "i64", "uint8": "i8", "uint16": "i16", "uint32": "i32",
@@ -431,7 +431,7 @@ class LLVMRenderer(Renderer):
         pass
 
     def constant(self, i: int, ins: Ins) -> None:
-        self.val[i] = self.literal(ins.arg, ins.dtype)
+        self.val[i] = self.literal(ins.arg, ins.vdtype)
 
     def begin_loop(self, i: int, ins: Ins) -> None:
         e = self.emit
@@ -485,7 +485,8 @@ class LLVMRenderer(Renderer):
         return mt, gp
 
     def load(self, i: int, ins: Ins) -> None:
-        mt, gp = self.element(*ins.args, ins.dtype)
+        buf, idx = ins.args
+        mt, gp = self.element(buf, idx, ins.vdtype)
         t = self.assign(self.tmp(), f"load {mt}, ptr {gp}")
         if ins.dtype == "bool":
             t = self.assign(self.tmp(), f"icmp ne i8 {t}, 0")
@@ -494,7 +495,7 @@ class LLVMRenderer(Renderer):
     def store(self, i: int, ins: Ins) -> None:
         buf, idx, v = ins.args
         val = self.ref(v)
-        dt = self.p.ins[buf].dtype
+        dt = self.p.ins[buf].vdtype
         if dt == "bool":
             val = self.assign(self.tmp(), f"zext i1 {val} to i8")
         mt, gp = self.element(buf, idx, dt)
@@ -506,18 +507,19 @@ class LLVMRenderer(Renderer):
         self.val[i] = self.primitive(ins.arg, dt, args, self.tmp())
 
     def cast_ins(self, i: int, ins: Ins) -> None:
-        self.val[i] = self.cast(self.ref(ins.args[0]), self.p.ins[ins.args[0]].dtype, ins.dtype)
+        self.val[i] = self.cast(self.ref(ins.args[0]), self.p.ins[ins.args[0]].vdtype,
+                                ins.vdtype)
 
     def acc_read(self, i: int, ins: Ins) -> None:
         acc = self.p.ins[ins.args[0]]
-        ty = LLTYPE[acc.dtype] if acc.op == "acc" else "i64"
+        ty = LLTYPE[acc.vdtype] if acc.op == "acc" else "i64"
         slot = f"%acc{ins.args[0]}" if acc.op == "acc" else f"%aidx{ins.args[0]}"
         self.val[i] = self.assign(self.tmp(), f"load {ty}, ptr {slot}")
 
     def acc_init(self, i: int, ins: Ins) -> None:
-        ty = LLTYPE[ins.dtype]
+        ty = LLTYPE[ins.vdtype]
         self.allocas.append(f"%acc{i} = alloca {ty}")
-        self.emit(f"store {ty} {self.identity(ins.arg, ins.dtype)}, ptr %acc{i}")
+        self.emit(f"store {ty} {self.identity(ins.arg, ins.vdtype)}, ptr %acc{i}")
 
     def acc_update(self, i: int, ins: Ins) -> None:
         self.accumulate(ins)
@@ -548,16 +550,16 @@ class LLVMRenderer(Renderer):
         """Combine an ``acc_update`` / ``acc_scan`` value into its accumulator; the new value."""
         acc_i, v = ins.args
         acc = self.p.ins[acc_i]
-        ty = LLTYPE[acc.dtype]
+        ty = LLTYPE[acc.vdtype]
         old = self.tmp()
         self.emit(f"{old} = load {ty}, ptr %acc{acc_i}")
-        new = self.combine(acc.arg, acc.dtype, old, self.ref(v))
+        new = self.combine(acc.arg, acc.vdtype, old, self.ref(v))
         self.emit(f"store {ty} {new}, ptr %acc{acc_i}")
         return new
 
     def store_reduce(self, i: int, ins: Ins) -> None:
         buf, idx, v = ins.args
-        dt = self.p.ins[buf].dtype
+        dt = self.p.ins[buf].vdtype
         mt, gp = self.element(buf, idx, dt)
         old = self.assign(self.tmp(), f"load {mt}, ptr {gp}")
         if dt == "bool":
@@ -569,7 +571,7 @@ class LLVMRenderer(Renderer):
 
     def argacc_init(self, i: int, ins: Ins) -> None:
         upd = next(u for u in self.p.ins if u.op == "argacc_update" and u.args[0] == i)
-        vdt = self.p.ins[upd.args[1]].dtype
+        vdt = self.p.ins[upd.args[1]].vdtype
         ty = LLTYPE[vdt]
         self.allocas += [f"%aidx{i} = alloca i64", f"%abest{i} = alloca {ty}"]
         ident = self.identity(ins.arg, vdt)
@@ -579,7 +581,7 @@ class LLVMRenderer(Renderer):
     def argacc_update(self, i: int, ins: Ins) -> None:
         acc_i, v, idx = ins.args
         kind = self.p.ins[acc_i].arg
-        dt = self.p.ins[v].dtype
+        dt = self.p.ins[v].vdtype
         ty = LLTYPE[dt]
         slot = f"%abest{acc_i}"
         e = self.emit

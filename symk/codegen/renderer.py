@@ -87,8 +87,8 @@ class Renderer(ABC):
     def operand_dtype(self, ins: Ins) -> str:
         """The dtype an ``alu`` computes in: its first operand's (``where``: its values')."""
         if not ins.args:
-            return ins.dtype
-        return self.ins[ins.args[1 if ins.arg == "where" else 0]].dtype
+            return ins.vdtype
+        return self.ins[ins.args[1 if ins.arg == "where" else 0]].vdtype
 
     # ------------------------------------------------------------ literals
     def literal(self, value: Any, dt: str) -> str:
