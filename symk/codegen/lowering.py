@@ -12,9 +12,9 @@ math is written here.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol, cast
 
 import numpy as np
 
@@ -25,11 +25,22 @@ from symk.errors import SymkError
 from symk.graph.node import Node
 from symk.graph.op import IndexMap
 from symk.graph.ops.leaves import const_array
-from symk.graph.ops.reduce import accumulator_dtype, identity
+from symk.graph.ops.reduce import Reduce, accumulator_dtype, identity
 from symk.passes.schedule import Kernel
 
 _CMP = ("lt", "le", "gt", "ge", "eq", "ne")
 _LOGIC = ("logical_and", "logical_or", "logical_not")
+
+
+class _ScalarOp(Protocol):
+    """What lowering calls on an op it computes as a scalar expression: an elementwise op
+    (``Elementwise``) or a counter-based random op (``scalar`` only)."""
+
+    def scalar(self, b: Any, *args: Any, **attrs: Any) -> Any: ...
+
+    def input_dtypes(self, dtypes: Sequence[str], **attrs: Any) -> list[str]: ...
+
+    def out_dtype(self, dtypes: Sequence[str], **attrs: Any) -> str: ...
 
 
 class KirBuilder:
@@ -39,7 +50,7 @@ class KirBuilder:
         self.p = prog
 
     def dtype(self, x: int) -> str:
-        return self.p.ins[x].dtype  # type: ignore[return-value]
+        return self.p.ins[x].vdtype
 
     def const(self, value: Any, dtype: str) -> int:
         return self.p.const(np.asarray(value, dtype=dtype).item(), dtype)
@@ -50,7 +61,7 @@ class KirBuilder:
     def cast(self, x: int, dtype: str) -> int:
         return x if self.dtype(x) == dtype else self.p.emit("cast", dtype, (x,), dtype)
 
-    def __getattr__(self, prim: str):
+    def __getattr__(self, prim: str) -> Callable[..., int]:
         from symk.graph.scalar import PRIMITIVES
 
         if prim not in PRIMITIVES:
@@ -82,11 +93,11 @@ class LoweredKernel:
     #: the iteration domain (static dims, None for runtime sizes)
     domain: tuple = ()
     #: temporary buffers the caller provides after the outputs: (dtype, dims as out_dims)
-    scratch: list = None  # type: ignore[assignment]
+    scratch: list | None = None
     #: what the kernel's indexing assumes of its inputs' run-time shapes: (input index, axis,
     #: size param index or -1, static extent) per dimension that is not a broadcast 1; the
     #: caller checks them before the call (an input smaller than assumed would be read past)
-    in_checks: list = None  # type: ignore[assignment]
+    in_checks: list | None = None
 
 
 def _is_scalar_const(node: Node) -> bool:
@@ -253,7 +264,9 @@ class _Lowerer:
         if v is not None:
             return v
         if _is_scalar_const(node):
-            v = self.b.const(const_array(node).reshape(()).item(), node.dtype)
+            arr = const_array(node)
+            assert arr is not None  # a constant node
+            v = self.b.const(arr.reshape(()).item(), node.dtype)
             self.scopes[0][id(node)] = v
             return v
         if id(node) not in self.members:
@@ -264,7 +277,7 @@ class _Lowerer:
                 self.loads[(id(node), tuple(level_axes[off:]))] = None
                 v = self.p.emit("load", node.dtype, (self.in_ids[id(node)],
                                                      self.index(node.shape, level_axes)))
-                self.scopes[-1][key] = v  # type: ignore[index]
+                self.scopes[-1][key] = v
             return v
         # emit the missing internal ancestors first, in topological order (no recursion, so
         # chains of thousands of ops lower fine)
@@ -287,11 +300,11 @@ class _Lowerer:
 
     def _emit_elementwise(self, node: Node) -> None:
         own = self._level_axes(node)
-        op = node.op
-        im = op.index_map(node)
+        im = node.op.index_map(node)
         if im is not None:
             self._emit_index_map(node, im, own)
             return
+        op = cast(_ScalarOp, node.op)
         if id(node) in self.counter_ids:  # Philox of (element index, call number)
             index = self.index(node.shape, own)
             v = op.scalar(self.b, index, self.counter_ids[id(node)], **node.attrs)
@@ -318,7 +331,7 @@ class _Lowerer:
             return p.const(v, "int64")
 
         src = node.inputs[im.source]
-        pred = None
+        pred: int | None = None
         idx: list[int] = []
         for j, (oa, start, step) in enumerate(im.axes):
             if oa is None:
@@ -345,7 +358,8 @@ class _Lowerer:
         for a, k in im.pins:
             ok = b.eq(at(a), i64(k))
             pred = ok if pred is None else b.logical_and(pred, ok)
-        flat = stride = None
+        flat: int | None = None
+        stride: int | None = None
         for j in range(src.ndim - 1, -1, -1):
             d = src.shape[j]
             if d == 1:
@@ -353,7 +367,9 @@ class _Lowerer:
             term = idx[j] if stride is None else b.mul(idx[j], stride)
             flat = term if flat is None else b.add(flat, term)
             if d is None:  # read whole (slice_axes): the extent of the node's axis
-                a = own[off + im.axes[j][0]]
+                oa = im.axes[j][0]
+                assert oa is not None  # an axis read whole is an axis of the node
+                a = own[off + oa]
                 self.map_checks[(id(src), j, a)] = None
                 dv = self.dimval[a]
             else:
@@ -503,11 +519,17 @@ class _Lowerer:
         d = self.D[axis]
         return ("const", d) if d is not None else ("size", self.size_index[axis])
 
-    def _reduce_pass(self, kind: str, acc_dtype: str, fn) -> int:
+    @property
+    def reduction(self) -> Node:
+        """The kernel's reduction (what the reduction building blocks work on)."""
+        assert self.R is not None, "a reduction building block in a kernel without one"
+        return self.R
+
+    def _reduce_pass(self, kind: str, acc_dtype: str, fn: Callable[[int], int]) -> int:
         """One loop nest over the reduced axes accumulating ``fn(x)`` with ``kind``."""
         acc = self.p.emit("acc", acc_dtype, (), kind)
         opened = self.open_loops(list(self.red), False)
-        x = self.value(self.R.inputs[0], list(range(self.rank)))
+        x = self.value(self.reduction.inputs[0], list(range(self.rank)))
         self.p.emit("acc_update", None, (acc, self.b.cast(fn(x), acc_dtype)))
         self.close_loops(opened)
         return self.p.emit("acc_read", acc_dtype, (acc,))
@@ -516,7 +538,7 @@ class _Lowerer:
         """A plain reduction that keeps the innermost axis, whose outputs are the reduction or
         values on its output side (its epilogue): accumulate into an output-shaped buffer
         walking memory contiguously, then compute the outputs in one pass over the kept axes."""
-        R = self.R
+        R = self.reduction
         if not (R.op.combine is not None and self.rank >= 2 and self.rank - 1 in self.kept):
             return False
         prologue: set[int] = set()  # the reduction's input side, computed in its loop
@@ -529,8 +551,11 @@ class _Lowerer:
         return not any(id(o) in prologue for o in self.k.outputs)
 
     def _column_reduction(self) -> tuple[str, int]:
-        R, p, b = self.R, self.p, self.b
-        kind = R.op.combine
+        R, p, b = self.reduction, self.p, self.b
+        op = R.op
+        # column mode: a reduction that combines elementwise (only ``Reduce`` ops do)
+        assert isinstance(op, Reduce) and op.combine is not None
+        kind = op.combine
         acc_dt = accumulator_dtype(kind, R.dtype)
         o_axes = self._level_axes(R)
         if acc_dt == R.dtype and id(R) in self.out_ids:
@@ -560,11 +585,11 @@ class _Lowerer:
         x = b.cast(x, "bool") if kind in ("any", "all") else b.cast(x, acc_dt)
         p.emit("store_reduce", None, (acc_buf, self.index(R.shape, o_axes), x), kind)
         self.close_loops(inner)
-        if R.op.averages or self.k.outputs != [R] or acc_buf != self.out_ids[id(R)]:
+        if op.averages or self.k.outputs != [R] or acc_buf != self.out_ids[id(R)]:
             # 3: scale by 1/count, cast, then the epilogue and the stores
             inner = self.open_loops(rest, False)
             v = p.emit("load", acc_dt, (acc_buf, self.index(R.shape, o_axes)))
-            if R.op.averages:
+            if op.averages:
                 v = b.div(v, b.cast(self.count(), acc_dt))
             self.scopes[-1][id(R)] = b.cast(v, R.dtype)
             self.store_outputs(self.k.outputs)
@@ -589,11 +614,12 @@ class _Lowerer:
     def _reduction(self) -> None:
         """The reduction-like op lowers itself (``op.lower_reduction``) from the building
         blocks below: passes over the reduced axes, then its result."""
-        hook = getattr(self.R.op, "lower_reduction", None)
+        R = self.reduction
+        hook = getattr(R.op, "lower_reduction", None)
         if hook is None:
             raise SymkError(f"internal error: no Kernel-IR lowering for reduction "
-                            f"'{self.R.op.name}'")
-        hook(self.R, self)
+                            f"'{R.op.name}'")
+        hook(R, self)
 
     # ---------------------------------------------------------- building blocks of the hooks
     def reduce(self, kind: str, acc_dtype: str, fn: Any) -> int:
@@ -603,22 +629,24 @@ class _Lowerer:
 
     def count(self) -> int:
         """The number of reduced elements (int64)."""
-        count = None
+        count: int | None = None
         for a in self.red:
             count = self.dimval[a] if count is None else self.p.emit(
                 "alu", "int64", (count, self.dimval[a]), "mul")
+        assert count is not None, "a reduction over no axis"
         return count
 
     def result(self, value: int) -> None:
         """The reduction's value on the kept axes: its outputs (and epilogue) are stored."""
-        self.scopes[-1][id(self.R)] = value
+        self.scopes[-1][id(self.reduction)] = value
         self.store_outputs(self.k.outputs)
 
     def per_element(self, fn: Any) -> None:
         """A last pass over the reduced axes whose value at each element is ``fn(x)`` (an op
         that keeps its input's shape, as softmax): its outputs are stored in the pass."""
         opened = self.open_loops(list(self.red), False)
-        self.scopes[-1][id(self.R)] = fn(self.value(self.R.inputs[0], list(range(self.rank))))
+        R = self.reduction
+        self.scopes[-1][id(R)] = fn(self.value(R.inputs[0], list(range(self.rank))))
         self.store_outputs(self.k.outputs)
         self.close_loops(opened)
 
@@ -628,7 +656,7 @@ class _Lowerer:
         acc = self.p.emit("argacc", "int64", (), kind)
         (a,) = self.red
         opened = self.open_loops([a], False)
-        x = self.value(self.R.inputs[0], list(range(self.rank)))
+        x = self.value(self.reduction.inputs[0], list(range(self.rank)))
         self.p.emit("argacc_update", None, (acc, x, self.loopvar[a]))
         self.close_loops(opened)
         return self.p.emit("acc_read", "int64", (acc,))
@@ -636,7 +664,7 @@ class _Lowerer:
     def scan(self, kind: str) -> None:
         """The running combination by ``kind`` along the axis (its outputs are stored in the
         pass)."""
-        self._scan(self.R, kind)
+        self._scan(self.reduction, kind)
 
 
 def lower_kernel(k: Kernel) -> LoweredKernel:
