@@ -13,8 +13,7 @@ from symk.errors import (  # noqa: F401
     ShapeError,
     SymkError,
 )
-
-__version__ = "0.1.0"
+from symk.version import __version__  # noqa: F401
 
 
 def __getattr__(name: str):

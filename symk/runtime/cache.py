@@ -25,7 +25,7 @@ import time
 import warnings
 from typing import Any
 
-from symk import config
+from symk import config, version
 from symk.debug import log
 from symk.errors import SymkError
 from symk.runtime.lru import LRU, OBJECTS_MAX, OBJECTS_MAX_BYTES
@@ -102,10 +102,9 @@ def ensure_dir(d: str) -> bool:
 
 
 def key_of(source: str, target: str) -> str:
-    from symk import __version__
 
     h = hashlib.sha256()
-    for part in (source, target, __version__):
+    for part in (source, target, version.__version__):
         h.update(part.encode())
         h.update(b"\0")
     return h.hexdigest()

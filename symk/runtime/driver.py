@@ -57,6 +57,7 @@ from symk.graph.ops.linalg import matmul2d_layout
 from symk.passes.schedule import Extern, Kernel, View
 from symk.runtime import threads
 from symk.runtime.blas import gemm_fn
+from symk.runtime.cpu_pool import Ring
 from symk.runtime.externs import SPLIT_MIN_COLS, SPLIT_MIN_ROWS, gemm_shares, own_split
 from symk.runtime.shape_check import kernel_sizes_checked
 
@@ -151,8 +152,6 @@ class Segment:
     """Steps ``[lo, hi)`` of a CpuPlan's schedule run by one driver (see the module doc)."""
 
     def __init__(self, plan: Any, lo: int, hi: int) -> None:
-        from symk.runtime.cpu import Ring
-
         self.plan = plan
         self.lo, self.hi = lo, hi
         steps = plan.schedule.steps

@@ -35,7 +35,7 @@ import warnings
 from collections.abc import Sequence
 from typing import Any
 
-from symk import config
+from symk import config, version
 from symk.debug import log
 from symk.graph.node import Node
 from symk.graph.serialize import Unencodable, dump_nodes, load_nodes, structure_key
@@ -76,7 +76,6 @@ def plan_key(roots: Sequence[Node], feeds: Sequence[Node], n_outputs: int, devic
              spec: tuple, target: str) -> tuple[str, list[Node]] | None:
     """(key, the graph's leaves in canonical order), or None when the graph has an attribute
     without an encoding (such functions are simply not cached)."""
-    from symk import __version__
     from symk.passes import registry
 
     feed_pos = {id(f): i for i, f in enumerate(feeds)}
@@ -85,7 +84,7 @@ def plan_key(roots: Sequence[Node], feeds: Sequence[Node], n_outputs: int, devic
     except Unencodable as e:
         log(1, f"plan cache: not cached ({e})")
         return None
-    extra = [FORMAT, h, len(feeds), n_outputs, device, list(spec), target, __version__,
+    extra = [FORMAT, h, len(feeds), n_outputs, device, list(spec), target, version.__version__,
              code_fingerprint(), registry.opt_level(), sorted(registry.excluded_tags())]
     return hashlib.sha256(json.dumps(extra).encode()).hexdigest(), leaves
 
