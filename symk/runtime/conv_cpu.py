@@ -17,7 +17,8 @@ from __future__ import annotations
 
 import math
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
+from typing import Any
 
 import numpy as np
 
@@ -49,7 +50,7 @@ def _shares(n: int, macs: int, work: Callable[[int, int], object], blas: bool = 
         return [work(0, n)]
     if not blas:
         return on_pool(cap, work, _split(n, n_thr))
-    return threads.single(lambda: on_pool(cap, work, _split(n, n_thr)))  # type: ignore[return-value]
+    return threads.single(lambda: on_pool(cap, work, _split(n, n_thr)))
 
 
 def _summed(parts: list) -> np.ndarray:
@@ -60,7 +61,9 @@ def _summed(parts: list) -> np.ndarray:
     return total
 
 
-def _dnnl_plan(x_shape, w_shape, strides, dilation, pads, groups, spatial=None):
+def _dnnl_plan(x_shape: Sequence[int], w_shape: Sequence[int], strides: Sequence[int],
+               dilation: Sequence[int], pads: Sequence[ci.Pad], groups: int,
+               spatial: Sequence[int] | None = None) -> tuple[tuple[Any, ...], Any] | None:
     """(geometry for ``onednn.run``, output spatial size), or None without oneDNN.  The high
     pads are the ones the output size implies (oneDNN wants them to agree exactly): negative
     where the last input rows are read by no window."""
@@ -74,7 +77,7 @@ def _dnnl_plan(x_shape, w_shape, strides, dilation, pads, groups, spatial=None):
     return (tuple(strides), tuple(dilation), exact, groups), out_sp
 
 
-def _macs(batch: int, out_sp, w_shape) -> int:
+def _macs(batch: int, out_sp: Sequence[int], w_shape: Sequence[int]) -> int:
     return batch * math.prod(out_sp) * math.prod(w_shape)
 
 
@@ -180,7 +183,8 @@ def _dnnl_input_grad(g: np.ndarray, w: np.ndarray, dx: np.ndarray, a: dict) -> b
     return all(_shares(g.shape[0], _macs(g.shape[0], g.shape[1:-1], w.shape), work, blas=False))
 
 
-def _dnnl_kernel_grad(x: np.ndarray, g: np.ndarray, kshape, a: dict) -> np.ndarray | None:
+def _dnnl_kernel_grad(x: np.ndarray, g: np.ndarray, kshape: Sequence[int], a: dict
+                      ) -> np.ndarray | None:
     """The kernel gradient by oneDNN (a partial sum per batch share), or None when it cannot."""
     plan = _dnnl_plan(x.shape, kshape, **a)
     if plan is None or tuple(g.shape[1:-1]) != tuple(plan[1]):

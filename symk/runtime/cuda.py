@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import functools
 from collections.abc import Callable, Sequence
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 
@@ -29,7 +29,7 @@ from symk.debug import log
 from symk.errors import DeviceError, SymkError
 from symk.graph.node import Node
 from symk.passes.schedule import Kernel, Schedule
-from symk.runtime.interp import InterpPlan
+from symk.runtime.interp import GroupOp, InterpPlan
 from symk.runtime.shape_check import counter_args, kernel_sizes_checked
 
 _INSTALL = "install it with: pip install 'symk[cuda]' (cupy-cuda13x and nvidia-cuda-nvrtc)"
@@ -190,7 +190,7 @@ class CudaPlan(InterpPlan):
         reduces them with NCCL, or stages them through the host; other groups as on host."""
         if not nodes[0].op.any_array:
             return super().group_step(nodes)
-        op, cp = nodes[0].op, self.cupy
+        op, cp = cast(GroupOp, nodes[0].op), self.cupy
         outs = [self.slot[id(x)] for x in nodes]
         ins = [self.slot[id(x)] for x in nodes[0].inputs]
         self.n_ops += 1
@@ -206,6 +206,7 @@ class CudaPlan(InterpPlan):
         if lk is None:
             return self._host_kernel(k)
         ck = self.rendered[lk.program.name]
+        assert self.module is not None  # it holds every rendered kernel
         fn = self.module.get_function(ck.name)
         cp = self.cupy
         in_slots = [self.slot[id(x)] for x in lk.inputs]

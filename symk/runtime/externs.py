@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable
-from typing import Any
+from typing import Any, TypeVar
 
 import numpy as np
 
@@ -30,26 +30,30 @@ from symk.runtime.blas import NO_TRANS, ROW_MAJOR, gemm_fn, operand
 from symk.runtime.cpu_pool import num_threads, on_pool
 
 CpuExtern = Callable[..., np.ndarray]
-CPU_EXTERNS: dict[str, Callable[[Node], CpuExtern | None]] = {}
+_Factory = Callable[[Node], CpuExtern | None]
+CPU_EXTERNS: dict[str, _Factory] = {}
+_F = TypeVar("_F", bound=_Factory)
 
 
 #: multi-result ops (a scan): op name -> factory ``(nodes, plan) -> callable | None`` (``plan``:
 #: the CpuPlan that runs them); the callable takes the shared input arrays and returns the
 #: value of each node
-CPU_GROUP_EXTERNS: dict[str, Callable[[list[Node], Any], Callable[..., list] | None]] = {}
+_GroupFactory = Callable[[list[Node], Any], Callable[..., list] | None]
+CPU_GROUP_EXTERNS: dict[str, _GroupFactory] = {}
+_GF = TypeVar("_GF", bound=_GroupFactory)
 
 
-def register_cpu_group_extern(op_name: str):
+def register_cpu_group_extern(op_name: str) -> Callable[[_GF], _GF]:
     """Decorator: register a fast-path factory for a multi-result op (see CPU_GROUP_EXTERNS)."""
-    def deco(factory):
+    def deco(factory: _GF) -> _GF:
         CPU_GROUP_EXTERNS[op_name] = factory
         return factory
     return deco
 
 
-def register_cpu_extern(op_name: str):
+def register_cpu_extern(op_name: str) -> Callable[[_F], _F]:
     """Decorator: register a fast-path factory for the extern op ``op_name``."""
-    def deco(factory: Callable[[Node], CpuExtern | None]) -> Callable[[Node], CpuExtern | None]:
+    def deco(factory: _F) -> _F:
         CPU_EXTERNS[op_name] = factory
         return factory
     return deco

@@ -12,7 +12,7 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -25,6 +25,9 @@ from symk.graph.tensor import Variable
 from symk.graph.types import shape_str
 from symk.runtime.devices import DEVICES
 from symk.runtime.sparse_feed import SparseInput
+
+if TYPE_CHECKING:
+    from symk.passes.schedule import Schedule
 
 
 class CompiledFunction:
@@ -205,7 +208,7 @@ class CompiledFunction:
         return "\n".join(lines)
 
     @property
-    def schedule(self):
+    def schedule(self) -> Schedule:
         """The Schedule of the default plan (learning phase 0 when specialized)."""
         return self._plan_for(self._default_key()).schedule
 

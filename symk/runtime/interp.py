@@ -14,17 +14,25 @@ import functools
 import sys
 import time
 from collections.abc import Callable, Sequence
-from typing import Any
+from typing import Any, Protocol, cast
 
 import numpy as np
 
 from symk.config import debug_level
 from symk.errors import ShapeError, SymkError
 from symk.graph.node import Node, creation_line, describe_origin, node_name
+from symk.graph.ops.random import RandomOp
 from symk.graph.storage import Storage
 from symk.graph.tensor import storage_of
 from symk.passes.schedule import Kernel, Schedule
 from symk.runtime.shape_check import describe_tensor, step_failure
+
+
+class GroupOp(Protocol):
+    """An op computing several nodes at once (a multi-result group: ``scan``,
+    ``allreduce_group``)."""
+
+    def ref_group(self, nodes: Sequence[Node], *args: Any) -> list[Any]: ...
 
 #: the context of ``InterpPlan.run`` for plans that run no numpy (reusable)
 _NO_ERRSTATE = contextlib.nullcontext()
@@ -106,7 +114,9 @@ class InterpPlan:
         """A step evaluating one node with its numpy reference."""
         i = self.slot[id(n)]
         if n.op.is_random:
-            self.rngs[i] = self.counter(n) if n.op.counter_based else \
+            op = n.op
+            assert isinstance(op, RandomOp)  # the base of every is_random op
+            self.rngs[i] = self.counter(n) if op.counter_based else \
                 np.random.default_rng(n.attrs["seed"])
         rng = self.rngs.get(i)
         ins = tuple(self.slot[id(x)] for x in n.inputs)
@@ -139,7 +149,7 @@ class InterpPlan:
 
     def group_impl(self, nodes: list[Node]) -> Callable[..., list[np.ndarray]]:
         """The implementation of a multi-result group (devices override it)."""
-        op = nodes[0].op
+        op = cast(GroupOp, nodes[0].op)
         return lambda *args: op.ref_group(nodes, *args)
 
     def kernel_step(self, k: Kernel) -> Callable[[list[Any]], None]:

@@ -30,6 +30,7 @@ import os
 import sys
 import threading
 from collections.abc import Iterator, Sequence
+from typing import cast
 
 import numpy as np
 
@@ -118,7 +119,7 @@ def library() -> _Lib | None:
             if "lib" not in _state:
                 _state["lib"] = _load()
             lib = _state["lib"]
-    return lib  # type: ignore[return-value]
+    return cast("_Lib | None", lib)  # _state["lib"] holds what _load returned
 
 
 def available() -> bool:
@@ -185,7 +186,8 @@ class _Prim:
     primitive descriptor (``keep`` holds the descriptors it was made from)."""
 
     def __init__(self, lib: _Lib, pd: _P, args: list[tuple[int, _P]], keep: tuple = ()) -> None:
-        self.lib, self.pd, self.args, self.keep = lib, pd, args, keep
+        self.lib, self.args, self.keep = lib, args, keep
+        self.pd: _P | None = pd
         self.h = _P()
         try:
             _ok(lib.lib.dnnl_primitive_create(ctypes.byref(self.h), pd), "creating a primitive")
@@ -291,7 +293,7 @@ def _stream(lib: _Lib) -> _P:
 
 
 def _geometry_args(strides: Sequence[int], dilation: Sequence[int],
-                   pads: Sequence[tuple[int, int]]) -> tuple[_Dims, ...]:
+                   pads: Sequence[tuple[int, int]]) -> tuple[ctypes.Array[ctypes.c_int64], ...]:
     return (_Dims(*strides), _Dims(*(d - 1 for d in dilation)),
             _Dims(*(p[0] for p in pads)), _Dims(*(p[1] for p in pads)))
 

@@ -39,6 +39,7 @@ def loop_function() -> Any:
 
             name, ir = render_scan_loop()
             mod, _, _ = build_native([], "scan loop", None, [(name, ir)])
+            assert mod is not None  # a module is built for the driver
             _fn.append(mod.fns[name])
         return _fn[0]
 
@@ -142,9 +143,9 @@ class NativeLoop:
                 results[kind].append(buf)
                 if home[r] is None:
                     home[r] = (buf, 0)
-        for r, h in enumerate(home):
-            if h is None:
-                home[r] = (np.empty((2,) + ring_shape[r], rings[r].dtype), 1)
+        # the others: two buffers in turn
+        placed = [h if h is not None else (np.empty((2,) + ring_shape[r], rings[r].dtype), 1)
+                  for r, h in enumerate(home)]
         cfr = sz.cframe
         at = [seg.val[id(x)] for x in seg.ext]  # frame positions of the externals
         for j in self.fixed_ext:
@@ -154,7 +155,7 @@ class NativeLoop:
         binds: list[int] = []
         for j, _ in self.seq_ext:
             binds += (at[j], addrs[j], arrs[j].strides[0], 0)
-        for r, (buf, par) in enumerate(home):  # type: ignore[misc]
+        for r, (buf, par) in enumerate(placed):
             binds += (seg.val[id(rings[r])], buf.ctypes.data, buf.strides[0], par)
         links: list[int] = []
         for j, i in self.carry_ext:
@@ -164,7 +165,7 @@ class NativeLoop:
         job = LoopJob()
         job.spec = np.array(head + binds + links, np.int64)
         job.sz, job.own_frame, job.keep = sz, frames is not None, arrs
-        job.home, job.stacked, job.trajs = home, results[0], results[1]
+        job.home, job.stacked, job.trajs = placed, results[0], results[1]
         job.homes = ([self.ring_at[bp.out_slots[i]] for i in want_seq],
                      [new_at[i] for i in want_traj], new_at)
         job.n_steps, job.reverse = n_steps, reverse

@@ -36,6 +36,9 @@ class SparseInput:
     def arrays(self, value: Any, where: str) -> list[np.ndarray]:
         """[indices (nnz, rank) int64, values (nnz,), dense_shape (rank,) int64]."""
         rank = len(self.shape)
+        idx: Any  # the caller's objects, arrays once read below
+        vals: Any
+        shape: Any
         if hasattr(value, "tocoo") and hasattr(value, "nnz"):
             coo = value.tocoo()
             coo.sum_duplicates()

@@ -39,7 +39,7 @@ import os
 import threading
 import time
 from collections.abc import Callable, Sequence
-from typing import Any
+from typing import Any, Literal, TypeVar
 
 import numpy as np
 
@@ -69,7 +69,8 @@ trace: list[int] | None = None
 _lock = threading.Lock()
 _depth = 0
 _saved = 0
-_api: tuple[Callable[[], int], Callable[[int], None]] | None | bool = False
+#: numpy's BLAS (get, set) threads, None (left alone) or False (not looked up yet)
+_api: tuple[Callable[[], int], Callable[[int], None]] | None | Literal[False] = False
 _sampled = -1e9
 _free = 1
 _others_taken = 0
@@ -138,7 +139,7 @@ def blas_api() -> tuple[Callable[[], int], Callable[[int], None]] | None:
     if _api is False:
         _ = np.__version__  # numpy (and its BLAS) are loaded
         _api = _openblas_api() or _threadpoolctl_api()
-    return _api  # type: ignore[return-value]
+    return _api
 
 
 def _read_loadavg_running() -> int | None:
@@ -245,7 +246,7 @@ def budget(cap: int) -> int:
 def _set(n: int) -> None:
     api = _api
     if api:
-        api[1](n)  # type: ignore[index]
+        api[1](n)
         stats["sets"] += 1
         stats["last"] = n
         if trace is not None:
@@ -262,7 +263,7 @@ def enter(cap: int) -> None:
             api = blas_api() if _api is False else _api
             big[0] = budget(cap)
             if api:
-                _saved = api[0]()  # type: ignore[index]
+                _saved = api[0]()
                 cur[0] = _saved
         _depth += 1
 
@@ -307,7 +308,10 @@ def one_now() -> None:
         _set(1)
 
 
-def single(fn: Callable[[], object]) -> object:
+_T = TypeVar("_T")
+
+
+def single(fn: Callable[[], _T]) -> _T:
     """Run ``fn`` with one BLAS thread (the caller splits the work across threads itself)."""
     c = cur[0]
     if c:
