@@ -35,7 +35,7 @@ import math
 import sys
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 
@@ -211,8 +211,8 @@ class Segment:
         for members in self._packable(rings):
             pack = Pack(np.dtype(members[0].dtype))
             at = [rings.index(o) for o in members]
-            for r in at:  # (the first one the call reaches takes the buffer)
-                self.rings[r] = Member(pack, r == min(at))
+            for j in at:  # (the first one the call reaches takes the buffer)
+                self.rings[j] = Member(pack, j == min(at))
             self.packs.append((pack, at))
         # ---- frame layout: [header][externals][ring outputs][counters][the rest]
         pos = HEADER
@@ -278,7 +278,9 @@ class Segment:
                 self.info.append(("shape", st.node))
             else:
                 n = st.node
-                ta, tb, swap = matmul2d_layout(n.attrs["spec"])
+                layout = matmul2d_layout(n.attrs["spec"])
+                assert layout is not None  # a native-able product (_native_able)
+                ta, tb, swap = layout
                 fn = gemm_fn(np.dtype(n.dtype))
                 self.fns.append(fn)
                 fpos, prm = pos, pos + 1
@@ -340,11 +342,11 @@ class Segment:
         for st in self.plan.schedule.steps[self.hi:]:
             node = None if isinstance(st, Kernel) else st.node
             ins = st.inputs if node is None else node.inputs
-            packs = node is not None and node.op.packs_inputs
-            group_key = getattr(node.op, "group_key", None) if packs else None
-            key = group_key(node) if group_key is not None else id(st)
-            if packs:
-                groups[key] = node.inputs
+            packer = node if node is not None and node.op.packs_inputs else None
+            group_key = getattr(packer.op, "group_key", None) if packer is not None else None
+            key = group_key(packer) if group_key is not None else id(st)
+            if packer is not None:
+                groups[key] = packer.inputs
             for x in ins:
                 readers.setdefault(id(x), set()).add(key)
         ring_ids = {id(o) for o in rings}
@@ -491,12 +493,12 @@ class Segment:
                 if n.op.name == "gemm" and shapes[id(n.inputs[0])] != (m, nn):
                     return None
                 itemsize = np.dtype(n.dtype).itemsize
-                big = 1 if 2 * m * nn * kk >= threads.MT_MIN_FLOPS else 0
-                if big and plan.products_owned and plan.nthreads > 1 and (
+                gbig = 1 if 2 * m * nn * kk >= threads.MT_MIN_FLOPS else 0
+                if gbig and plan.products_owned and plan.nthreads > 1 and (
                         m >= 2 * SPLIT_MIN_ROWS or nn >= 2 * SPLIT_MIN_COLS):
-                    big = 2  # the driver returns; split_gemm runs it (rows across threads)
+                    gbig = 2  # the driver returns; split_gemm runs it (rows across threads)
                     split[k] = functools.partial(split_gemm, self.layout[k], fr)
-                fr[prm:prm + 8] = (m, nn, kk, lda, ldb, nn, m * nn * itemsize, big)
+                fr[prm:prm + 8] = (m, nn, kk, lda, ldb, nn, m * nn * itemsize, gbig)
                 if self.kind[id(n)] != "inplace":
                     place(n, (m, nn))
                 else:
@@ -508,7 +510,8 @@ class Segment:
             offsets = [sum(sizes[:j]) for j in range(len(at))]
             for r, off in zip(at, offsets):
                 ring_shapes[r] = (self.rings[r], (ring_shapes[r][1], off, sum(sizes)))
-        cfr = (ctypes.c_int64 * len(fr)).from_buffer(fr)
+        # (ndarray exports the buffer protocol; numpy's stubs say so from Python 3.12 only)
+        cfr = (ctypes.c_int64 * len(fr)).from_buffer(fr)  # type: ignore[arg-type]
         return Sized(fr, ptr, cfr, ring_shapes, shapes, consts, split, keep)
 
     # ------------------------------------------------------------------ per call
@@ -541,7 +544,7 @@ class Segment:
             addrs.append(ent[1])
             shapes.append(a.shape)
         sig = tuple(shapes)
-        sz = self.sized.get(sig, False)
+        sz: Sized | None | Literal[False] = self.sized.get(sig, False)
         if sz is False:
             sz = self.size_for(sig)
         if sz is None:
@@ -665,6 +668,7 @@ def split_gemm(st: CallGemm, fr: np.ndarray) -> None:
     m, n, k, lda, ldb, ldc = (int(v) for v in fr[st.prm:st.prm + 6])
     real = np.dtype(st.real)
     call = gemm_fn(real)
+    assert call is not None  # the product was driven natively (_native_able)
     al, be = _scalar_at(fr, st.alpha, st.alpha_t, 1.0), _scalar_at(fr, st.beta, st.beta_t, 0.0)
     a, b, c = int(fr[st.a]), int(fr[st.b]), int(fr[st.c])
     flops = 2 * m * n * k
