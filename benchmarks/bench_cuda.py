@@ -79,7 +79,7 @@ def main() -> int:
     da, db, dc = (cupy.asarray(v) for v in (a, b, c))
     xs = [K.placeholder((n,)) for _ in range(3)]
     f1 = K.function(xs, [K.tanh(xs[0] * xs[1] + xs[2]) * 0.5 + xs[0]], device="cuda")
-    plan = f1.fn.plans[0].interp
+    plan = f1.fn.plans[0].executor
     t_sym = _timeit(lambda: plan.run([da, db, dc]), sync, args.repeats)
     t_cp = _timeit(lambda: cupy.tanh(da * db + dc) * 0.5 + da, sync, args.repeats)
     moved = 4 * n * 4
@@ -97,7 +97,7 @@ def main() -> int:
     x = rng.standard_normal((8192, 1024)).astype(np.float32)
     dx = cupy.asarray(x)
     p = K.placeholder((8192, 1024))
-    plan2 = K.function([p], [K.softmax(p)], device="cuda").fn.plans[0].interp
+    plan2 = K.function([p], [K.softmax(p)], device="cuda").fn.plans[0].executor
 
     def cp_softmax():
         e = cupy.exp(dx - dx.max(axis=1, keepdims=True))
@@ -142,7 +142,7 @@ def main() -> int:
     m = rng.standard_normal((4096, 4096)).astype(np.float32)
     dm = cupy.asarray(m)
     q1, q2 = K.placeholder((4096, 4096)), K.placeholder((4096, 4096))
-    plan5 = K.function([q1, q2], [K.dot(q1, q2)], device="cuda").fn.plans[0].interp
+    plan5 = K.function([q1, q2], [K.dot(q1, q2)], device="cuda").fn.plans[0].executor
     rows.append(("W5 matmul 4096", _timeit(lambda: plan5.run([dm, dm]), sync, args.repeats),
                  _timeit(lambda: dm @ dm, sync, args.repeats)))
 

@@ -45,8 +45,8 @@ from symk.runtime.externs import (
     matmul2d_plan,
     matmul_plan,
 )
-from symk.runtime.interp import InterpPlan
 from symk.runtime.lru import MODULES_RECENT, ModuleTable
+from symk.runtime.plan import Plan
 from symk.runtime.shape_check import kernel_mismatch, step_failure
 
 KFUNC = ctypes.CFUNCTYPE(None, ctypes.c_void_p, ctypes.c_int64, ctypes.c_int64)
@@ -165,8 +165,8 @@ class NativePrep:
     calls: dict[int, KernelCall]
 
 
-class CpuPlan(InterpPlan):
-    """An InterpPlan whose kernel steps call native code.  ``prep`` (from the plan cache)
+class CpuPlan(Plan):
+    """A Plan whose kernel steps call native code.  ``prep`` (from the plan cache)
     skips lowering and rendering; without it every kernel is lowered, rendered and compiled.
     Runs of native steps are run by native drivers (``symk.runtime.driver``)."""
 
@@ -368,7 +368,7 @@ class CpuPlan(InterpPlan):
         """The call's steps -- runs of them by native drivers, the others one by one --
         inside a thread scope (``symk.runtime.threads``) when a step calls BLAS: small
         products on one BLAS thread, numpy's count restored at the end (plans with neither
-        drivers nor BLAS run InterpPlan's ``run`` directly, see ``__init__``)."""
+        drivers nor BLAS run Plan's ``run`` directly, see ``__init__``)."""
         if not self.scoped:
             return self._run(feeds)
         threads.enter(self.nthreads)

@@ -29,7 +29,7 @@ from symk.debug import log
 from symk.errors import DeviceError, SymkError
 from symk.graph.node import Node
 from symk.passes.schedule import Kernel, Schedule
-from symk.runtime.interp import GroupOp, InterpPlan
+from symk.runtime.plan import GroupOp, Plan
 from symk.runtime.shape_check import counter_args, kernel_sizes_checked
 
 _INSTALL = "install it with: pip install 'symk[cuda]' (cupy-cuda13x and nvidia-cuda-nvrtc)"
@@ -129,8 +129,8 @@ CUDA_EXTERNS: dict[str, Callable[[Node], Callable | None]] = {
     "count": _cupy_shape_read}
 
 
-class CudaPlan(InterpPlan):
-    """An InterpPlan whose values are CuPy arrays and whose kernel steps launch CUDA kernels."""
+class CudaPlan(Plan):
+    """A Plan whose values are CuPy arrays and whose kernel steps launch CUDA kernels."""
 
     def __init__(self, schedule: Schedule, fed: Sequence[Node], label: str = "function") -> None:
         self.cupy, self.props = require_cuda()

@@ -100,11 +100,11 @@ class CompiledFunction:
                    for i, v in zip(self._spec, key)}
         roots = substitute(self._roots, mapping) if mapping else self._roots
         label = self.name + ("" if not key else "[" + ",".join(map(str, key)) + "]")
-        opt_roots, schedule, interp, how = self._build(roots, key, label)
+        opt_roots, schedule, executor, how = self._build(roots, key, label)
         n_out = len(self.outputs)
-        slots = [interp.slot[id(r)] for r in opt_roots]
+        slots = [executor.slot[id(r)] for r in opt_roots]
         leafy = [aliases_leaf(r) for r in opt_roots]
-        plan = _Plan(interp, schedule, slots[:n_out], slots[n_out:], leafy[:n_out],
+        plan = _Plan(executor, schedule, slots[:n_out], slots[n_out:], leafy[:n_out],
                      leafy[n_out:], [k for k, (_, u) in enumerate(self.updates)
                                      if None in u.shape])
         self._plans[key] = plan
@@ -134,22 +134,22 @@ class CompiledFunction:
             if t is not None:
                 try:
                     opt_roots, schedule, prep = plan_cache.instantiate(t, pk[1])
-                    interp = dev.new_plan(schedule, self._feeds, label, prep,
+                    executor = dev.new_plan(schedule, self._feeds, label, prep,
                                           lambda: self._inplace_gemms(opt_roots))
-                    return opt_roots, schedule, interp, "plan cache hit"
+                    return opt_roots, schedule, executor, "plan cache hit"
                 except cache.Missing:  # e.g. the object cache was cleared: a plain miss
                     pass
                 except Exception as e:  # noqa: BLE001 - a bad entry must never cost a result
                     plan_cache.discard(pk[0], f"{type(e).__name__}: {e}")
         opt = optimize(roots, name=label)
-        interp = dev.new_plan(opt.schedule, self._feeds, label, None,
+        executor = dev.new_plan(opt.schedule, self._feeds, label, None,
                               lambda: self._inplace_gemms(opt.roots))
         if pk is not None:
             t = plan_cache.make_template(opt.roots, opt.schedule, pk[1],
-                                         interp.prep if dev.native_prep else None)
+                                         executor.prep if dev.native_prep else None)
             if t is not None:
                 plan_cache.store(pk[0], t)
-        return opt.roots, opt.schedule, interp, "compiled"
+        return opt.roots, opt.schedule, executor, "compiled"
 
     def _inplace_gemms(self, roots: list[Node]) -> frozenset[int]:
         """Ids of the update roots that are ``gemm``s into their own variable, which no output
@@ -183,7 +183,7 @@ class CompiledFunction:
         out = []
         for step in plan.schedule.kernels:
             entry: dict[str, Any] = {"name": step.name, "ops": [n.op.name for n in step.nodes]}
-            sources = getattr(plan.interp, "kernel_sources", None)
+            sources = getattr(plan.executor, "kernel_sources", None)
             if sources is not None:
                 entry.update(sources(step))
             out.append(entry)
@@ -193,8 +193,8 @@ class CompiledFunction:
         """Turn per-step timing on (or off) and return the table gathered so far."""
         rows: dict[str, list[float]] = {}
         for plan in self._plans.values():
-            plan.interp.profiling = enable
-            for label, (calls, secs, moved) in plan.interp.profile_data.items():
+            plan.executor.profiling = enable
+            for label, (calls, secs, moved) in plan.executor.profile_data.items():
                 r = rows.setdefault(label, [0, 0.0, 0])
                 r[0] += calls
                 r[1] += secs
@@ -281,7 +281,7 @@ class CompiledFunction:
                 feeds.append(self._coerce_checked(i, v))
         key = tuple([feeds[i].item() for i in self._spec]) if self._spec else ()
         plan = self._plans.get(key) or self._plan_for(key)
-        vals = plan.interp.run(feeds)
+        vals = plan.executor.run(feeds)
         if self._finish is not None:  # the device brings values back and stores updates
             return self._finish(self, plan, vals)
         if plan.any_leaf:
@@ -332,14 +332,14 @@ def aliases_leaf(node: Node) -> bool:
 
 
 class _Plan:
-    __slots__ = ("interp", "schedule", "out_slots", "upd_slots", "out_leaf", "upd_leaf",
+    __slots__ = ("executor", "schedule", "out_slots", "upd_slots", "out_leaf", "upd_leaf",
                  "upd_dynamic", "any_leaf")
 
-    def __init__(self, interp: Any, schedule: Any, out_slots: list[int], upd_slots: list[int],
+    def __init__(self, executor: Any, schedule: Any, out_slots: list[int], upd_slots: list[int],
                  out_leaf: list[bool], upd_leaf: list[bool], upd_dynamic: list[int]) -> None:
         #: positions of the updates whose value has run-time dims (their shape is checked)
         self.upd_dynamic = upd_dynamic
-        self.interp = interp
+        self.executor = executor
         self.schedule = schedule
         self.out_slots = out_slots
         self.upd_slots = upd_slots

@@ -67,7 +67,7 @@ def test_thread_count_does_not_change_results(monkeypatch, pool_spy):
         monkeypatch.setenv("SYMK_NUM_THREADS", str(n))
         inputs, outs = _model()
         f = K.function(inputs, outs, device="cpu")
-        assert f.fn.plans[0].interp.nthreads == n
+        assert f.fn.plans[0].executor.nthreads == n
         before = len(pool_spy)
         results[n] = f([xv, bv])
         used = pool_spy[before:]
@@ -281,7 +281,7 @@ def test_small_input_addresses_are_remembered_but_bounded():
     x = K.placeholder((None, 4))
     b = K.variable(np.arange(4, dtype=np.float32))
     f = K.function([x], [K.exp(x) * 2.0 + b], device="cpu")
-    plan = f.fn.plans[0].interp
+    plan = f.fn.plans[0].executor
     xv = np.ones((3, 4), np.float32)
     np.testing.assert_allclose(f([xv])[0], np.exp(xv) * 2 + np.arange(4), rtol=1e-6)
     assert id(b.value) in plan.small

@@ -73,7 +73,7 @@ def test_table_names_are_configs_device_names() -> None:
 def test_host_devices_build_their_plan_class_and_give_numpys_numbers(name: str) -> None:
     f = _check_numbers(name)
     (plan,) = f.fn.plans
-    assert type(plan.interp) is DEVICES[name].plan_class()
+    assert type(plan.executor) is DEVICES[name].plan_class()
 
 
 def test_cuda_builds_a_cuda_plan_or_says_what_is_missing() -> None:
@@ -86,7 +86,7 @@ def test_cuda_builds_a_cuda_plan_or_says_what_is_missing() -> None:
             K.function([x], [x * 2.0], device="cuda")
         return
     f = _check_numbers("cuda")  # pragma: no cover - needs a GPU
-    assert type(f.fn.plans[0].interp) is DEVICES["cuda"].plan_class()
+    assert type(f.fn.plans[0].executor) is DEVICES["cuda"].plan_class()
 
 
 def test_unknown_device_is_an_argument_error() -> None:
@@ -101,9 +101,9 @@ def test_plan_cache_hits_build_the_same_plan_class(name: str, fresh, optimize_ca
     first = _check_numbers(name)
     second = _check_numbers(name)
     assert len(optimize_calls) == 1  # the second function was a plan-cache hit
-    assert type(second.fn.plans[0].interp) is type(first.fn.plans[0].interp)
+    assert type(second.fn.plans[0].executor) is type(first.fn.plans[0].executor)
     if DEVICES[name].native_prep:
-        assert second.fn.plans[0].interp.prep.key == first.fn.plans[0].interp.prep.key
+        assert second.fn.plans[0].executor.prep.key == first.fn.plans[0].executor.prep.key
 
 
 def _device_literals(path: Path) -> list[str]:
@@ -177,7 +177,7 @@ def test_a_registered_device_is_used_by_k_function(counting, monkeypatch) -> Non
         (out,) = f([xv])
         np.testing.assert_allclose(out, np.exp(xv) * 2.0, rtol=1e-6)
         assert CountingPlan.runs == k + 1 and counting["finish"] == k + 1
-    assert type(f.fn.plans[0].interp) is CountingPlan
+    assert type(f.fn.plans[0].executor) is CountingPlan
 
 
 def test_a_registered_device_can_be_the_default_and_goes_away(counting) -> None:
@@ -251,7 +251,7 @@ def test_cuda_finish_returns_host_outputs_and_stores_updates(monkeypatch) -> Non
     xv = np.arange(6, dtype=np.float32).reshape(2, 3)
     want, want_w = ref(xv, K.get_value(w))
     (plan,) = f.fn.plans
-    outs = cuda.finish(f.fn, plan, plan.interp.run([xv]))
+    outs = cuda.finish(f.fn, plan, plan.executor.run([xv]))
     for g, r in zip(outs, want):
         np.testing.assert_allclose(g, r, rtol=1e-5, atol=1e-6)
     np.testing.assert_allclose(K.get_value(w), want_w, rtol=1e-6)

@@ -24,7 +24,7 @@ def _arr(*shape, dtype="float32"):
 
 def _plan(f):
     fn = f.fn if hasattr(f, "fn") else f
-    return fn._plans[fn._default_key()].interp
+    return fn._plans[fn._default_key()].executor
 
 
 def _counted(f) -> list[int]:

@@ -116,7 +116,7 @@ def _fn(i: float, tag: str = ""):
 
 
 def _plan(f):
-    return f.fn.plans[0].interp
+    return f.fn.plans[0].executor
 
 
 def test_rebuilt_model_hits_memory_caches(fresh_lru, optimize_calls):

@@ -172,7 +172,7 @@ def test_an_entry_cached_without_drivers_is_compiled_again_with_them(fresh, opti
     x = K.placeholder((3,))
     f = K.function([x], [K.exp(x) + 1.0], device="cpu")
     assert len(optimize_calls) == 2
-    assert f.fn.plans[0].interp.segments
+    assert f.fn.plans[0].executor.segments
     np.testing.assert_allclose(f([np.zeros(3, np.float32)])[0], [2, 2, 2])
 
 

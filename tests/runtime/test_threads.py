@@ -89,7 +89,7 @@ def test_large_products_use_the_budget(blas, trace, monkeypatch):
     put(1)
     f, xv, want = _fn(64, 128, 64)
     np.testing.assert_allclose(f([xv])[0], want, rtol=1e-4, atol=1e-4)
-    if threads.budget(f.fn.plans[0].interp.nthreads) < 2:
+    if threads.budget(f.fn.plans[0].executor.nthreads) < 2:
         pytest.skip("one usable core")
     assert trace == [2, 1] and get() == 1
 
@@ -101,8 +101,8 @@ def test_num_threads_one_keeps_everything_on_one_thread(blas, trace, monkeypatch
     f, xv, want = _fn(64, 128, 64)
     np.testing.assert_allclose(f([xv])[0], want, rtol=1e-4, atol=1e-4)
     assert set(trace[:-1]) == {1} and trace[-1] == 2  # only the restore uses 2
-    assert threads.kernel_threads(f.fn.plans[0].interp.nthreads) == 1
-    assert threads.budget(f.fn.plans[0].interp.nthreads) == 1
+    assert threads.kernel_threads(f.fn.plans[0].executor.nthreads) == 1
+    assert threads.budget(f.fn.plans[0].executor.nthreads) == 1
 
 
 def test_results_unchanged_by_the_control(blas, monkeypatch):
@@ -336,7 +336,7 @@ def test_plan_tunes_its_big_products(blas, trace, monkeypatch):
     f, xv, want = _fn(64, 128, 64)
     for _ in range(threads.Tuner.WARM + 2 * (threads.Tuner.SAMPLES + 1)):
         np.testing.assert_allclose(f([xv])[0], want, rtol=1e-4, atol=1e-4)
-    plan = f.fn.plans[0].interp
+    plan = f.fn.plans[0].executor
     if threads.budget(plan.nthreads) < 2:
         pytest.skip("one usable core")
     (st,) = plan.tuner.states.values()
@@ -351,7 +351,7 @@ def test_no_tuner_when_the_thread_count_is_fixed(monkeypatch):
     monkeypatch.setenv("SYMK_NUM_THREADS", "2")
     f, xv, _ = _fn(64, 128, 64)
     f([xv])
-    assert f.fn.plans[0].interp.tuner is None
+    assert f.fn.plans[0].executor.tuner is None
 
 
 @pytest.mark.parametrize("ta,tb", [(False, False), (True, False), (False, True), (True, True)])
