@@ -27,6 +27,7 @@ import numpy as np
 from symk import config
 from symk.codegen.driver_render import PREFIX as DRIVER_PREFIX
 from symk.codegen.driver_render import with_drivers
+from symk.codegen.kir import Program
 from symk.codegen.llvm_compile import compile_object, target_key
 from symk.codegen.llvm_render import render_kernel, render_module
 from symk.codegen.lowering import LoweredKernel, lower_kernel
@@ -95,7 +96,9 @@ class NativeModule:
             if not addr:
                 raise SymkError(f"internal error: kernel {name} missing from its object code")
             fn = (DFUNC if name.startswith(DRIVER_PREFIX) else KFUNC)(addr)
-            fn.engine = engine  # the code at `addr` lives as long as this function object
+            # the code at `addr` lives as long as this function object (ctypes function
+            # objects take attributes; their stubs declare none)
+            fn.engine = engine  # type: ignore[attr-defined]
             self.fns[name] = fn
 
 
@@ -221,6 +224,7 @@ class CpuPlan(Plan):
         self.tuner = threads.Tuner() if blas and self.nthreads > 1 and \
             not num_threads_set() else None
         if not self.scoped:  # no thread scope: straight to the steps
+            # (an instance attribute shadowing the method: mypy rejects assigning methods)
             self.run = self._run if self.segments else super().run  # type: ignore[method-assign]
 
     def _layouts(self) -> list[Segment]:
@@ -294,7 +298,7 @@ class CpuPlan(Plan):
         if call is None:
             return {}
         if not self.ir:
-            progs = {}
+            progs: dict[str, Program] = {}
             for s in self.schedule.kernels:
                 if id(s) in self.by_step:
                     p = lower_kernel(s).program
@@ -384,6 +388,7 @@ class CpuPlan(Plan):
             return super().run(feeds)
         vals = self.start(feeds)
         if self.driver_numpy_free:
+            assert self.only is not None  # set with driver_numpy_free
             if not self.only(vals):
                 with np.errstate(all="ignore"):
                     self._steps(vals, 0, len(self.steps))

@@ -16,8 +16,9 @@ import math
 import threading
 import time
 import weakref
-from collections.abc import Sequence
-from typing import Any
+from collections.abc import Callable, Iterator, Sequence
+from concurrent.futures import Future
+from typing import Any, cast
 
 import numpy as np
 
@@ -53,7 +54,7 @@ _lock = threading.Lock()
 _blas: list[Any] = []  # the threadpoolctl controller, once looked up (None: unavailable)
 
 
-def blas_threads_limit():
+def blas_threads_limit() -> contextlib.AbstractContextManager[Any]:
     """A context limiting BLAS threads while a loop runs its small per-step products.
 
     ``SYMK_SCAN_BLAS_THREADS`` (default 1; 0 leaves BLAS as the call's thread scope sets it).
@@ -82,7 +83,7 @@ def blas_threads_limit():
 
 
 @contextlib.contextmanager
-def _scope(cap: int, loop_cap: int):
+def _scope(cap: int, loop_cap: int) -> Iterator[None]:
     threads.enter(cap)
     old = threads.limit(loop_cap)
     try:
@@ -138,12 +139,12 @@ class BodyCpuPlan(CpuPlan):
     matrix-product steps are CpuPlan's own); runs of native steps are run by drivers.
     """
 
-    def node_step(self, n: Node):
+    def node_step(self, n: Node) -> Callable[[list[Any]], None]:
         if n.op.is_random or n.op.name in CPU_EXTERNS:
             return super().node_step(n)
         return self._ref_step(n)
 
-    def _ref_step(self, n: Node):
+    def _ref_step(self, n: Node) -> Callable[[list[Any]], None]:
         """The op's numpy reference without the executor's per-value type checks (the body
         runs every step with the types its first run had)."""
         i = self.slot[id(n)]
@@ -205,7 +206,7 @@ def body_plan(body: ScanBody) -> BodyPlan:
 
 
 @register_cpu_group_extern("scan")
-def scan_group(nodes: list[Node], owner: Any = None):
+def scan_group(nodes: list[Node], owner: Any = None) -> Callable[..., list[np.ndarray]]:
     """The loop computing every result in ``nodes`` (results of one scan), run by the CpuPlan
     ``owner``."""
     attrs = nodes[0].attrs
@@ -254,6 +255,7 @@ def scan_group(nodes: list[Node], owner: Any = None):
                     # the plan's products used until now, have stopped spinning
                     tuner = _tuner(tuners, n_steps, seqs, carries) if settled else None
                 if parts > 1 and (tuner is None or tuner.pick() == "rows"):
+                    assert rows is not None  # (parts is 1 without a row split)
                     t0 = time.perf_counter()
                     done = _run_rows(bp, rows, parts, n_steps, reverse, seqs, carries,
                                      consts, vals, want_seq, want_traj)
@@ -277,8 +279,8 @@ def scan_group(nodes: list[Node], owner: Any = None):
             bound = [(s, a, a.ctypes.data, a.strides[0] if a.ndim else 0)
                      for s, a in zip(seq_slots, seqs) if s >= 0]
             slices: list[Any] = []
-            stacked: list[np.ndarray | None] = [None] * len(out_slots)
-            trajs: list[np.ndarray | None] = [None] * len(want_traj)
+            stacked: list[np.ndarray] = []  # (set by the first step)
+            trajs: list[np.ndarray] = []
             first = True
             try:
                 for t in (range(n_steps - 1, -1, -1) if reverse else range(n_steps)):
@@ -307,7 +309,7 @@ def scan_group(nodes: list[Node], owner: Any = None):
             finally:
                 for v in slices + pinned:
                     known.pop(id(v), None)
-            vals = slices = pinned = None  # type: ignore[assignment]
+            del vals, slices, pinned
         if first:  # no steps: empty stacks of the static element shapes
             stacked = [np.zeros((0,) + _static(body.outs[i]), dt)
                        for i, dt in zip(want_seq, out_dt)]
@@ -347,7 +349,9 @@ def _static_work(node: Node) -> int:
     dims = [s.shape[0] for s in seqs[:1]] + [d for c in carries for d in c.shape]
     if not seqs or not carries or any(d is None for d in dims):
         return 0
-    return _loop_work(seqs[0].shape[0], [c.shape for c in carries])
+    # (every dim is known here)
+    return _loop_work(cast(int, seqs[0].shape[0]),
+                      [cast("tuple[int, ...]", c.shape) for c in carries])
 
 
 def _tuner(tuners: dict[tuple, AlgoTuner], n_steps: int, seqs: Sequence[np.ndarray],
@@ -370,6 +374,8 @@ def _run_rows(rp: BodyPlan, split: RowSplit, parts: int, n_steps: int, reverse: 
     threads (no exchange between them: each row depends on its own row only, ``split``,
     whose body is compiled as ``rp``), writing their shares of the stacked results in place;
     None when the shapes do not fit."""
+    native = rp.native
+    assert native is not None  # only a body with a native loop runs by rows
     rb = split.body
     carries = [np.asarray(c) for c in carries]
     per_row = [(rp.const_slots[i], consts[i]) for i in split.row_consts]
@@ -392,7 +398,7 @@ def _run_rows(rp: BodyPlan, split: RowSplit, parts: int, n_steps: int, reverse: 
     threads.one_now()
     pool = get_pool(rp.plan.nthreads)
     jobs: list[Any] = []
-    futs = []
+    futs: list[Future[Any]] = []
     # the last shares first: their threads start while the first share is prepared
     for k in range(parts - 1, -1, -1):
         lo, hi = bounds[k], bounds[k + 1]
@@ -402,7 +408,7 @@ def _run_rows(rp: BodyPlan, split: RowSplit, parts: int, n_steps: int, reverse: 
             share_vals = list(vals)
             for slot, c in per_row:
                 share_vals[slot] = c[lo:hi]
-        job = rp.native.prepare(rp, n_steps, reverse, [a[:, lo:hi] for a in seqs],
+        job = native.prepare(rp, n_steps, reverse, [a[:, lo:hi] for a in seqs],
                                 [c[lo:hi] for c in carries], share_vals, want_seq,
                                 want_traj, into=(share[:ns], share[ns:]), frames=frames[k])
         if job is None:
