@@ -1,7 +1,8 @@
 """``CompiledFunction``: checks and casts inputs, runs a plan on a device, applies updates.
 
-What a device is (its plan class, how plans are built and cached, how values come back) is
-the table of ``symk.runtime.devices``; this module only looks it up and never names a device.
+Plans are built per input signature by ``runtime/build.py`` (plan cache, passes, the device's
+code).  What a device is (its plan class, how plans are built and cached, how values come back)
+is the table of ``symk.runtime.devices``; this module only looks it up and never names a device.
 
 All new values of a call's updates are computed before any variable is written (atomic, like
 Theano), so ``[(a, b), (b, a)]`` swaps two variables.
@@ -100,11 +101,15 @@ class CompiledFunction:
                    for i, v in zip(self._spec, key)}
         roots = substitute(self._roots, mapping) if mapping else self._roots
         label = self.name + ("" if not key else "[" + ",".join(map(str, key)) + "]")
-        opt_roots, schedule, executor, how = self._build(roots, key, label)
+        from symk.runtime.build import build  # (the passes and codegen: loaded on first use)
+
+        built = build(roots, self._feeds, len(self.outputs), self._dev, key, label,
+                      self._inplace_gemms)
+        schedule = built.schedule
         n_out = len(self.outputs)
-        slots = [executor.slot[id(r)] for r in opt_roots]
-        leafy = [aliases_leaf(r) for r in opt_roots]
-        plan = _Plan(executor, schedule, slots[:n_out], slots[n_out:], leafy[:n_out],
+        slots = [built.executor.slot[id(r)] for r in built.roots]
+        leafy = [aliases_leaf(r) for r in built.roots]
+        plan = _Plan(built.executor, schedule, slots[:n_out], slots[n_out:], leafy[:n_out],
                      leafy[n_out:], [k for k, (_, u) in enumerate(self.updates)
                                      if None in u.shape])
         self._plans[key] = plan
@@ -114,42 +119,8 @@ class CompiledFunction:
                                              for s in schedule.steps)
         log(1, f"compiled function '{label}': {n_nodes} nodes, "
                f"{len(schedule.kernels)} kernels, {len(schedule.externs)} extern calls, "
-               f"device {self.device}, {dt * 1e3:.2f} ms ({how})")
+               f"device {self.device}, {dt * 1e3:.2f} ms ({built.how})")
         return plan
-
-    def _build(self, roots: list[Node], key: tuple, label: str) -> tuple[list[Node], Any, Any,
-                                                                         str]:
-        """(optimized roots, Schedule, executor, how) from the plan cache, or by running the
-        passes and code generation (and then filling the plan cache)."""
-        from symk.passes.pipeline import optimize
-        from symk.runtime import cache, plan_cache
-
-        dev = self._dev
-        pk = None
-        if plan_cache.enabled() and dev.plan_cache:
-            pk = plan_cache.plan_key(roots, self._feeds, len(self.outputs), dev.name, key,
-                                     dev.target_key())
-        if pk is not None:
-            t = plan_cache.lookup(pk[0])
-            if t is not None:
-                try:
-                    opt_roots, schedule, prep = plan_cache.instantiate(t, pk[1])
-                    executor = dev.new_plan(schedule, self._feeds, label, prep,
-                                          lambda: self._inplace_gemms(opt_roots))
-                    return opt_roots, schedule, executor, "plan cache hit"
-                except cache.Missing:  # e.g. the object cache was cleared: a plain miss
-                    pass
-                except Exception as e:  # noqa: BLE001 - a bad entry must never cost a result
-                    plan_cache.discard(pk[0], f"{type(e).__name__}: {e}")
-        opt = optimize(roots, name=label)
-        executor = dev.new_plan(opt.schedule, self._feeds, label, None,
-                              lambda: self._inplace_gemms(opt.roots))
-        if pk is not None:
-            t = plan_cache.make_template(opt.roots, opt.schedule, pk[1],
-                                         executor.prep if dev.native_prep else None)
-            if t is not None:
-                plan_cache.store(pk[0], t)
-        return opt.roots, opt.schedule, executor, "compiled"
 
     def _inplace_gemms(self, roots: list[Node]) -> frozenset[int]:
         """Ids of the update roots that are ``gemm``s into their own variable, which no output
