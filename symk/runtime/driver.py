@@ -31,8 +31,8 @@ from __future__ import annotations
 
 import ctypes
 import functools
+import itertools
 import math
-import sys
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Literal
@@ -65,8 +65,6 @@ from symk.runtime.shape_check import kernel_sizes_checked
 DFUNC = ctypes.CFUNCTYPE(ctypes.c_int64, ctypes.c_void_p, ctypes.c_int64)
 #: signatures (input-shape tuples) kept per segment
 SIGNATURES_KEPT = 16
-#: flat buffers kept per pack (values swapped into variables ping-pong between two)
-PACKS_KEPT = 3
 _REALS = ("float32", "float64")
 
 
@@ -209,7 +207,7 @@ class Segment:
         #: per flat buffer its members' positions in ``rings`` (their order in the buffer)
         self.packs: list[tuple[Pack, list[int]]] = []
         for members in self._packable(rings):
-            pack = Pack(np.dtype(members[0].dtype))
+            pack = Pack(plan.known, np.dtype(members[0].dtype))
             at = [rings.index(o) for o in members]
             for j in at:  # (the first one the call reaches takes the buffer)
                 self.rings[j] = Member(pack, j == min(at))
@@ -507,8 +505,7 @@ class Segment:
             (r, shapes[id(o)]) for r, o in zip(self.rings, self.ring_nodes)]
         for _, at in self.packs:  # members: (shape, offset, the buffer's size)
             sizes = [math.prod(ring_shapes[r][1]) for r in at]
-            offsets = [sum(sizes[:j]) for j in range(len(at))]
-            for r, off in zip(at, offsets):
+            for r, off in zip(at, itertools.accumulate(sizes, initial=0)):
                 ring_shapes[r] = (self.rings[r], (ring_shapes[r][1], off, sum(sizes)))
         # (ndarray exports the buffer protocol; numpy's stubs say so from Python 3.12 only)
         cfr = (ctypes.c_int64 * len(fr)).from_buffer(fr)  # type: ignore[arg-type]
@@ -601,30 +598,21 @@ class Segment:
 
 
 class Pack:
-    """Flat buffers of one dtype, reused once nothing holds them (nor a view of them) and
-    donated to the collectives (``collective.donate``), which then reduce in place."""
+    """The flat buffer a call's packed outputs are written into: taken from a ``Ring`` of them
+    (reused once nothing holds it nor a view of it) and donated to the collectives
+    (``collective.donate``), which then reduce it in place."""
 
-    __slots__ = ("dtype", "bufs", "cur", "addr")
+    __slots__ = ("ring", "cur")
 
-    def __init__(self, dtype: np.dtype) -> None:
-        self.dtype = dtype
-        self.bufs: list[np.ndarray] = []
-        self.cur: np.ndarray = np.empty(0, dtype)
-        self.addr = 0
+    def __init__(self, known: dict[int, tuple[np.ndarray, int]], dtype: np.dtype) -> None:
+        self.ring = Ring(known, dtype)
+        #: (buffer, address) of the current call (the ring's own entry: no extra reference)
+        self.cur: tuple[np.ndarray, int] = (np.empty(0, dtype), 0)
 
     def take(self, size: int) -> None:
         """Make ``cur`` a free buffer of ``size`` elements."""
-        for b in self.bufs:
-            # held by the list, `b`, getrefcount's argument (and `cur`) only: free
-            if b.size == size and sys.getrefcount(b) <= 3 + (b is self.cur):
-                break
-        else:
-            b = np.empty(size, self.dtype)
-            collective.donate(b)
-            if len(self.bufs) >= PACKS_KEPT:
-                self.bufs.pop(0)
-            self.bufs.append(b)
-        self.cur, self.addr = b, b.ctypes.data
+        self.cur = self.ring.get((size,))
+        collective.donate(self.cur[0])
 
 
 class Member:
@@ -638,12 +626,10 @@ class Member:
 
     def get(self, where: tuple[tuple[int, ...], int, int]) -> tuple[np.ndarray, int]:
         shape, off, size = where
-        pack = self.pack
         if self.first:
-            pack.take(size)
-        n = math.prod(shape)
-        return (pack.cur[off:off + n].reshape(shape),
-                pack.addr + off * pack.dtype.itemsize)
+            self.pack.take(size)
+        buf, addr = self.pack.cur
+        return buf[off:off + math.prod(shape)].reshape(shape), addr + off * buf.itemsize
 
 
 def _thread_header(sz: Sized) -> int:

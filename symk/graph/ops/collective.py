@@ -193,7 +193,8 @@ _donated: weakref.WeakValueDictionary[int, np.ndarray] = weakref.WeakValueDictio
 def donate(flat: np.ndarray) -> None:
     """Let collectives reduce in place in the 1-D ``flat`` when their inputs are views tiling
     it in order (the runtime calls this for buffers whose views only one collective reads)."""
-    _donated[id(flat)] = flat
+    if _donated.get(id(flat)) is not flat:
+        _donated[id(flat)] = flat
 
 
 def packed(arrays: Sequence[np.ndarray]) -> np.ndarray | None:
