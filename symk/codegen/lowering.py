@@ -525,8 +525,10 @@ class _Lowerer:
         assert self.R is not None, "a reduction building block in a kernel without one"
         return self.R
 
-    def _reduce_pass(self, kind: str, acc_dtype: str, fn: Callable[[int], int]) -> int:
-        """One loop nest over the reduced axes accumulating ``fn(x)`` with ``kind``."""
+    def reduce(self, kind: str, acc_dtype: str, fn: Callable[[int], int]) -> int:
+        """(A building block of the hooks.) A pass over the reduced axes accumulating
+        ``fn(x)`` (``x``: the input's value) by ``kind`` in ``acc_dtype``: the accumulated
+        value."""
         acc = self.p.emit("acc", acc_dtype, (), kind)
         opened = self.open_loops(list(self.red), False)
         x = self.value(self.reduction.inputs[0], list(range(self.rank)))
@@ -597,9 +599,11 @@ class _Lowerer:
         self.close_loops(opened)
         return self._outer(par)
 
-    def _scan(self, R: Node, kind: str) -> None:
-        """One pass along the scan axis (backwards with ``reverse``) carrying the running
-        value; outputs (and the epilogue) are stored inside the pass."""
+    def scan(self, kind: str) -> None:
+        """(A building block of the hooks.) One pass along the scan axis (backwards with
+        ``reverse``) carrying the running combination by ``kind``; outputs (and the epilogue)
+        are stored inside the pass."""
+        R = self.reduction
         (a,) = self.red
         acc = self.p.emit("acc", R.dtype, (), kind)
         opened = self.open_loops([a], False)
@@ -622,11 +626,6 @@ class _Lowerer:
         hook(R, self)
 
     # ---------------------------------------------------------- building blocks of the hooks
-    def reduce(self, kind: str, acc_dtype: str, fn: Any) -> int:
-        """A pass over the reduced axes accumulating ``fn(x)`` (``x``: the input's value) by
-        ``kind`` in ``acc_dtype``: the accumulated value."""
-        return self._reduce_pass(kind, acc_dtype, fn)
-
     def count(self) -> int:
         """The number of reduced elements (int64)."""
         count: int | None = None
@@ -661,10 +660,6 @@ class _Lowerer:
         self.close_loops(opened)
         return self.p.emit("acc_read", "int64", (acc,))
 
-    def scan(self, kind: str) -> None:
-        """The running combination by ``kind`` along the axis (its outputs are stored in the
-        pass)."""
-        self._scan(self.reduction, kind)
 
 
 def lower_kernel(k: Kernel) -> LoweredKernel:
