@@ -80,7 +80,7 @@ class Op:
     #: getitem, ...): a runtime that writes a buffer in place checks such readers
     may_alias: ClassVar[bool] = False
     #: True when the op reads its inputs from one flat buffer it packs them into
-    #: (``allreduce_group``): a runtime may have their producers write them there
+    #: (``allreduce_group``, ``allreduce``): a runtime may have their producers write them there
     packs_inputs: ClassVar[bool] = False
     #: True when ``ref`` takes arrays of any array module (CuPy's too) and returns arrays
     #: of the same module: a device runs it on its own arrays (collectives, on NCCL)

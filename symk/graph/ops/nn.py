@@ -10,7 +10,7 @@ import numpy as np
 from symk.graph import build as gb
 from symk.graph.op import Op, register
 from symk.graph.ops.elementwise import float_of
-from symk.graph.ops.reduce import accumulator_dtype
+from symk.graph.ops.reduce import max_and_exp_sum
 from symk.graph.types import Type, normalize_axis
 
 
@@ -35,9 +35,8 @@ class _SoftmaxBase(Op):
         """Kernel IR: a max pass, a pass summing exp(x - max) (in the accumulator's dtype),
         then each element from ``z = x - max`` and that sum (``_finish``)."""
         b, dt = L.b, node.dtype
-        m = L.reduce("max", dt, lambda x: b.cast(x, dt))
-        s = b.cast(L.reduce("sum", accumulator_dtype("sum", dt),
-                            lambda x: b.exp(b.sub(b.cast(x, dt), m))), dt)
+        m, s = max_and_exp_sum(L, dt)
+        s = b.cast(s, dt)
         L.per_element(lambda x: self._finish(b, b.sub(b.cast(x, dt), m), s))
 
     def row_axis(self, node, axes):

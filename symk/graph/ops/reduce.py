@@ -41,6 +41,18 @@ def accumulator_dtype(kind: str, dtype: str) -> str:
     return "float64" if kind == "sum" and dtype in ("float32", "float16") else dtype
 
 
+def max_and_exp_sum(L, dt: str, finite_max: bool = False) -> tuple[int, int]:
+    """Kernel IR of the two passes logsumexp and softmax share (``L``: codegen's lowering):
+    m = max(x) (0 where it is infinite, with ``finite_max``) and s = sum(exp(x - m)) in the
+    accumulator's dtype."""
+    b = L.b
+    m = L.reduce("max", dt, lambda x: b.cast(x, dt))
+    if finite_max:
+        m = b.where(b.eq(b.abs(m), b.c(float("inf"), m)), b.c(0, m), m)
+    s = L.reduce("sum", accumulator_dtype("sum", dt), lambda x: b.exp(b.sub(b.cast(x, dt), m)))
+    return m, s
+
+
 class Reduce(Op):
     reduction = True
     combine = "sum"
@@ -204,9 +216,7 @@ class LogSumExp(Reduce):
     def lower_reduction(self, node, L) -> None:
         # m + log(sum(exp(x - m))), m = max(x) (0 where it is infinite)
         b, dt = L.b, node.dtype
-        m = L.reduce("max", dt, lambda x: b.cast(x, dt))
-        m = b.where(b.eq(b.abs(m), b.c(float("inf"), m)), b.c(0, m), m)
-        s = L.reduce("sum", accumulator_dtype("sum", dt), lambda x: b.exp(b.sub(b.cast(x, dt), m)))
+        m, s = max_and_exp_sum(L, dt, finite_max=True)
         L.result(b.add(b.log(b.cast(s, dt)), m))
 
     def ref(self, x, axes, keepdims=False):
