@@ -1,11 +1,14 @@
 """Building a device plan from a graph: the compile stage of a ``CompiledFunction``.
 
-``build`` takes the roots of one input signature to an executor on a device: from the plan
-cache (``plan_cache``: optimized, scheduled and lowered functions keyed by graph structure),
-or by running the passes (``passes/pipeline.optimize``: rewrites, fusion, the Schedule, the
-memory plan) and the device's plan class, which generates and compiles its code (the cpu plan
-lowers each kernel to Kernel IR and renders and compiles it with LLVM); a new plan then fills
-the plan cache.  ``CompiledFunction`` checks inputs, runs the executor and applies updates.
+``build`` takes the roots of one input signature to an executor on a device in three steps:
+1. the optimized Schedule: from the plan cache (``plan_cache``: optimized, scheduled and
+   lowered functions keyed by graph structure), or by running the passes
+   (``passes/pipeline.optimize``: rewrites, fusion, the Schedule, the memory plan);
+2. the device's code (``Device.compile_code``; the cpu's is ``runtime/native``: Kernel IR,
+   LLVM IR, one compiled module), loaded back from the caches on a plan-cache hit;
+3. the device's plan (``Device.new_plan``), which runs that code.
+A newly compiled function then fills the plan cache.  ``CompiledFunction`` checks inputs, runs
+the executor and applies updates.
 """
 
 from __future__ import annotations
@@ -46,18 +49,19 @@ def build(roots: list[Node], feeds: Sequence[Node], n_outputs: int, dev: Device,
         if t is not None:
             try:
                 opt_roots, schedule, prep = plan_cache.instantiate(t, pk[1])
-                executor = dev.new_plan(schedule, feeds, label, prep,
-                                        lambda: inplace(opt_roots))
-                return Built(opt_roots, schedule, executor, "plan cache hit")
+                code = dev.compile_code(schedule, label, inplace(opt_roots), prep)
+                return Built(opt_roots, schedule, dev.new_plan(schedule, feeds, code),
+                             "plan cache hit")
             except cache.Missing:  # e.g. the object cache was cleared: a plain miss
                 pass
             except Exception as e:  # noqa: BLE001 - a bad entry must never cost a result
                 plan_cache.discard(pk[0], f"{type(e).__name__}: {e}")
     opt = pipeline.optimize(roots, name=label)
-    executor = dev.new_plan(opt.schedule, feeds, label, None, lambda: inplace(opt.roots))
+    code = dev.compile_code(opt.schedule, label, inplace(opt.roots))
+    executor = dev.new_plan(opt.schedule, feeds, code)
     if pk is not None:
         t = plan_cache.make_template(opt.roots, opt.schedule, pk[1],
-                                     executor.prep if dev.native_prep else None)
+                                     code.prep if dev.native_prep else None)
         if t is not None:
             plan_cache.store(pk[0], t)
     return Built(opt.roots, opt.schedule, executor, "compiled")

@@ -81,7 +81,7 @@ def _macs(batch: int, out_sp: Sequence[int], w_shape: Sequence[int]) -> int:
     return batch * math.prod(out_sp) * math.prod(w_shape)
 
 
-@register_cpu_extern("conv")
+@register_cpu_extern("conv", blas=True)
 def conv_plan(node: Node) -> Callable[[np.ndarray, np.ndarray], np.ndarray]:
     a = {k: node.attrs[k] for k in ("strides", "dilation", "pads", "groups")}
     dtype = np.dtype(node.dtype)
@@ -115,7 +115,7 @@ def conv_plan(node: Node) -> Callable[[np.ndarray, np.ndarray], np.ndarray]:
 MAX_TUNED = 16
 
 
-@register_cpu_extern("conv_input_grad")
+@register_cpu_extern("conv_input_grad", blas=True)
 def conv_input_grad_plan(node: Node) -> Callable[..., np.ndarray]:
     a = {k: node.attrs[k] for k in ("strides", "dilation", "pads", "groups")}
     static = node.attrs["in_spatial"]
@@ -150,7 +150,7 @@ def conv_input_grad_plan(node: Node) -> Callable[..., np.ndarray]:
     return run
 
 
-@register_cpu_extern("conv_kernel_grad")
+@register_cpu_extern("conv_kernel_grad", blas=True)
 def conv_kernel_grad_plan(node: Node) -> Callable[[np.ndarray, np.ndarray], np.ndarray]:
     a = {k: node.attrs[k] for k in ("strides", "dilation", "pads", "groups")}
     kshape = node.attrs["kernel_shape"]

@@ -1,10 +1,10 @@
-"""The ``cpu`` device: every fused kernel of the Schedule runs as native code from the LLVM
-renderer; extern calls (BLAS matmul through numpy, gather, scans, data movement) and views run
-with their numpy implementations.
+"""The ``cpu`` device's plan: it runs a Schedule with the native code ``runtime/native``
+compiled for it (one LLVM module: a kernel per fused Kernel step, a driver per run of native
+steps); extern calls (BLAS products, convolutions, gathers, scans, data movement) run their
+fast paths or numpy references, and views are numpy views.
 
-All kernels of a function are compiled as one LLVM module, cached in memory and on disk by
-content.  A kernel's parallel loop is split across a small thread pool when the work is large
-(ctypes releases the GIL during the call); small kernels run inline with no pool overhead.
+A kernel's parallel loop is split across a small thread pool when the work is large (ctypes
+releases the GIL during the call); small kernels run inline with no pool overhead.
 ``SYMK_NUM_THREADS`` sets the pool size (the pool and the output buffer rings are
 ``symk.runtime.cpu_pool``'s).  Native extern implementations come from ``CPU_EXTERNS``, filled
 by ``externs`` and by the modules the device table imports for this device (``conv_cpu``,
@@ -13,172 +13,51 @@ by ``externs`` and by the modules the device table imports for this device (``co
 
 from __future__ import annotations
 
-import ctypes
-import os
 import time
-import warnings
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
 from typing import Any
 
-import llvmlite.binding as llvm
 import numpy as np
 
-from symk import config
-from symk.codegen.driver_render import PREFIX as DRIVER_PREFIX
-from symk.codegen.driver_render import with_drivers
-from symk.codegen.kir import Program
-from symk.codegen.llvm_compile import compile_object, target_key
-from symk.codegen.llvm_render import render_kernel, render_module
-from symk.codegen.lowering import LoweredKernel, lower_kernel
 from symk.config import debug_level, num_threads_set
-from symk.debug import log
 from symk.errors import SymkError
 from symk.graph.node import Node
 from symk.passes.schedule import Kernel, Schedule
-from symk.runtime import cache, threads
-from symk.runtime.cpu_pool import Ring, num_threads, on_pool
-from symk.runtime.driver import DFUNC, Segment, build_segments
+from symk.runtime import threads
+from symk.runtime.cpu_pool import Ring, num_threads
+from symk.runtime.driver import (
+    BLAS_SPLIT_FACTOR,
+    SMALL_INPUT_BYTES,
+    SMALL_INPUTS_KEPT,
+    Segment,
+    run_split,
+    split_wanted,
+)
 from symk.runtime.externs import (
+    CPU_BLAS_EXTERNS,
     CPU_EXTERNS,
     CPU_GROUP_EXTERNS,
     gemm_plan,
     matmul2d_plan,
     matmul_plan,
 )
-from symk.runtime.lru import MODULES_RECENT, ModuleTable
+from symk.runtime.native import KernelCall, NativeCode, kernel_sources
 from symk.runtime.plan import Plan
 from symk.runtime.shape_check import kernel_mismatch, step_failure
 
-KFUNC = ctypes.CFUNCTYPE(None, ctypes.c_void_p, ctypes.c_int64, ctypes.c_int64)
-#: kernels with fewer domain elements than this run on the calling thread only (measured:
-#: a 2-way split of a 131k-element kernel right after a GEMM is ~4x slower than one thread,
-#: as OpenBLAS's threads are still spinning; from ~400k elements the split pays off)
-PARALLEL_MIN_ELEMENTS = 1 << 18
-#: in a function that also calls BLAS, a kernel splits only from this many times as many
-#: elements: OpenBLAS's worker threads keep spinning on the other cores for a while after each
-#: GEMM, and a second kernel thread competing with them was measured to take ~2x longer than
-#: one thread (W3's 784x512 SGD update: 371 us split vs 187 us on one thread)
-BLAS_SPLIT_FACTOR = 4
-#: extern ops that call BLAS on this device
-BLAS_OPS = frozenset({"einsum", "gemm", "conv", "conv_input_grad", "conv_kernel_grad"})
-#: inputs up to this size have their address remembered by the plan (at most
-#: SMALL_INPUTS_KEPT of them, so at most 16 MB of past inputs are kept alive)
-SMALL_INPUT_BYTES = 1 << 16
-SMALL_INPUTS_KEPT = 256
-
-#: object-cache key -> loaded module: the MODULES_RECENT most recently used ones, plus (weakly)
-#: every module a live plan still holds; the rest are released (see ``NativeModule``)
-_loaded: ModuleTable = ModuleTable(MODULES_RECENT)
-
-
-class NativeModule:
-    """Object code loaded into its own MCJIT engine, with its kernels as ctypes functions.
-
-    The engine (and the executable pages it owns) is disposed by llvmlite when its last Python
-    reference goes.  Each kernel function (a KFUNC: a bare address) holds the engine too, so
-    whoever keeps a kernel function (a plan's step closures) keeps its code alive, even after
-    the module and the ``_loaded`` table have let go; nothing ever calls freed code."""
-
-    def __init__(self, obj: bytes, names: Sequence[str]) -> None:
-        llvm.initialize_native_target()
-        llvm.initialize_native_asmprinter()
-        tm = llvm.Target.from_default_triple().create_target_machine(
-            cpu=llvm.get_host_cpu_name(), features=llvm.get_host_cpu_features().flatten(),
-            opt=3)
-        self.engine = engine = llvm.create_mcjit_compiler(llvm.parse_assembly(""), tm)
-        engine.add_object_file(llvm.ObjectFileRef.from_data(obj))
-        engine.finalize_object()
-        self.nbytes = len(obj)
-        self.fns: dict[str, Any] = {}
-        for name in names:
-            addr = engine.get_function_address(name)
-            if not addr:
-                raise SymkError(f"internal error: kernel {name} missing from its object code")
-            fn = (DFUNC if name.startswith(DRIVER_PREFIX) else KFUNC)(addr)
-            # the code at `addr` lives as long as this function object (ctypes function
-            # objects take attributes; their stubs declare none)
-            fn.engine = engine  # type: ignore[attr-defined]
-            self.fns[name] = fn
-
-
-def build_native(progs: list, label: str, rendered: dict[str, tuple] | None = None,
-                 drivers: Sequence[tuple[str, str]] = ()) -> tuple[NativeModule | None, str, str]:
-    """Compile (or fetch from the caches) one module holding ``progs`` and the ``drivers``
-    ((name, function text) from ``driver_render``): (module, LLVM IR, key).  ``rendered``
-    holds kernels already rendered (name -> ``render_kernel`` result)."""
-    if not progs and not drivers:
-        return None, "", ""
-    ir = with_drivers(render_module(progs, rendered) if progs else "", [d[1] for d in drivers])
-    key = cache.key_of(ir, target_key())
-    names = [p.name for p in progs] + [d[0] for d in drivers]
-    mod = load_native(key, names)
-    if mod is None:
-        obj, dt = compile_object(ir)
-        log(1, f"LLVM compiled {len(progs)} kernel(s) and {len(drivers)} driver(s) for "
-               f"'{label}' in {dt * 1e3:.1f} ms")
-        cache.store(key, obj, {"kernels": names, "target": target_key()})
-        mod = _loaded[key] = NativeModule(obj, names)
-    return mod, ir, key
-
-
-def load_native(key: str, names: Sequence[str]) -> NativeModule | None:
-    """The module with object-cache key ``key`` if it is loaded or cached, else None."""
-    mod = _loaded.get(key)
-    if mod is not None:
-        return mod
-    obj = cache.load(key)
-    if obj is None:
-        return None
-    mod = _loaded[key] = NativeModule(obj, names)
-    return mod
-
-
-@dataclass
-class KernelCall:
-    """What calling one native kernel needs (from a LoweredKernel, or from a cached plan)."""
-
-    name: str
-    nparams: int
-    inputs: list[Node]
-    outputs: list[Node]
-    size_sources: list
-    outer: tuple
-    out_dims: list
-    domain: tuple
-    scratch: list
-    #: (input, axis, size param or -1, static extent): see ``LoweredKernel.in_checks``
-    in_checks: list
-
-    @classmethod
-    def of(cls, lk: LoweredKernel) -> KernelCall:
-        return cls(lk.program.name, len(lk.program.params), lk.inputs, lk.outputs,
-                   list(lk.size_sources), tuple(lk.outer), [list(d) for d in lk.out_dims],
-                   tuple(lk.domain), list(lk.scratch or []),
-                   [tuple(c) for c in lk.in_checks or []])
-
-
-@dataclass
-class NativePrep:
-    """A function's native code: the module's cache key, its kernel names, and the call of
-    each kernel step (by step index)."""
-
-    key: str
-    names: list[str]
-    calls: dict[int, KernelCall]
-
 
 class CpuPlan(Plan):
-    """A Plan whose kernel steps call native code.  ``prep`` (from the plan cache)
-    skips lowering and rendering; without it every kernel is lowered, rendered and compiled.
-    Runs of native steps are run by native drivers (``symk.runtime.driver``)."""
+    """A Plan whose kernel steps call native code: the schedule's ``NativeCode``, compiled by
+    ``symk.runtime.native`` before the plan is made.  Runs of native steps are run by native
+    drivers (``symk.runtime.driver``)."""
 
-    def __init__(self, schedule: Schedule, fed: Sequence[Node], label: str = "function",
-                 prep: NativePrep | None = None, inplace: frozenset[int] = frozenset()) -> None:
-        self.ir = ""
+    def __init__(self, schedule: Schedule, fed: Sequence[Node], code: NativeCode) -> None:
+        self.code = code
+        self.prep = code.prep
+        self.native = code.module
+        self.by_step = code.by_step
         #: ids of the gemm nodes that may write into their accumulator input (a variable)
-        self.inplace = last_readers_ok(schedule, inplace)
-        self.native: NativeModule | None = None
+        self.inplace = code.inplace
         #: id -> (array, address) of the arrays whose addresses are known without numpy
         #: (pooled kernel outputs; a scan loop adds its constants and sequence slices)
         self.known: dict[int, tuple[np.ndarray, int]] = {}
@@ -188,23 +67,9 @@ class CpuPlan(Plan):
         self.small: dict[int, tuple[np.ndarray, int]] = {}
         self.schedule = schedule
         #: step ranges run by one native driver call each (``symk.runtime.driver``)
-        self.segments: list[Segment] = []
-        want = config.native_driver()
-        if prep is not None:
-            self.native = load_native(prep.key, prep.names) if prep.names else None
-            if prep.names and self.native is None:
-                raise cache.Missing(f"object {prep.key[:12]} is no longer cached")
-            self.prep = prep
-            self.by_step = {id(schedule.steps[i]): c for i, c in prep.calls.items()}
-            if want and self.native is not None:  # the same layouts give the same drivers
-                self.segments = self._layouts()
-                if any(g.name not in self.native.fns for g in self.segments):
-                    # cached while SYMK_NATIVE_DRIVER=0: compile again, with the drivers
-                    raise cache.Missing(f"object {prep.key[:12]} has no drivers")
-        else:
-            self.prep = self._prepare(schedule, label, want)
+        self.segments: list[Segment] = list(code.segments)
         self.nthreads = num_threads()
-        blas = any(s.node.op.name in BLAS_OPS for s in schedule.externs)
+        blas = any(s.node.op.name in CPU_BLAS_EXTERNS for s in schedule.externs)
         #: whether the drivers' big products run in shares on symk's threads (returning to
         #: Python for each) rather than on BLAS's threads (see :meth:`own_products`)
         self.products_owned = False
@@ -226,14 +91,6 @@ class CpuPlan(Plan):
         if not self.scoped:  # no thread scope: straight to the steps
             # (an instance attribute shadowing the method: mypy rejects assigning methods)
             self.run = self._run if self.segments else super().run  # type: ignore[method-assign]
-
-    def _layouts(self) -> list[Segment]:
-        """The segments of this plan's schedule (layouts and driver code, not yet bound)."""
-        try:
-            return [Segment(self, lo, hi) for lo, hi in build_segments(self)]
-        except SymkError as e:  # pragma: no cover - reported; the plan runs step by step
-            log(1, f"no native driver: {e}")
-            return []
 
     def _bind_drivers(self) -> None:
         """Bind the segments to the compiled code and the plan's slots; the call program."""
@@ -258,53 +115,9 @@ class CpuPlan(Plan):
         #: the run of the only segment when it holds every step
         self.only = self.segments[0].run if self.driver_numpy_free else None
 
-    def _prepare(self, schedule: Schedule, label: str, drivers: bool) -> NativePrep:
-        """Lower and render every kernel (and, with ``drivers``, the segments' drivers) and
-        compile them as one module."""
-        calls: dict[int, KernelCall] = {}
-        progs: dict[str, Any] = {}
-        rendered: dict[str, tuple] = {}
-        for i, step in enumerate(schedule.steps):
-            if not isinstance(step, Kernel):
-                continue
-            try:
-                lk = lower_kernel(step)
-                if lk.program.name not in progs:  # (a kernel that cannot render stays out)
-                    rendered[lk.program.name] = render_kernel(lk.program)
-            except SymkError as e:  # pragma: no cover - reported, kernel stays interpreted
-                log(1, f"kernel {step.name} runs on the reference executor: {e}")
-                continue
-            calls[i] = KernelCall.of(lk)
-            progs.setdefault(lk.program.name, lk.program)
-        self.programs = list(progs.values())
-        self.by_step = {id(schedule.steps[i]): c for i, c in calls.items()}
-        self.segments = self._layouts() if drivers else []
-        code = list({g.name: (g.name, g.ir) for g in self.segments}.values())
-        key = ""
-        try:
-            self.native, self.ir, key = build_native(self.programs, label, rendered, code)
-        except SymkError as e:  # an LLVM rejection must not cost the user a result
-            warnings.warn(f"symk: native code for '{label}' failed ({e}); its kernels run on "
-                          "the reference executor (set SYMK_DEBUG=4 to see the LLVM IR)",
-                          RuntimeWarning, stacklevel=3)
-            self.native, calls, self.by_step, self.segments = None, {}, {}, []
-        _debug_dump(label, self.programs, self.ir)
-        return NativePrep(key, [p.name for p in self.programs] + [c[0] for c in code], calls)
-
     def kernel_sources(self, step: Kernel) -> dict[str, str]:
-        """Kernel IR text of a native kernel step and its module's LLVM IR (rendered again
-        when the plan came from the plan cache)."""
-        call = self.by_step.get(id(step))
-        if call is None:
-            return {}
-        if not self.ir:
-            progs: dict[str, Program] = {}
-            for s in self.schedule.kernels:
-                if id(s) in self.by_step:
-                    p = lower_kernel(s).program
-                    progs.setdefault(p.name, p)
-            self.ir = render_module(list(progs.values()))
-        return {"kir": lower_kernel(step).program.text(), "llvm_ir": self.ir}
+        """Kernel IR text of a native kernel step and its module's LLVM IR."""
+        return kernel_sources(self.code, self.schedule, step)
 
     def node_step(self, n: Node) -> Callable[[list[Any]], None]:
         if n.op.matrix_product:  # matrix products write into the step's buffers
@@ -406,69 +219,6 @@ class CpuPlan(Plan):
             if seg is None or not seg.run(vals):
                 self._steps(vals, lo, hi)
 
-
-
-def last_readers_ok(schedule: Schedule, candidates: frozenset[int]) -> frozenset[int]:
-    """The ``candidates`` (gemm node ids) whose accumulator input, and every view of it, is
-    read by no step after the gemm's own: those may overwrite the accumulator in place."""
-    if not candidates:
-        return frozenset()
-    steps = schedule.steps
-    reads = [[id(x) for x in (s.inputs if isinstance(s, Kernel) else s.node.inputs)]
-             for s in steps]
-    ok = set()
-    for k, step in enumerate(steps):
-        if isinstance(step, Kernel) or id(step.node) not in candidates:
-            continue
-        alias = {id(step.node.inputs[0])}
-        for s in steps:
-            if not isinstance(s, Kernel) and s.node.op.may_alias and \
-                    id(s.node.inputs[0]) in alias:
-                alias.add(id(s.node))
-        if not any(x in alias for r in reads[k + 1:] for x in r):
-            ok.add(id(step.node))
-    return frozenset(ok)
-
-
-def _debug_dump(label: str, progs: list, ir: str) -> None:
-    """SYMK_DEBUG=4 prints the LLVM IR, =5 also the Kernel IR; SYMK_DUMP_DIR gets .kir/.ll in
-    the folder the pass pipeline dumped this function's passes to (``dump_folder``)."""
-    from symk.config import debug_level
-
-    lvl = debug_level()
-    if lvl >= 5:
-        for p in progs:
-            log(5, f"Kernel IR of '{label}':\n{p.text()}")
-    if lvl >= 4 and ir:
-        log(4, f"LLVM IR of '{label}':\n{ir}")
-    if not progs:
-        return
-    from symk.passes.pipeline import dump_folder
-
-    d = dump_folder(label, content=ir)
-    if d:
-        for p in progs:
-            with open(os.path.join(d, f"{p.name}.kir"), "w") as f:
-                f.write(p.text() + "\n")
-        with open(os.path.join(d, "module.ll"), "w") as f:
-            f.write(ir)
-
-
-def split_wanted(plan: CpuPlan, n: int, total: int) -> bool:
-    """Whether a kernel of ``n`` outer iterations over ``total`` elements is split across
-    threads (see PARALLEL_MIN_ELEMENTS and BLAS_SPLIT_FACTOR)."""
-    return plan.nthreads > 1 and n >= 2 and total >= PARALLEL_MIN_ELEMENTS * plan.split_factor
-
-
-def run_split(plan: CpuPlan, fn: Any, ptr: int, n: int) -> None:
-    """Run a kernel (argument block at ``ptr``) over ``[0, n)`` split across the free cores,
-    at most the plan's thread count (on the calling thread alone when that is one)."""
-    parts = min(threads.kernel_threads(plan.nthreads), n)
-    if parts <= 1:
-        fn(ptr, 0, n)
-        return
-    bounds = [n * i // parts for i in range(parts + 1)]
-    on_pool(plan.nthreads, lambda lo, hi: fn(ptr, lo, hi), list(zip(bounds, bounds[1:])))
 
 
 def _native_step(plan: CpuPlan, lk: KernelCall, fn: Any, nodes: Sequence[Node] = ()

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import functools
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from typing import Any, cast
 
 import numpy as np
@@ -129,27 +130,49 @@ CUDA_EXTERNS: dict[str, Callable[[Node], Callable | None]] = {
     "count": _cupy_shape_read}
 
 
-class CudaPlan(Plan):
-    """A Plan whose values are CuPy arrays and whose kernel steps launch CUDA kernels."""
+@dataclass
+class CudaCode:
+    """A schedule's CUDA code: each kernel step's lowering, the rendered kernels, and the
+    module NVRTC compiled from their source (None: no kernel renders)."""
 
-    def __init__(self, schedule: Schedule, fed: Sequence[Node], label: str = "function") -> None:
+    lowered: dict[int, LoweredKernel]
+    rendered: dict[str, CudaKernel]
+    source: str
+    module: Any
+
+
+def compile_cuda(schedule: Schedule, label: str = "function",
+                 inplace: frozenset[int] = frozenset(), prep: Any = None) -> CudaCode:
+    """Lower and render every kernel step of ``schedule`` as CUDA C and compile them as one
+    ``cupy.RawModule`` (the cuda device's compile stage; ``inplace``/``prep`` are the cpu's).
+    A kernel the renderer rejects runs on the host reference executor."""
+    cupy, _ = require_cuda()
+    lowered: dict[int, LoweredKernel] = {}
+    rendered: dict[str, CudaKernel] = {}
+    for step in schedule.steps:
+        if isinstance(step, Kernel):
+            try:
+                lk = lower_kernel(step)
+                ck = rendered.get(lk.program.name) or render_cuda(lk.program)
+            except SymkError as e:
+                log(1, f"kernel {step.name} runs on the host reference executor: {e}")
+                continue
+            lowered[id(step)] = lk
+            rendered[ck.name] = ck
+    source = module_source(list(rendered.values())) if rendered else ""
+    module = cupy.RawModule(code=source, options=("--std=c++17",)) if source else None
+    log(4, f"CUDA source of '{label}':\n{source}")
+    return CudaCode(lowered, rendered, source, module)
+
+
+class CudaPlan(Plan):
+    """A Plan whose values are CuPy arrays and whose kernel steps launch the CUDA kernels of
+    the schedule's ``CudaCode`` (``compile_cuda``)."""
+
+    def __init__(self, schedule: Schedule, fed: Sequence[Node], code: CudaCode) -> None:
         self.cupy, self.props = require_cuda()
-        self.lowered: dict[int, LoweredKernel] = {}
-        self.rendered: dict[str, CudaKernel] = {}
-        for step in schedule.steps:
-            if isinstance(step, Kernel):
-                try:
-                    lk = lower_kernel(step)
-                    ck = self.rendered.get(lk.program.name) or render_cuda(lk.program)
-                except SymkError as e:
-                    log(1, f"kernel {step.name} runs on the host reference executor: {e}")
-                    continue
-                self.lowered[id(step)] = lk
-                self.rendered[ck.name] = ck
-        self.source = module_source(list(self.rendered.values())) if self.rendered else ""
-        self.module = self.cupy.RawModule(code=self.source, options=("--std=c++17",)) \
-            if self.source else None
-        log(4, f"CUDA source of '{label}':\n{self.source}")
+        self.lowered, self.rendered = code.lowered, code.rendered
+        self.source, self.module = code.source, code.module
         super().__init__(schedule, fed)
 
     def run(self, feeds: Sequence[np.ndarray]) -> list[Any]:

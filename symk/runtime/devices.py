@@ -1,8 +1,8 @@
 """The device table: the one place that knows what each device (``cpu``, ``interp``, ``cuda``)
 is made of.
 
-A ``Device`` names its plan class (the executor of a Schedule), how a plan is built (fresh from
-an optimized schedule, or from a plan-cache template and its native prep), whether its plans go
+A ``Device`` names its plan class (the executor of a Schedule), how a schedule is compiled to
+the device's code (fresh, or from the part of it a plan-cache template keeps), whether its plans go
 through the plan cache and the target part of their key, the check that the device can run here
 (a ``DeviceError`` saying what is missing), and how a call's values come back to the host and
 are stored in the variables.  ``CompiledFunction`` only looks entries up; nothing else in the
@@ -24,9 +24,9 @@ from typing import Any
 from symk import config
 from symk.errors import ArgumentError
 
-#: (plan class, schedule, fed placeholders, label, native prep from the plan cache or None,
-#: () -> ids of the gemm updates that may accumulate into their variable) -> plan
-PlanBuilder = Callable[[type, Any, Sequence[Any], str, Any, Callable[[], frozenset[int]]], Any]
+#: (schedule, label, ids of the gemm updates that may accumulate into their variable, the
+#: cacheable part of an earlier compile from the plan cache or None) -> the device's code
+Compiler = Callable[[Any, str, frozenset[int], Any], Any]
 
 
 def resolve(ref: Any) -> Any:
@@ -37,25 +37,6 @@ def resolve(ref: Any) -> Any:
     return getattr(importlib.import_module(module), attr)
 
 
-def schedule_plan(cls: type, schedule: Any, feeds: Sequence[Any], label: str, prep: Any,
-                  inplace: Callable[[], frozenset[int]]) -> Any:
-    """``cls(schedule, feeds)``: a plan that needs nothing but the schedule (``interp``)."""
-    return cls(schedule, feeds)
-
-
-def labelled_plan(cls: type, schedule: Any, feeds: Sequence[Any], label: str, prep: Any,
-                  inplace: Callable[[], frozenset[int]]) -> Any:
-    """``cls(schedule, feeds, label)``: a plan compiling its kernels fresh (``cuda``)."""
-    return cls(schedule, feeds, label)
-
-
-def native_plan(cls: type, schedule: Any, feeds: Sequence[Any], label: str, prep: Any,
-                inplace: Callable[[], frozenset[int]]) -> Any:
-    """``cls(schedule, feeds, label, prep=prep, inplace=...)``: a native plan (``cpu``) that
-    reuses the plan cache's prep when given one and may accumulate gemms in place."""
-    return cls(schedule, feeds, label, prep=prep, inplace=inplace())
-
-
 @dataclass(frozen=True)
 class Device:
     """One device of the runtime; see the module doc."""
@@ -63,8 +44,10 @@ class Device:
     name: str
     #: the executor of a Schedule: ``"module:Class"`` or the class
     plan: str | type
-    #: how a plan is built from the plan class (see ``PlanBuilder``)
-    build: PlanBuilder = schedule_plan
+    #: ``"module:function"`` compiling a schedule to the device's code (see ``Compiler``),
+    #: which the plan class then takes as its third argument; None: the plan runs the
+    #: schedule as it is (``plan(schedule, feeds)``)
+    compile: str | Compiler | None = None
     #: ``"module:function"`` raising a DeviceError when the device cannot run here (None:
     #: always available); called once per compiled function
     require: str | Callable[[], Any] | None = None
@@ -72,7 +55,8 @@ class Device:
     plan_cache: bool = True
     #: ``"module:function"`` giving the target part of the plan-cache key (None: "")
     cache_target: str | Callable[[], str] | None = None
-    #: whether plans carry a ``NativePrep`` (``plan.prep``) that plan-cache templates keep
+    #: whether the device's code has a part plan-cache templates keep (``code.prep``, e.g.
+    #: the cpu's ``NativePrep``), which ``compile`` then takes back instead of generating code
     native_prep: bool = False
     #: ``"module:function"`` ``(fn, plan, values) -> outputs`` returning a call's outputs on
     #: the host and storing its updates; None: the values are numpy arrays, returned and
@@ -106,19 +90,27 @@ class Device:
     def finisher(self) -> Callable[..., list[Any]] | None:
         return None if self.finish is None else resolve(self.finish)
 
-    def new_plan(self, schedule: Any, feeds: Sequence[Any], label: str, prep: Any = None,
-                 inplace: Callable[[], frozenset[int]] = frozenset) -> Any:
-        return self.build(self.plan_class(), schedule, feeds, label, prep, inplace)
+    def compile_code(self, schedule: Any, label: str, inplace: frozenset[int] = frozenset(),
+                     prep: Any = None) -> Any:
+        """The device's code for ``schedule`` (None for a device that compiles nothing)."""
+        if self.compile is None:
+            return None
+        return resolve(self.compile)(schedule, label, inplace, prep)
+
+    def new_plan(self, schedule: Any, feeds: Sequence[Any], code: Any = None) -> Any:
+        """The device's executor of ``schedule`` running ``code`` (from ``compile_code``)."""
+        cls = self.plan_class()
+        return cls(schedule, feeds) if self.compile is None else cls(schedule, feeds, code)
 
 
 DEVICES: dict[str, Device] = {d.name: d for d in (
-    Device("cpu", "symk.runtime.cpu:CpuPlan", build=native_plan,
+    Device("cpu", "symk.runtime.cpu:CpuPlan", compile="symk.runtime.native:compile_native",
            cache_target="symk.codegen.llvm_compile:target_key", native_prep=True,
            code="symk.codegen.llvm_render:code_listing",
            extern_modules=("symk.runtime.conv_cpu", "symk.runtime.scan_cpu",
                            "symk.runtime.sparse_cpu")),
     Device("interp", "symk.runtime.interp:InterpPlan"),
-    Device("cuda", "symk.runtime.cuda:CudaPlan", build=labelled_plan,
+    Device("cuda", "symk.runtime.cuda:CudaPlan", compile="symk.runtime.cuda:compile_cuda",
            require="symk.runtime.cuda:require_cuda", plan_cache=False,
            finish="symk.runtime.cuda:finish", to_device="symk.runtime.cuda:to_device",
            code="symk.codegen.cuda_launch:code_listing"),

@@ -54,10 +54,11 @@ from symk.errors import ShapeError
 from symk.graph.node import Node
 from symk.graph.ops import collective
 from symk.graph.ops.linalg import matmul2d_layout
-from symk.passes.schedule import Extern, Kernel, View
+from symk.graph.types import Type
+from symk.passes.schedule import Extern, Kernel, Schedule, View
 from symk.runtime import threads
 from symk.runtime.blas import gemm_fn
-from symk.runtime.cpu_pool import Ring
+from symk.runtime.cpu_pool import Ring, on_pool
 from symk.runtime.externs import SPLIT_MIN_COLS, SPLIT_MIN_ROWS, gemm_shares, own_split
 from symk.runtime.shape_check import kernel_sizes_checked
 
@@ -65,6 +66,19 @@ from symk.runtime.shape_check import kernel_sizes_checked
 DFUNC = ctypes.CFUNCTYPE(ctypes.c_int64, ctypes.c_void_p, ctypes.c_int64)
 #: signatures (input-shape tuples) kept per segment
 SIGNATURES_KEPT = 16
+#: kernels with fewer domain elements than this run on the calling thread only (measured:
+#: a 2-way split of a 131k-element kernel right after a GEMM is ~4x slower than one thread,
+#: as OpenBLAS's threads are still spinning; from ~400k elements the split pays off)
+PARALLEL_MIN_ELEMENTS = 1 << 18
+#: in a function that also calls BLAS, a kernel splits only from this many times as many
+#: elements: OpenBLAS's worker threads keep spinning on the other cores for a while after each
+#: GEMM, and a second kernel thread competing with them was measured to take ~2x longer than
+#: one thread (W3's 784x512 SGD update: 371 us split vs 187 us on one thread)
+BLAS_SPLIT_FACTOR = 4
+#: inputs up to this size have their address remembered by the plan (at most
+#: SMALL_INPUTS_KEPT of them, so at most 16 MB of past inputs are kept alive)
+SMALL_INPUT_BYTES = 1 << 16
+SMALL_INPUTS_KEPT = 256
 _REALS = ("float32", "float64")
 
 
@@ -76,19 +90,19 @@ def _address(fn: Any) -> int:
         return 0
 
 
-def native_step_ok(plan: Any, step: Any) -> bool:
-    """Whether a driver can run ``step`` of ``plan`` (a CpuPlan)."""
+def native_step_ok(by_step: dict[int, Any], step: Any) -> bool:
+    """Whether a driver can run ``step`` (``by_step``: step id -> its native ``KernelCall``)."""
     if isinstance(step, Kernel):
-        return id(step) in plan.by_step
+        return id(step) in by_step
     n = step.node
     name = n.op.name
-    if isinstance(step, View):
-        return name in ("expand_dims", "squeeze") or (name == "reshape" and len(n.inputs) == 1)
+    if isinstance(step, View):  # (a reshape to a run-time shape vector has 2 inputs)
+        return n.op.reshapes and len(n.inputs) == 1
     if not isinstance(step, Extern):
         return False
     if n.op.shape_only:
         return True
-    if name not in ("einsum", "gemm") or n.dtype not in _REALS:
+    if not n.op.matrix_product or n.dtype not in _REALS:
         return False
     layout = matmul2d_layout(n.attrs["spec"])
     if layout is None or gemm_fn(np.dtype(n.dtype)) is None:
@@ -105,18 +119,18 @@ def native_step_ok(plan: Any, step: Any) -> bool:
     return bv != 0.0 and math.isfinite(bv)
 
 
-def build_segments(plan: Any) -> list[tuple[int, int]]:
-    """``[lo, hi)`` step ranges of ``plan``'s schedule that become segments: maximal runs of
+def build_segments(schedule: Schedule, by_step: dict[int, Any]) -> list[tuple[int, int]]:
+    """``[lo, hi)`` step ranges of ``schedule`` that become segments: maximal runs of
     native-able steps holding at least one kernel or product."""
-    steps = plan.schedule.steps
+    steps = schedule.steps
     out: list[tuple[int, int]] = []
     k = 0
     while k < len(steps):
-        if not native_step_ok(plan, steps[k]):
+        if not native_step_ok(by_step, steps[k]):
             k += 1
             continue
         lo = k
-        while k < len(steps) and native_step_ok(plan, steps[k]):
+        while k < len(steps) and native_step_ok(by_step, steps[k]):
             k += 1
         if any(isinstance(s, Kernel) or s.node.op.matrix_product
                for s in steps[lo:k]):
@@ -147,12 +161,19 @@ class Sized:
 
 
 class Segment:
-    """Steps ``[lo, hi)`` of a CpuPlan's schedule run by one driver (see the module doc)."""
+    """Steps ``[lo, hi)`` of a schedule run by one driver (see the module doc).
 
-    def __init__(self, plan: Any, lo: int, hi: int) -> None:
-        self.plan = plan
+    Made at compile time from the schedule alone (``by_step``: step id -> the native
+    ``KernelCall`` of each kernel step; ``inplace``: ids of the gemms that may accumulate into
+    their variable): its frame layout and driver code (``name``, ``ir``).  ``bind`` then
+    attaches it to the plan that runs it: the compiled code, the plan's slots and buffers."""
+
+    def __init__(self, schedule: Schedule, lo: int, hi: int, by_step: dict[int, Any],
+                 inplace: frozenset[int]) -> None:
+        self.schedule = schedule
+        self.plan: Any = None  # the CpuPlan running it (``bind``)
         self.lo, self.hi = lo, hi
-        steps = plan.schedule.steps
+        steps = schedule.steps
         self.steps = steps[lo:hi]
         produced: list[Node] = []
         ext: list[Node] = []
@@ -176,7 +197,7 @@ class Segment:
         self.ext = ext
         # values read after the segment (by any step) or returned: they must be arrays in
         # the plan's value list after the call
-        later: set[int] = {id(r) for r in plan.schedule.roots}
+        later: set[int] = {id(r) for r in schedule.roots}
         for st in steps[:lo] + steps[hi:]:
             for x in (st.inputs if isinstance(st, Kernel) else st.node.inputs):
                 later.add(id(x))
@@ -191,7 +212,7 @@ class Segment:
                 self.kind[id(o)] = "view"
             elif isinstance(st, Extern) and o.op.shape_only:
                 self.kind[id(o)] = "shape"
-            elif id(o) in plan.inplace and self._inplace_ok(o):
+            elif id(o) in inplace and self._inplace_ok(o):
                 self.kind[id(o)] = "inplace"
             else:
                 self.kind[id(o)] = "ring" if id(o) in later else "internal"
@@ -203,15 +224,12 @@ class Segment:
                     self.kind[id(r)] = "ring"
         self.escaping = [o for o in produced if id(o) in later]
         rings = [o for o in produced if self.kind[id(o)] == "ring"]
-        self.rings: list[Any] = [Ring(plan.known, np.dtype(o.dtype)) for o in rings]
-        #: per flat buffer its members' positions in ``rings`` (their order in the buffer)
+        #: per flat buffer, its members' positions in ``rings`` (their order in the buffer)
+        self.pack_groups = [[rings.index(o) for o in members]
+                            for members in self._packable(rings)]
+        #: the buffers of the ring outputs and of the flat buffers (``bind``)
+        self.rings: list[Any] = []
         self.packs: list[tuple[Pack, list[int]]] = []
-        for members in self._packable(rings):
-            pack = Pack(plan.known, np.dtype(members[0].dtype))
-            at = [rings.index(o) for o in members]
-            for j in at:  # (the first one the call reaches takes the buffer)
-                self.rings[j] = Member(pack, j == min(at))
-            self.packs.append((pack, at))
         # ---- frame layout: [header][externals][ring outputs][counters][the rest]
         pos = HEADER
         self.val: dict[int, int] = {}
@@ -227,7 +245,7 @@ class Segment:
         counter_pos: dict[int, int] = {}
         for st in self.steps:
             if isinstance(st, Kernel):
-                call = plan.by_step[id(st)]
+                call = by_step[id(st)]
                 for i, j in call.size_sources:
                     if i < 0:
                         node = st.nodes[j]
@@ -254,7 +272,7 @@ class Segment:
         self.kernel_pos: list[tuple[int, str]] = []
         for st in self.steps:
             if isinstance(st, Kernel):
-                call = plan.by_step[id(st)]
+                call = by_step[id(st)]
                 fpos, npos, flag, args = pos, pos + 1, pos + 2, pos + 3
                 pos += 3 + call.nparams
                 n_in, n_io = len(call.inputs), len(call.inputs) + len(call.outputs)
@@ -289,11 +307,11 @@ class Segment:
                     alpha = beta = -1
                     src = -1
                 else:
-                    c, a, b, al, be = n.inputs
+                    acc, a, b, al, be = n.inputs
                     alpha, beta = self.val[id(al)], self.val[id(be)]
-                    src = -1 if self.kind[id(n)] == "inplace" else self.val[id(c)]
+                    src = -1 if self.kind[id(n)] == "inplace" else self.val[id(acc)]
                     if self.kind[id(n)] == "inplace":  # the result is the accumulator
-                        self.layout.append(CopyAddress(self.val[id(c)], self.val[id(n)]))
+                        self.layout.append(CopyAddress(self.val[id(acc)], self.val[id(n)]))
                         self.info.append(("alias", n))
                 # stored operands are C-contiguous; the flags orient them (see _gemm_dims)
                 fa, fb = (TRANS if ta else NO_TRANS), (TRANS if tb else NO_TRANS)
@@ -322,9 +340,9 @@ class Segment:
         self.inplace_checks = []
         for st in self.steps:
             if not isinstance(st, Kernel) and self.kind.get(id(st.node)) == "inplace":
-                c, a, b = st.node.inputs[:3]
+                acc, a, b = st.node.inputs[:3]
                 pos_of = self.ext_index
-                self.inplace_checks.append((pos_of[id(c)], [pos_of[id(x)] for x in (a, b)
+                self.inplace_checks.append((pos_of[id(acc)], [pos_of[id(x)] for x in (a, b)
                                                             if id(x) in pos_of]))
         self.esc_other = [o for o in self.escaping if self.kind[id(o)] != "ring"]
         self.ring_index = {id(o): j for j, o in enumerate(rings)}
@@ -334,12 +352,12 @@ class Segment:
         inputs (``op.packs_inputs``, e.g. the gradients an ``allreduce_group`` sums) reads,
         each output directly or through views, in the step's input order: their kernels may
         write them into its flat buffer."""
-        roots = {id(r) for r in self.plan.schedule.roots}
+        roots = {id(r) for r in self.schedule.roots}
         readers: dict[int, set[Any]] = {}
         groups: dict[Any, tuple[Node, ...]] = {}
-        for st in self.plan.schedule.steps[self.hi:]:
+        for st in self.schedule.steps[self.hi:]:
             node = None if isinstance(st, Kernel) else st.node
-            ins = st.inputs if node is None else node.inputs
+            ins = st.inputs if isinstance(st, Kernel) else st.node.inputs
             packer = node if node is not None and node.op.packs_inputs else None
             group_key = getattr(packer.op, "group_key", None) if packer is not None else None
             key = group_key(packer) if group_key is not None else id(st)
@@ -382,7 +400,16 @@ class Segment:
 
     def bind(self, plan: Any, fns: dict[str, Any]) -> None:
         """Attach the compiled code (``fns``: name -> ctypes function of the plan's module)
-        and the plan's slots and random counters, once the plan has them."""
+        and ``plan``, the CpuPlan running the segment: its slots, random counters and
+        buffers (the output rings and flat buffers take their addresses into its ``known``)."""
+        self.plan = plan
+        self.rings = [Ring(plan.known, np.dtype(o.dtype)) for o in self.ring_nodes]
+        self.packs = []
+        for at in self.pack_groups:
+            pack = Pack(plan.known, np.dtype(self.ring_nodes[at[0]].dtype))
+            for j in at:  # (the first one the call reaches takes the buffer)
+                self.rings[j] = Member(pack, j == min(at))
+            self.packs.append((pack, at))
         self.fn = fns[self.name]
         for pos, name in self.kernel_pos:
             self.fns.append(fns[name])
@@ -409,9 +436,6 @@ class Segment:
         return sz
 
     def _size(self, sig: tuple) -> Sized | None:
-        from symk.runtime import cpu
-        from symk.runtime.cpu import split_wanted
-
         plan = self.plan
         shapes: dict[int, tuple[int, ...]] = {}
         for x, s in zip(self.ext, sig):
@@ -462,7 +486,7 @@ class Segment:
                 fr[npos] = n
                 fr[flag] = 1 if big else 0
                 if big:
-                    split[k] = functools.partial(cpu.run_split, plan, fn, ptr + 8 * args, n)
+                    split[k] = functools.partial(run_split, plan, fn, ptr + 8 * args, n)
             elif what == "view":
                 n = info[1]
                 s = _view_shape(n, shapes[id(n.inputs[0])])
@@ -696,34 +720,19 @@ def _gemm_dims(sa: tuple, sb: tuple, ta: bool, tb: bool, swap: bool,
 
 
 def _view_shape(n: Node, s: tuple[int, ...]) -> tuple[int, ...] | None:
-    """The run-time shape of a view node of input shape ``s`` (None: it does not apply)."""
-    name = n.op.name
-    if name == "expand_dims":
-        a = n.attrs["axis"]
-        a = a + len(s) + 1 if a < 0 else a
-        return s[:a] + (1,) + s[a:]
-    if name == "squeeze":
-        a = n.attrs["axis"]
-        a = a + len(s) if a < 0 else a
-        return s[:a] + s[a + 1:] if 0 <= a < len(s) and s[a] == 1 else None
-    target = list(n.attrs["shape"])
-    total = math.prod(s)
-    if -1 in target:
-        i = target.index(-1)
-        known = math.prod(d for d in target if d != -1)
-        if known == 0 or total % known:
-            return None
-        target[i] = total // known
-    if math.prod(target) != total:
+    """The run-time shape of a view node of input shape ``s``: its op's type rule on that
+    shape (None: it does not apply)."""
+    try:
+        t = n.op.infer([Type(n.inputs[0].dtype, s)], **n.attrs)
+    except ShapeError:
         return None
-    return tuple(target)
+    out = tuple(d for d in t.shape if d is not None)
+    return out if len(out) == len(t.shape) else None
 
 
 def _admit(a: Any, dt: np.dtype, small: dict) -> tuple[np.ndarray, int]:
     """(array, address) of an external input: C-contiguous, of the kernel's dtype (copied
     when it is not); small ones that need no copy are remembered (see ``CpuPlan.small``)."""
-    from symk.runtime.cpu import SMALL_INPUT_BYTES, SMALL_INPUTS_KEPT
-
     if not isinstance(a, np.ndarray):
         a = np.asarray(a)
     if a.dtype != dt or not a.flags.c_contiguous:
@@ -757,3 +766,20 @@ def _set_threads_address() -> int:
         api = threads.blas_api()
         _set_addr.append(_address(api[1]) if api else 0)
     return _set_addr[0]
+
+
+def split_wanted(plan: Any, n: int, total: int) -> bool:
+    """Whether a kernel of ``n`` outer iterations over ``total`` elements is split across
+    ``plan``'s threads (see PARALLEL_MIN_ELEMENTS and BLAS_SPLIT_FACTOR)."""
+    return plan.nthreads > 1 and n >= 2 and total >= PARALLEL_MIN_ELEMENTS * plan.split_factor
+
+
+def run_split(plan: Any, fn: Any, ptr: int, n: int) -> None:
+    """Run a kernel (argument block at ``ptr``) over ``[0, n)`` split across the free cores,
+    at most the plan's thread count (on the calling thread alone when that is one)."""
+    parts = min(threads.kernel_threads(plan.nthreads), n)
+    if parts <= 1:
+        fn(ptr, 0, n)
+        return
+    bounds = [n * i // parts for i in range(parts + 1)]
+    on_pool(plan.nthreads, lambda lo, hi: fn(ptr, lo, hi), list(zip(bounds, bounds[1:])))

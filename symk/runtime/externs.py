@@ -51,10 +51,18 @@ def register_cpu_group_extern(op_name: str) -> Callable[[_GF], _GF]:
     return deco
 
 
-def register_cpu_extern(op_name: str) -> Callable[[_F], _F]:
-    """Decorator: register a fast-path factory for the extern op ``op_name``."""
+#: extern ops whose fast paths call BLAS (a plan holding one enters a thread scope and tunes
+#: the BLAS threads of its calls; its kernels split across threads only when large)
+CPU_BLAS_EXTERNS: set[str] = set()
+
+
+def register_cpu_extern(op_name: str, blas: bool = False) -> Callable[[_F], _F]:
+    """Decorator: register a fast-path factory for the extern op ``op_name`` (``blas``: the
+    fast path calls BLAS)."""
     def deco(factory: _F) -> _F:
         CPU_EXTERNS[op_name] = factory
+        if blas:
+            CPU_BLAS_EXTERNS.add(op_name)
         return factory
     return deco
 
@@ -107,7 +115,7 @@ def _blas_operand(x: np.ndarray) -> tuple[np.ndarray, int, int, int]:
         return (x, *operand(x))
 
 
-@register_cpu_extern("einsum")
+@register_cpu_extern("einsum", blas=True)
 def matmul_plan(node: Node, matmul: Callable = np.matmul,
                 alloc: Callable[[tuple[int, ...]], np.ndarray] | None = None,
                 ) -> Callable[[np.ndarray, np.ndarray], np.ndarray] | None:
@@ -305,6 +313,6 @@ def gemm_plan(node: Node, alloc: Callable[[tuple[int, ...]], np.ndarray] | None 
     return run
 
 
-@register_cpu_extern("gemm")
+@register_cpu_extern("gemm", blas=True)
 def _gemm(node: Node) -> Callable | None:
     return gemm_plan(node)

@@ -115,10 +115,7 @@ def make_template(roots: Sequence[Node], schedule: Schedule, leaves: Sequence[No
         "n_buffers": schedule.n_buffers, "native": None,
     }
     if prep is not None:
-        t["native"] = {"key": prep.key, "names": prep.names, "calls": [
-            [i, c.name, c.nparams, p(c.inputs), p(c.outputs), c.size_sources, list(c.outer),
-             c.out_dims, list(c.domain), c.scratch, c.in_checks]
-            for i, c in prep.calls.items()]}
+        t["native"] = prep.encode(p)
     return t
 
 
@@ -140,16 +137,9 @@ def instantiate(t: dict[str, Any], leaves: Sequence[Node]) -> tuple[list[Node], 
                      {id(nodes[i]): b for i, b in t["buffers"]}, t["n_buffers"])
     prep = None
     if t["native"] is not None:
-        from symk.runtime.cpu import KernelCall, NativePrep
+        from symk.runtime.native import NativePrep
 
-        nat = t["native"]
-        calls = {c[0]: KernelCall(c[1], c[2], n(c[3]), n(c[4]), [tuple(x) for x in c[5]],
-                                  tuple(c[6]), [[tuple(d) for d in dims] for dims in c[7]],
-                                  tuple(c[8]), [(dt, [tuple(d) for d in dims])
-                                                for dt, dims in c[9]],
-                                  [tuple(x) for x in c[10]])
-                 for c in nat["calls"]}
-        prep = NativePrep(nat["key"], list(nat["names"]), calls)
+        prep = NativePrep.decode(t["native"], n)
     return n(t["roots"]), sched, prep
 
 

@@ -23,6 +23,7 @@ from typing import Any, cast
 import numpy as np
 
 from symk import config
+from symk.codegen.llvm_compile import target_key
 from symk.debug import log
 from symk.graph.node import Node
 from symk.graph.ops.scan import CARRIES, LAST, SEQ, ScanBody, time_steps
@@ -30,7 +31,9 @@ from symk.graph.ops.scan_rows import RowSplit, row_split
 from symk.runtime import threads
 from symk.runtime.cpu import CpuPlan
 from symk.runtime.cpu_pool import Ring, get_pool
+from symk.runtime.devices import Device
 from symk.runtime.externs import CPU_EXTERNS, register_cpu_group_extern
+from symk.runtime.native import compile_native
 from symk.runtime.scan_loop import NativeLoop
 from symk.runtime.tuning import AlgoTuner
 
@@ -160,38 +163,20 @@ class BodyCpuPlan(CpuPlan):
 
 #: the plan-cache "device" of scan bodies (their plans are BodyCpuPlans, never a function's)
 BODY_DEVICE = "cpu:scan-body"
+#: the cpu device with scan bodies' plans (not in the device table: no user picks it)
+_BODY = Device(BODY_DEVICE, BodyCpuPlan, compile=compile_native,
+               cache_target=target_key, native_prep=True)
 
 
 def _build(body: ScanBody, feeds: list[Node]) -> tuple[list[Node], Any, BodyCpuPlan, str]:
-    """(optimized roots, Schedule, plan, how) of a body: from the plan cache (memory or disk:
-    no passes, no code generation, the native module from the object cache), else by running
-    the passes and compiling, then filling the plan cache (like ``K.function``)."""
-    from symk.codegen.llvm_compile import target_key
-    from symk.passes.pipeline import optimize
-    from symk.runtime import cache, plan_cache
+    """(optimized roots, Schedule, plan, how) of a body, built like a function's
+    (``runtime/build``): from the plan cache (memory or disk: no passes, no code generation,
+    the native module from the object cache), else by running the passes and compiling."""
+    from symk.runtime.build import build
 
     roots = list(body.outs) + list(body.new_carries)
-    pk = None
-    if plan_cache.enabled():
-        pk = plan_cache.plan_key(roots, feeds, len(roots), BODY_DEVICE, (), target_key())
-    if pk is not None:
-        t = plan_cache.lookup(pk[0])
-        if t is not None:
-            try:
-                opt_roots, schedule, prep = plan_cache.instantiate(t, pk[1])
-                return (opt_roots, schedule,
-                        BodyCpuPlan(schedule, feeds, LABEL, prep=prep), "plan cache hit")
-            except cache.Missing:  # e.g. the object cache was cleared: a plain miss
-                pass
-            except Exception as e:  # noqa: BLE001 - a bad entry must never cost a result
-                plan_cache.discard(pk[0], f"{type(e).__name__}: {e}")
-    opt = optimize(roots, name=LABEL)
-    plan = BodyCpuPlan(opt.schedule, feeds, LABEL)
-    if pk is not None:
-        t = plan_cache.make_template(opt.roots, opt.schedule, pk[1], plan.prep)
-        if t is not None:
-            plan_cache.store(pk[0], t)
-    return opt.roots, opt.schedule, plan, "compiled"
+    built = build(roots, feeds, len(roots), _BODY, (), LABEL, lambda _: frozenset())
+    return built.roots, built.schedule, built.executor, built.how
 
 
 def body_plan(body: ScanBody) -> BodyPlan:

@@ -24,6 +24,7 @@ import numpy as np
 from symk.codegen.driver_render import render_scan_loop
 from symk.runtime import threads
 from symk.runtime.driver import SIGNATURES_KEPT, _address, _thread_header
+from symk.runtime.native import build_native
 
 _lock = threading.Lock()
 _fn: list[Any] = []  # the compiled loop function, once built
@@ -35,8 +36,6 @@ def loop_function() -> Any:
     """The ctypes function of ``D_scan_loop`` (compiled once per process, object-cached)."""
     with _lock:
         if not _fn:
-            from symk.runtime.cpu import build_native
-
             name, ir = render_scan_loop()
             mod, _, _ = build_native([], "scan loop", None, [(name, ir)])
             assert mod is not None  # a module is built for the driver

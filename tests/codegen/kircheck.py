@@ -88,7 +88,7 @@ def ulp_diff(got: np.ndarray, want: np.ndarray) -> np.ndarray:
 
 def native_kernels(lks: Sequence[LoweredKernel], label: str = "test"):
     """Compile the distinct programs of ``lks`` as one LLVM module; returns name -> function."""
-    from symk.runtime.cpu import build_native
+    from symk.runtime.native import build_native
 
     progs = {lk.program.name: lk.program for lk in lks}
     mod, _, _ = build_native(list(progs.values()), label)

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 import symk.passes.pipeline as pipeline
-import symk.runtime.cpu as cpu
+import symk.runtime.native as native
 from symk.runtime import cache, plan_cache
 
 
@@ -19,7 +19,7 @@ def fresh(tmp_path, monkeypatch) -> Path:
     d = tmp_path / "cache"
     monkeypatch.setenv("SYMK_CACHE_DIR", str(d))
     monkeypatch.delenv("SYMK_CACHE", raising=False)
-    monkeypatch.setattr(cpu, "_loaded", {})
+    monkeypatch.setattr(native, "_loaded", {})
     monkeypatch.setattr(cache, "_memory", {})
     monkeypatch.setattr(cache, "_checked", {})
     monkeypatch.setattr(plan_cache, "_memory", {})

@@ -15,7 +15,7 @@ import numpy as np
 import pytest
 
 import symk.codegen.llvm_compile as llvm_compile
-import symk.runtime.cpu as cpu
+import symk.runtime.native as native
 from symk import backend as K
 from symk.runtime import cache, plan_cache
 
@@ -80,7 +80,7 @@ def cache_dir(tmp_path, monkeypatch) -> Path:
 @pytest.fixture
 def cold(monkeypatch):
     """Forget the in-memory caches (loaded modules and object code) for this test."""
-    monkeypatch.setattr(cpu, "_loaded", {})
+    monkeypatch.setattr(native, "_loaded", {})
     monkeypatch.setattr(cache, "_memory", {})
     monkeypatch.setattr(plan_cache, "_memory", {})
 
@@ -175,7 +175,7 @@ def test_rebuilt_model_reuses_compiled_code(cache_dir, cold):
 
 def _forget_in_process_caches() -> None:
     """Start like a fresh process: no loaded modules, no objects in memory (disk untouched)."""
-    cpu._loaded.clear()
+    native._loaded.clear()
     cache._memory.clear()
     plan_cache.clear_memory()
 

@@ -16,7 +16,7 @@ import numpy as np
 import pytest
 
 import symk.codegen.llvm_compile as llvm_compile
-import symk.runtime.cpu as cpu
+import symk.runtime.native as native
 from symk import backend as K
 from symk.runtime import cache, plan_cache
 
@@ -40,7 +40,7 @@ def _check(f, wv: np.ndarray, scale: float = 1.5) -> None:
 
 def _forget_memory() -> None:
     """Like a fresh process: nothing in memory, the disk untouched."""
-    cpu._loaded.clear()
+    native._loaded.clear()
     cache._memory.clear()
     plan_cache.clear_memory()
 

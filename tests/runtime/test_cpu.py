@@ -10,8 +10,8 @@ import re
 import numpy as np
 import pytest
 
-import symk.runtime.cpu as cpu
 import symk.runtime.cpu_pool as cpu_pool
+import symk.runtime.driver as driver
 from symk import backend as K
 from symk.errors import SymkError
 
@@ -97,7 +97,7 @@ def test_small_kernels_run_inline(monkeypatch, pool_spy):
 @pytest.mark.parametrize("rows", [2, 3, 5, 7])
 def test_uneven_splits_cover_every_row(monkeypatch, pool_spy, rows):
     monkeypatch.setenv("SYMK_NUM_THREADS", "3")
-    monkeypatch.setattr(cpu, "PARALLEL_MIN_ELEMENTS", 1)
+    monkeypatch.setattr(driver, "PARALLEL_MIN_ELEMENTS", 1)
     inputs, outs = _model(cols=5)
     f = K.function(inputs, outs[:-1], device="cpu")  # every kernel's outer loop runs over rows
     xv = np.random.default_rng(rows).normal(size=(rows, 5)).astype(np.float32)
@@ -258,13 +258,13 @@ def test_profile_table_names_each_kernel():
 
 def test_llvm_rejection_falls_back_to_the_reference_executor(monkeypatch):
     """A module LLVM refuses does not cost the caller a result: a warning, reference numbers."""
-    import symk.runtime.cpu as cpu
+    import symk.runtime.native as native
     from symk.errors import SymkError
 
     def refuse(progs, label, rendered=None, drivers=()):
         raise SymkError("internal error: generated LLVM IR is invalid: (simulated)")
 
-    monkeypatch.setattr(cpu, "build_native", refuse)
+    monkeypatch.setattr(native, "build_native", refuse)
     x = K.placeholder((None, 3))
     with pytest.warns(RuntimeWarning, match="reference executor"):
         f = K.function([x], [K.exp(x) * 2.0 + K.sum(x, axis=1, keepdims=True)], device="cpu")
@@ -276,7 +276,7 @@ def test_llvm_rejection_falls_back_to_the_reference_executor(monkeypatch):
 def test_small_input_addresses_are_remembered_but_bounded():
     """Small inputs (variables, fed arrays) keep their address in the plan: values changed in
     place are seen, ever-new arrays never grow the memo past its bound, large ones skip it."""
-    from symk.runtime import cpu
+    from symk.runtime import driver
 
     x = K.placeholder((None, 4))
     b = K.variable(np.arange(4, dtype=np.float32))
@@ -287,10 +287,10 @@ def test_small_input_addresses_are_remembered_but_bounded():
     assert id(b.value) in plan.small
     b.value[:] = 10.0  # the same array, changed in place
     np.testing.assert_allclose(f([xv])[0], np.exp(xv) * 2 + 10.0, rtol=1e-6)
-    for k in range(2 * cpu.SMALL_INPUTS_KEPT):
+    for k in range(2 * driver.SMALL_INPUTS_KEPT):
         v = np.full((2, 4), k % 7, np.float32)
         np.testing.assert_allclose(f([v])[0], np.exp(v) * 2 + 10.0, rtol=1e-6)
-    assert len(plan.small) <= cpu.SMALL_INPUTS_KEPT
-    big = np.zeros((cpu.SMALL_INPUT_BYTES // 16 + 1, 4), np.float32)
+    assert len(plan.small) <= driver.SMALL_INPUTS_KEPT
+    big = np.zeros((driver.SMALL_INPUT_BYTES // 16 + 1, 4), np.float32)
     f([big])
     assert id(big) not in plan.small

@@ -148,17 +148,17 @@ def test_a_product_with_disagreeing_sizes_raises(monkeypatch):
 
 
 def test_large_kernels_return_to_python_and_split(monkeypatch):
-    from symk.runtime import cpu
+    from symk.runtime import driver
 
-    monkeypatch.setattr(cpu, "PARALLEL_MIN_ELEMENTS", 64)
+    monkeypatch.setattr(driver, "PARALLEL_MIN_ELEMENTS", 64)
     monkeypatch.setenv("SYMK_NUM_THREADS", "2")
     split: list[int] = []
-    real = cpu.run_split
+    real = driver.run_split
 
     def spy(plan, fn, args, n):
         split.append(n)
         real(plan, fn, args, n)
-    monkeypatch.setattr(cpu, "run_split", spy)
+    monkeypatch.setattr(driver, "run_split", spy)
     x = K.placeholder((None, 50))
     w = K.variable(_arr(50, 50))
     f, g = _twins(monkeypatch, [x], [K.tanh(K.dot(x, w)) * 3.0 + 1.0, K.sum(x, axis=1)])

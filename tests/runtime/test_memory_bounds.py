@@ -19,7 +19,7 @@ import numpy as np
 import pytest
 
 import symk.codegen.llvm_compile as llvm_compile
-import symk.runtime.cpu as cpu
+import symk.runtime.native as native
 from symk import backend as K
 from symk.runtime import cache, lru, plan_cache
 
@@ -66,9 +66,9 @@ def test_dropped_compiles_keep_rss_flat(tmp_path):
             gc.collect()
             if i + 1 in (warm, n):
                 marks[i + 1] = rss()
-        from symk.runtime import cpu
+        from symk.runtime import native
         print(json.dumps({"per100": (marks[n] - marks[warm]) / (n - warm) * 100,
-                          "loaded": len(cpu._loaded)}))
+                          "loaded": len(native._loaded)}))
     """, tmp_path)
     assert out["per100"] <= MAX_MB_PER_100, (
         f"RSS grew {out['per100']:.2f} MB per 100 dropped compiles after warm-up "
@@ -104,7 +104,7 @@ def fresh_lru(tmp_path, monkeypatch):
     """No disk cache (only the memory caches can hit), empty bounded memory caches."""
     monkeypatch.setenv("SYMK_CACHE", "0")
     monkeypatch.setenv("SYMK_CACHE_DIR", str(tmp_path / "cache"))
-    monkeypatch.setattr(cpu, "_loaded", lru.ModuleTable(lru.MODULES_RECENT))
+    monkeypatch.setattr(native, "_loaded", lru.ModuleTable(lru.MODULES_RECENT))
     monkeypatch.setattr(cache, "_memory", lru.LRU(lru.OBJECTS_MAX, lru.OBJECTS_MAX_BYTES, len))
     monkeypatch.setattr(plan_cache, "_memory", lru.LRU(lru.PLANS_MAX))
 
@@ -125,7 +125,7 @@ def test_rebuilt_model_hits_memory_caches(fresh_lru, optimize_calls):
     f = _fn(2.0, "a")
     want = f([xs])[0]
     key, mod = _plan(f).prep.key, _plan(f).native
-    assert mod is not None and cpu._loaded.get(key) is mod
+    assert mod is not None and native._loaded.get(key) is mod
     compiles, optimized = llvm_compile.COMPILE_COUNT, len(runs)
     assert optimized == 1
     ref = weakref.ref(mod)
@@ -155,10 +155,10 @@ def test_unused_modules_are_released_and_live_ones_kept(fresh_lru):
     gc.collect()
     assert first_ref() is None, "a module no plan uses was kept past the LRU"
     # the live plan's module was evicted from the LRU but is still found and still runs
-    assert cpu._loaded.get(live_key) is live_mod
+    assert native._loaded.get(live_key) is live_mod
     del live_mod
     np.testing.assert_allclose(live([xs])[0], want, rtol=1e-6)
-    assert len(cpu._loaded) <= lru.MODULES_RECENT + 1
+    assert len(native._loaded) <= lru.MODULES_RECENT + 1
 
 
 def test_kernel_function_keeps_its_engine():

@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-import symk.runtime.cpu as cpu
+import symk.runtime.native as native
 from symk import backend as K
 from symk.runtime import cache, plan_cache
 
@@ -152,7 +152,7 @@ def test_cleared_object_cache_is_a_plain_miss(fresh, optimize_calls, recwarn):
     K.function([x], [K.exp(x) + 1.0], device="cpu")
     for o in fresh.glob("*.o"):
         o.unlink()
-    cpu._loaded.clear()
+    native._loaded.clear()
     cache._memory.clear()
     x = K.placeholder((3,))
     f = K.function([x], [K.exp(x) + 1.0], device="cpu")

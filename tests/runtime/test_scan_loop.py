@@ -143,11 +143,11 @@ def test_python_loop_reuses_stacked_outputs_only_once_dropped(monkeypatch):
     new buffer is made, a result the caller still holds is never written by a later call, and
     every call's numbers are the reference executor's.  (Stacks above the plan's small-input
     size: the plan itself keeps smaller arrays alive for a while.)"""
-    from symk.runtime import cpu, scan_cpu
+    from symk.runtime import driver, scan_cpu
 
     handed: list[int] = []
 
-    class Spy(cpu.Ring):
+    class Spy(scan_cpu.Ring):
         def get(self, shape):
             ent = super().get(shape)
             handed.append(ent[1])
@@ -156,7 +156,7 @@ def test_python_loop_reuses_stacked_outputs_only_once_dropped(monkeypatch):
     monkeypatch.setattr(scan_cpu, "Ring", Spy)
     monkeypatch.setenv("SYMK_NATIVE_SCAN_LOOP", "0")
     shape = (64, 20, 16)
-    assert np.prod(shape) * 4 > cpu.SMALL_INPUT_BYTES
+    assert np.prod(shape) * 4 > driver.SMALL_INPUT_BYTES
     x = K.placeholder(shape)
     w = K.variable(RNG.standard_normal((16, 16)).astype("f4") * 0.2)
 
