@@ -54,6 +54,9 @@ class Op:
     is_random: ClassVar[bool] = False
     #: elementwise ops broadcast their inputs and have a scalar expression
     elementwise: ClassVar[bool] = False
+    #: True for an elementwise op whose output shape is not the broadcast of its inputs'
+    #: shapes alone, as an attribute joins that broadcast (broadcast_to's static ``shape``)
+    broadcast_attr: ClassVar[bool] = False
     #: reductions (one reduction per fused kernel)
     reduction: ClassVar[bool] = False
     #: reductions whose partial results combine elementwise: how (``sum``, ``prod``, ``max``,

@@ -134,8 +134,8 @@ rules.rule("reshape_keepdims", Pat("reshape", X),
 
 
 def _leading_ones_source(x: Node) -> Node | None:
-    """y when ``x`` is reshape/expand_dims of a static-shaped y that only prepends 1s."""
-    if x.op.name not in ("reshape", "expand_dims") or not x.inputs:
+    """y when ``x`` is a reshaping op (``Op.reshapes``) of a static-shaped y prepending 1s."""
+    if not x.op.reshapes or not x.inputs:
         return None
     y = x.inputs[0]
     k = x.ndim - y.ndim
@@ -149,8 +149,7 @@ def _leading_ones_source(x: Node) -> Node | None:
 @rules.rule("elementwise_leading_ones", Pat("*"),
             "f(.., reshape(b, (1,)*k + b.shape), ..) -> f(.., b, ..), result shape unchanged")
 def _elementwise_leading_ones(b, n):
-    if not n.op.elementwise or n.op.name == "broadcast_to" or not any(
-            x.op.name in ("reshape", "expand_dims") for x in n.inputs):
+    if not n.op.elementwise or n.op.broadcast_attr or not any(x.op.reshapes for x in n.inputs):
         return None
     ins = [_leading_ones_source(x) or x for x in n.inputs]
     if all(a is x for a, x in zip(ins, n.inputs)):

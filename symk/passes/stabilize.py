@@ -139,7 +139,7 @@ def _grad_log_one_minus_sigmoid(b, n):
 # materialized anyway.  Each rule walks the whole cone at once (a rule fires at most 32 times
 # on one node, and a chain of elementwise ops may be longer).
 def _elementwise(n: Node) -> bool:
-    return n.op.elementwise and n.op.name != "broadcast_to"  # (its shape attr is a shape too)
+    return n.op.elementwise and not n.op.broadcast_attr  # (broadcast_to: an attr joins it)
 
 
 ELEMENTWISE = Var("x", _elementwise)

@@ -25,7 +25,7 @@ from symk.graph.types import shape_str
 def describe_tensor(node: Node) -> str:
     """``'x' (placeholder float32[?,4], created at file:line)`` or the op that made it."""
     name = node_name(node)
-    if node.op.name in ("placeholder", "variable", "constant"):
+    if node.op.is_leaf:
         label = f"'{name}' " if name else ""
         return f"{label}({node.op.name} {node.type}, created at {creation_line(node)})"
     label = f"'{name}', " if name else ""

@@ -1,7 +1,8 @@
 """The facts passes, codegen and runtimes read off an op (``Op.commutative``, ``reshapes``,
-``may_alias``, ``combine``, ``averages``) hold for each op's own numpy reference: commutative
-ops commute, reshaping ops return their input's data in another shape, and a reduction's
-partial results combine as its ``combine`` says."""
+``may_alias``, ``combine``, ``averages``, ``broadcast_attr``) hold for each op's own numpy
+reference: commutative ops commute, reshaping ops return their input's data in another shape,
+a reduction's partial results combine as its ``combine`` says, and an elementwise op's output
+has the broadcast shape of its inputs unless an attribute joins the broadcast."""
 
 from __future__ import annotations
 
@@ -61,3 +62,20 @@ def test_a_reductions_partials_combine_as_it_says(name):
     np.testing.assert_allclose(combined, whole, rtol=1e-12)
     start = np.asarray(identity(op.combine, str(np.asarray(whole).dtype)))
     np.testing.assert_allclose(COMBINE[op.combine](start, whole), whole)
+
+
+#: a value for each attribute an elementwise op takes (broadcast_to's shape widens (3, 1))
+ATTRS = {"shape": (2, 3, 4), "dtype": "float32", "alpha": 0.1, "max_value": None,
+         "threshold": 0.0}
+
+
+@pytest.mark.parametrize("name", sorted(n for n, op in REGISTRY.items() if op.elementwise))
+def test_broadcast_attr_is_true_exactly_for_ops_widening_the_inputs_broadcast(name):
+    op = REGISTRY[name]
+    shapes = [(3, 1), (1, 4), (3, 4)][:op.arity]
+    xs = [RNG.integers(1, 5, s).astype("float64") for s in shapes]
+    if op.kind == "logical":
+        xs = [x > 2 for x in xs]
+    out = op.ref(*xs, **{k: ATTRS[k] for k in op.attr_names})
+    widened = out.shape != np.broadcast_shapes(*shapes)
+    assert op.broadcast_attr == widened, (name, out.shape)

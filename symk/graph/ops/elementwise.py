@@ -435,6 +435,7 @@ class BroadcastTo(Unary):
 
     name = "broadcast_to"
     attr_names = ("shape",)
+    broadcast_attr = True
 
     def infer(self, inputs, shape):
         return Type(inputs[0].dtype, broadcast_shapes(inputs[0].shape, tuple(shape)))
