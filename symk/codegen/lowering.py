@@ -24,7 +24,7 @@ from symk.codegen.kir_dce import eliminate_dead_code
 from symk.errors import SymkError
 from symk.graph.node import Node
 from symk.graph.op import IndexMap
-from symk.graph.ops.leaves import const_array
+from symk.graph.ops.leaves import const_array, is_immediate
 from symk.graph.ops.reduce import Reduce, accumulator_dtype, identity
 from symk.passes.schedule import Kernel
 
@@ -100,10 +100,6 @@ class LoweredKernel:
     in_checks: list | None = None
 
 
-def _is_scalar_const(node: Node) -> bool:
-    return node.op.name == "constant" and node.type.size() == 1
-
-
 def _reduce_axes(r: Node) -> tuple[int, ...]:
     if "axes" in r.attrs:
         return tuple(r.attrs["axes"])
@@ -147,7 +143,7 @@ class _Lowerer:
     def params(self) -> None:
         p = self.p
         # scalar constants become immediates; every other outside value is a buffer param
-        self.inputs = [x for x in self.k.inputs if not _is_scalar_const(x)]
+        self.inputs = [x for x in self.k.inputs if not is_immediate(x)]
         self.in_ids = {id(x): p.param(f"in{i}", "in", x.dtype) for i, x in enumerate(self.inputs)}
         self.out_ids = {id(x): p.param(f"out{i}", "out", x.dtype)
                         for i, x in enumerate(self.k.outputs)}
@@ -263,7 +259,7 @@ class _Lowerer:
         v = self.lookup(node)
         if v is not None:
             return v
-        if _is_scalar_const(node):
+        if is_immediate(node):
             arr = const_array(node)
             assert arr is not None  # a constant node
             v = self.b.const(arr.reshape(()).item(), node.dtype)
@@ -487,7 +483,7 @@ class _Lowerer:
             return False
         if any(n.op.index_map(n) is not None for n in self.k.nodes):
             return False
-        values = [x for x in self.k.inputs if not _is_scalar_const(x)] + list(self.k.nodes)
+        values = [x for x in self.k.inputs if not is_immediate(x)] + list(self.k.nodes)
         return all(tuple(x.shape) == self.D or all(d == 1 for d in x.shape) for x in values)
 
     def _in_checks(self) -> list[tuple[int, int, int, int]]:

@@ -17,6 +17,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from symk.graph.node import Node, toposort
+from symk.graph.ops.leaves import is_immediate
 from symk.passes.schedule import Extern, Kernel, Schedule, View, kernel_name, kind_of
 
 MAX_INPUTS = 24
@@ -27,7 +28,7 @@ class _Group:
 
     def __init__(self, node: Node, kind: str) -> None:
         self.members: dict[int, Node] = {id(node): node}
-        self.ins: set[int] = {id(i) for i in node.inputs if _counts(i)}
+        self.ins: set[int] = {id(i) for i in node.inputs if not is_immediate(i)}
         self.reduction = node if kind == "reduction" else None
         self.out_domain = node.shape
         self.in_domain = node.inputs[0].shape if kind == "reduction" else node.shape
@@ -39,12 +40,7 @@ class _Group:
     def inputs_with(self, p: Node) -> set[int]:
         """The outside values the group would read with ``p`` added."""
         return (self.ins - {id(p)}) | {id(i) for i in p.inputs
-                                       if id(i) not in self.members and _counts(i)}
-
-
-def _counts(i: Node) -> bool:
-    """Whether reading ``i`` counts against ``MAX_INPUTS`` (scalar constants do not)."""
-    return not (i.op.name == "constant" and i.type.size() == 1)
+                                       if id(i) not in self.members and not is_immediate(i)}
 
 
 def fuse(roots: Sequence[Node], enabled: bool = True) -> Schedule:

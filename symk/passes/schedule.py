@@ -12,6 +12,7 @@ import hashlib
 from dataclasses import dataclass, field
 
 from symk.graph.node import Node
+from symk.graph.ops.leaves import is_immediate
 
 
 def kind_of(node: Node) -> str:
@@ -113,6 +114,6 @@ def kernel_name(k: Kernel) -> str:
 def _input_ref(i: Node, index: int) -> str:
     """How a kernel input enters its name: scalar constants by value (they are immediates in
     generated code), everything else by position and type."""
-    if i.op.name == "constant" and i.type.size() == 1:
+    if is_immediate(i):
         return f"c{i.attrs['value'].array.tobytes().hex()}:{i.dtype}"
     return f"i{index}:{i.type}"

@@ -64,7 +64,8 @@ def check_schedule(s) -> None:
     """Structural invariants of a Schedule: steps in dependency order, every kernel input a
     leaf or an earlier step's value, at most one reduction per kernel, roots all produced and
     written by the kernel computing them, each node computed once."""
-    from symk.passes.fusion import MAX_INPUTS, _counts
+    from symk.graph.ops.leaves import is_immediate
+    from symk.passes.fusion import MAX_INPUTS
     from symk.passes.schedule import Kernel
 
     available = {id(n) for n in s.leaves}
@@ -80,7 +81,7 @@ def check_schedule(s) -> None:
                     assert id(i) in members or any(i is j for j in step.inputs), \
                         f"step {k}: input of {n} is neither a member nor a kernel input"
             assert sum(1 for n in step.nodes if n.op.reduction) <= 1, f"step {k}: 2 reductions"
-            assert sum(1 for i in step.inputs if _counts(i)) <= MAX_INPUTS
+            assert sum(1 for i in step.inputs if not is_immediate(i)) <= MAX_INPUTS
             assert not (members & computed), f"step {k} recomputes a node"
             computed |= members
             available |= {id(o) for o in step.outputs}

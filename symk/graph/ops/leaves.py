@@ -53,6 +53,13 @@ class Constant(Op):
         return value.array
 
 
+def is_immediate(node) -> bool:
+    """Whether ``node`` is a scalar constant, which generated code takes as an immediate: it is
+    no kernel input (fusion does not count it, lowering writes its value into the code) and a
+    kernel's name holds its value."""
+    return node.op.name == "constant" and node.type.size() == 1
+
+
 def const_array(node) -> np.ndarray | None:
     """The value of a constant node, else None."""
     return node.attrs["value"].array if node.op.name == "constant" else None
