@@ -104,7 +104,7 @@ def dump_folder(label: str, roots: Sequence[Node] | None = None, content: str = 
     ones, get two folders, and a re-run of a script finds the same folder again).
 
     ``optimize`` passes ``roots`` (the graph before the passes); the code generator that runs
-    after it (``symk.runtime.cpu._debug_dump``) passes only the label and gets the same folder.
+    after it (``symk.runtime.native._debug_dump``) passes only the label and gets the same folder.
     Without a recorded folder, ``content`` (e.g. the LLVM IR) is hashed.
 
     ``K.eval``'s one-off functions (labels starting ``eval:``; Keras makes dozens) are dumped
