@@ -18,7 +18,7 @@ from symk.graph import build as gb
 from symk.graph.node import Node, apply
 from symk.graph.ops.leaves import const_array
 from symk.graph.types import is_float
-from symk.passes.pattern import AttrVar, Const, Pat, Var
+from symk.passes.pattern import AttrVar, Bindings, Const, Pat, Var
 from symk.passes.rewrite import RuleSet
 
 X, Y = Var("x"), Var("y")
@@ -38,7 +38,9 @@ def same(x: Node, n: Node) -> Node | None:
 
 def _signed_zero(c: Node, negative: bool) -> bool:
     """Every element of the zero constant ``c`` is -0.0 (``negative``) or +0.0."""
-    return bool(np.all(np.signbit(const_array(c)) == negative))
+    a = const_array(c)
+    assert a is not None  # c is bound by a Const pattern: a constant node
+    return bool(np.all(np.signbit(a) == negative))
 
 
 # x + 0 -> x  (floats: only x + (-0.0), since -0 + +0 = +0)
@@ -76,14 +78,14 @@ def _zeros_shaped_like(x: Node, n: Node) -> Node | None:
 
 
 @rules.rule("mul_zero_int", Pat("mul", X, Const("c", 0)), "x * 0 -> 0 (ints/bools only)")
-def _mul_zero(b, n):
+def _mul_zero(b: Bindings, n: Node) -> Node | None:
     if is_float(n.dtype):
         return None  # inf * 0 and nan * 0 are nan
     return _zeros_shaped_like(b["x"], n)
 
 
 @rules.rule("sub_self_int", Pat("sub", X, X), "x - x -> 0 (ints/bools only)")
-def _sub_self(b, n):
+def _sub_self(b: Bindings, n: Node) -> Node | None:
     return None if is_float(n.dtype) else _zeros_shaped_like(b["x"], n)
 
 
@@ -94,29 +96,29 @@ rules.rule("where_same", Pat("where", Var("c"), X, X), "where(c, x, x) -> x")(
 
 @rules.rule("transpose_transpose", Pat("transpose", Pat("transpose", X, attrs={"perm":
             AttrVar("p")}), attrs={"perm": AttrVar("q")}), "T(T(x, p), q) -> T(x, p[q])")
-def _transpose_transpose(b, n):
+def _transpose_transpose(b: Bindings, n: Node) -> Node | None:
     p, q = b["p"], b["q"]
     return gb.transpose(b["x"], [p[i] for i in q])
 
 
 @rules.rule("transpose_identity", Pat("transpose", X), "T(x, identity) -> x")
-def _tid(b, n):
+def _tid(b: Bindings, n: Node) -> Node | None:
     return b["x"] if tuple(n.attrs["perm"]) == tuple(range(n.ndim)) else None
 
 
 @rules.rule("reshape_reshape", Pat("reshape", Pat("reshape", X)), "R(R(x, s1), s2) -> R(x, s2)")
-def _reshape_reshape(b, n):
+def _reshape_reshape(b: Bindings, n: Node) -> Node | None:
     inner = n.inputs[0]
     return apply("reshape", [inner.inputs[0], *n.inputs[1:]], **n.attrs)
 
 
 @rules.rule("reshape_same", Pat("reshape", X), "R(x, shape(x)) -> x")
-def _rsame(b, n):
+def _rsame(b: Bindings, n: Node) -> Node | None:
     x = b["x"]
     return x if x.shape == n.shape and None not in x.shape else None
 
 
-def _reshape_drops_kept_dims(b, n):
+def _reshape_drops_kept_dims(b: Bindings, n: Node) -> Node | None:
     r = n.inputs[0]
     # (a plain reduction: its keepdims only decides whether the reduced axes stay as 1s)
     if r.op.combine is None or not r.attrs.get("keepdims"):
@@ -148,7 +150,7 @@ def _leading_ones_source(x: Node) -> Node | None:
 # prepends the 1s anyway (a bias added to a batch then needs no view step)
 @rules.rule("elementwise_leading_ones", Pat("*"),
             "f(.., reshape(b, (1,)*k + b.shape), ..) -> f(.., b, ..), result shape unchanged")
-def _elementwise_leading_ones(b, n):
+def _elementwise_leading_ones(b: Bindings, n: Node) -> Node | None:
     if not n.op.elementwise or n.op.broadcast_attr or not any(x.op.reshapes for x in n.inputs):
         return None
     ins = [_leading_ones_source(x) or x for x in n.inputs]
@@ -160,19 +162,19 @@ def _elementwise_leading_ones(b, n):
 
 @rules.rule("squeeze_expand", Pat("squeeze", Pat("expand_dims", X, attrs={"axis": AttrVar("a")}),
             attrs={"axis": AttrVar("a")}), "squeeze(expand_dims(x, a), a) -> x")
-def _se(b, n):
+def _se(b: Bindings, n: Node) -> Node | None:
     return b["x"]
 
 
 @rules.rule("expand_squeeze", Pat("expand_dims", Pat("squeeze", X, attrs={"axis": AttrVar("a")}),
             attrs={"axis": AttrVar("a")}), "expand_dims(squeeze(x, a), a) -> x if x.shape[a]==1")
-def _es(b, n):
+def _es(b: Bindings, n: Node) -> Node | None:
     return b["x"] if b["x"].shape == n.shape else None
 
 
 @rules.rule("cast_cast", Pat("cast", Pat("cast", X)), "cast(cast(x, a), b) -> cast(x, b) when "
             "a holds every value of x")
-def _cc(b, n):
+def _cc(b: Bindings, n: Node) -> Node | None:
     x, mid = b["x"], n.inputs[0]
     if np.can_cast(np.dtype(x.dtype), np.dtype(mid.dtype), "safe"):
         return gb.cast(x, n.dtype)
@@ -186,18 +188,18 @@ rules.rule("stop_gradient_identity", Pat("stop_gradient", X), "stop_gradient(x) 
 
 @rules.rule("broadcast_noop", Pat("broadcast_like", X, Y), "broadcast_like(x, y) -> x when "
             "x already has the result shape")
-def _bn(b, n):
+def _bn(b: Bindings, n: Node) -> Node | None:
     x = b["x"]
     return x if x.shape == n.shape and None not in x.shape else None
 
 
 @rules.rule("reduce_no_axes", Pat("sum", X, attrs={"axes": ()}), "sum(x, axes=()) -> x")
-def _rna(b, n):
+def _rna(b: Bindings, n: Node) -> Node | None:
     return same(b["x"], n)
 
 
 @rules.rule("const_second", Pat("*", Var("a"), Var("b")), "c op x -> x op c for commutative op")
-def _const_second(b, n):
+def _const_second(b: Bindings, n: Node) -> Node | None:
     if not n.op.commutative:
         return None
     a, c = n.inputs
@@ -207,7 +209,7 @@ def _const_second(b, n):
 
 
 @fold_rules.rule("constant_fold", Pat("*"), "op(constants) -> constant")
-def _fold(b, n):
+def _fold(b: Bindings, n: Node) -> Node | None:
     op = n.op
     if op.is_leaf or op.is_random or op.side_effect or op.name == "fill":
         return None
@@ -221,8 +223,8 @@ def _fold(b, n):
             np.asarray(math.prod(dims), dtype=n.attrs["dtype"]))
     if not n.inputs:
         return None
-    vals = [const_array(i) for i in n.inputs]
-    if any(v is None for v in vals):
+    vals = [v for i in n.inputs if (v := const_array(i)) is not None]
+    if len(vals) != len(n.inputs):  # an input is not a constant
         return None
     size = n.type.size()
     if size is None or size > FOLD_MAX_ELEMENTS:

@@ -7,10 +7,10 @@ variable updates are written only after every step has run."""
 from __future__ import annotations
 
 from symk.graph.node import Node
-from symk.passes.schedule import Kernel, Schedule, View
+from symk.passes.schedule import Kernel, Schedule, Step, View
 
 
-def _step_io(step) -> tuple[list[Node], list[Node]]:
+def _step_io(step: Step) -> tuple[list[Node], list[Node]]:
     if isinstance(step, Kernel):
         return step.inputs, step.outputs
     return list(step.node.inputs), [step.node]

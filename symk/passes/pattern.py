@@ -60,7 +60,7 @@ def const_pred(value: float | None = None) -> Callable[[Node], bool]:
         if a.size == 1:
             return bool(a.reshape(()) == value)  # (the common case, without a reduction)
         return a.size > 0 and bool(np.all(a == value))
-    pred.op = "constant"  # type: ignore[attr-defined]  (lets rule sets pre-check the op)
+    pred.op = "constant"  # type: ignore[attr-defined]  # lets rule sets pre-check the op
     return pred
 
 

@@ -35,7 +35,8 @@ PASSES: list[PassSpec] = []
 LEVEL_TAGS = {0: {"required"}, 1: {"required", "O1"}, 2: {"required", "O1", "O2"}}
 
 
-def register_pass(name: str, position: float, tags: tuple[str, ...]):
+def register_pass(name: str, position: float,
+                  tags: tuple[str, ...]) -> Callable[[PassFn], PassFn]:
     def deco(fn: PassFn) -> PassFn:
         PASSES.append(PassSpec(name, position, frozenset(tags) | {name}, fn))
         PASSES.sort(key=lambda p: p.position)

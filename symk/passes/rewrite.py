@@ -26,12 +26,15 @@ from symk.graph.node import (
 )
 from symk.passes.pattern import Bindings, Pat, Var, match
 
+#: a rule's replacement builder: (bindings, matched node) -> the replacement, or None to decline
+BuildFn = Callable[[Bindings, Node], Node | None]
+
 
 @dataclass(frozen=True)
 class Rule:
     name: str
     pattern: Pat
-    build: Callable[[Bindings, Node], Node | None]
+    build: BuildFn
     doc: str = ""  # the algebra, e.g. "x + 0 -> x"
 
 
@@ -63,9 +66,9 @@ class RuleSet:
             got = self._for_op[name] = (*self.checked.get(name, ()), *self.checked.get("*", ()))
         return got
 
-    def rule(self, name: str, pattern: Pat, doc: str = ""):
+    def rule(self, name: str, pattern: Pat, doc: str = "") -> Callable[[BuildFn], BuildFn]:
         """Decorator form: ``@rs.rule("add_zero", Pat("add", X, Zero), "x + 0 -> x")``."""
-        def deco(fn: Callable[[Bindings, Node], Node | None]):
+        def deco(fn: BuildFn) -> BuildFn:
             self.add(Rule(name, pattern, fn, doc))
             return fn
         return deco
@@ -112,7 +115,9 @@ def rewrite(roots: Sequence[Node], rules: RuleSet,
     ``base`` are only tried with the other rules, and every fixed point found is recorded as
     one of ``base``: passes sharing the canonical rules do not retry them on settled nodes.
     """
-    rest = known = None
+    # (rest is only used where known is set)
+    rest: RuleSet = rules
+    known: weakref.WeakSet[Node] | None = None
     if base is not None:
         assert {id(r) for r in base.rules} <= {id(r) for r in rules.rules}, "base not a subset"
         rest, known = rules.without(base), base.fixed_nodes()
@@ -174,8 +179,8 @@ def _needs(p: Pat) -> tuple[str | None, ...] | None:
     for q in p.inputs:
         if isinstance(q, Pat) and q.op != "*":
             out.append(q.op)
-        elif isinstance(q, Var) and q.pred is not None and getattr(q.pred, "op", None):
-            out.append(q.pred.op)
+        elif isinstance(q, Var) and q.pred is not None and (op := getattr(q.pred, "op", None)):
+            out.append(op)
         else:
             out.append(None)
     return None if all(x is None for x in out) else tuple(out)

@@ -13,11 +13,14 @@ from symk.graph.ops.leaves import const_array
 from symk.graph.ops.linalg import parse_spec
 from symk.graph.types import is_float
 from symk.passes.canonicalize import same
-from symk.passes.pattern import Const, Pat, Var
+from symk.passes.pattern import Bindings, Const, Pat, Var
 from symk.passes.rewrite import RuleSet
 
 X = Var("x")
 rules = RuleSet()
+
+#: one axis of a ``getitem`` spec: a slice ``("s", start, stop, step)``
+SliceSpec = tuple[str, int | None, int | None, int | None]
 
 # x ** 2 -> x * x  (computed in the result dtype: an int x with a float 2 must not overflow)
 rules.rule("pow_two", Pat("pow", X, Const("c", 2)), "x ** 2 -> x * x")(
@@ -27,7 +30,7 @@ rules.rule("pow_one", Pat("pow", X, Const("c", 1)), "x ** 1 -> x")(lambda b, n: 
 
 
 @rules.rule("pow_half", Pat("pow", X, Const("c", 0.5)), "x ** 0.5 -> sqrt(x)")
-def _ph(b, n):
+def _ph(b: Bindings, n: Node) -> Node | None:
     # exact for numpy's power with a scalar 0.5 (sqrt: nan at -inf, -0 at -0); C's pow would
     # give +inf and +0 there, so a target rendering pow(x, 0.5) with libm must special-case it
     if not is_float(n.dtype) or b["c"].type.size() != 1:
@@ -36,7 +39,7 @@ def _ph(b, n):
 
 
 @rules.rule("mean_to_sum", Pat("mean", X), "mean(x, axes) -> sum(x, axes) * (1/n), n static")
-def _mean(b, n):
+def _mean(b: Bindings, n: Node) -> Node | None:
     x = b["x"]
     if not is_float(x.dtype):
         return None
@@ -56,7 +59,7 @@ def _mean(b, n):
 
 @rules.rule("where_const", Pat("where", Var("c"), Var("a"), Var("b")),
             "where(True, a, b) -> a; where(False, a, b) -> b (scalar constant condition)")
-def _wc(b, n):
+def _wc(b: Bindings, n: Node) -> Node | None:
     c = const_array(b["c"])
     if c is None or c.size != 1:
         return None
@@ -77,7 +80,7 @@ def _flat(dims: tuple) -> tuple[int, ...] | None:
 @rules.rule("einsum_rows", Pat("einsum", Var("a"), Var("b")),
             "einsum('FK,KM->FM', A, B) -> reshape(reshape(A, (-1, K)) @ B, F + M): "
             "a product over the last axis of A with a matrix is one 2-D product")
-def _einsum_rows(b, n):
+def _einsum_rows(b: Bindings, n: Node) -> Node | None:
     (la, lb), out = parse_spec(n.attrs["spec"])
     a, m = b["a"], b["b"]
     if len(la) < 3 or len(lb) != 2 or len(set(la + lb)) != len(la) + 1:
@@ -98,7 +101,7 @@ def _einsum_rows(b, n):
 @rules.rule("einsum_sum_rows", Pat("einsum", Var("a"), Var("b")),
             "einsum('SI,SJ->IJ', A, B) -> reshape(A, (-1, I))^T @ reshape(B, (-1, J)): "
             "a product summed over shared leading axes is one 2-D product")
-def _einsum_sum_rows(b, n):
+def _einsum_sum_rows(b: Bindings, n: Node) -> Node | None:
     (la, lb), out = parse_spec(n.attrs["spec"])
     a, c = b["a"], b["b"]
     if len(la) != len(lb) or len(la) < 3 or la[:-1] != lb[:-1] or la[-1] == lb[-1]:
@@ -143,7 +146,7 @@ def _tiles(x: Node, n: Node) -> tuple[tuple[int, ...], list[int], tuple[int, ...
 @rules.rule("pool_tiles", Pat("pool", X),
             "pool(x) with windows tiling x -> max/mean of reshape(x, (n, H/p, p, ..., C)) "
             "over the window axes (one reduction kernel)")
-def _pool_tiles(b, n):
+def _pool_tiles(b: Bindings, n: Node) -> Node | None:
     x = b["x"]
     t = _tiles(x, n)
     if t is None or (n.attrs["mode"] == "avg" and x.dtype != "float32" and
@@ -157,7 +160,7 @@ def _pool_tiles(b, n):
 @rules.rule("max_pool_grad_tiles", Pat("max_pool_grad", X, Var("g")),
             "max_pool_grad(x, g) with windows tiling x -> where(window offset == first argmax "
             "of the window, g, 0) over reshape(x, (n, H/p, p, ..., C)): two kernels")
-def _max_pool_grad_tiles(b, n):
+def _max_pool_grad_tiles(b: Bindings, n: Node) -> Node | None:
     x, g = b["x"], b["g"]
     t = _tiles(x, n)
     if t is None or None in x.shape[1:]:
@@ -170,7 +173,7 @@ def _max_pool_grad_tiles(b, n):
     # moves it (so nan never does, and ties keep the first)
     best = idx = None
     for k, off in enumerate(itertools.product(*[range(p) for p in pool])):
-        spec = [("s", None, None, None)] * rank
+        spec: list[SliceSpec] = [("s", None, None, None)] * rank
         for a, o in zip(axes, off):
             spec[a] = ("s", o, o + 1, 1)
         c = apply("getitem", [x6], spec=tuple(spec))
@@ -197,7 +200,7 @@ CONV_TAPS_MAX = 27
 @rules.rule("conv_taps", Pat("conv", X, Var("w")),
             "conv(x, w) with few channels x taps (a first layer on 1-3 channels) -> "
             "sum over taps t and channels c of x[:, t-shifted window, c:c+1] * w[t, c, :]")
-def _conv_taps(b, n):
+def _conv_taps(b: Bindings, n: Node) -> Node | None:
     # y[n, o, f] = sum_{t, c} x[n, o * s + t * d, c] * w[t, c, f] (valid padding only: a
     # padded input would need loads outside x)
     from symk.graph.ops.conv_impl import resolve_pads
@@ -214,11 +217,11 @@ def _conv_taps(b, n):
     pads = resolve_pads(x.shape[1:-1], ksize, a["strides"], a["dilation"], a["pads"])
     if any(lo or hi for lo, hi in pads):
         return None
-    out = n.shape[1:-1]
-    total = None
+    out = tuple(o for o in n.shape[1:-1] if o is not None)  # (all of them: checked above)
+    total: Node | None = None
     for t in itertools.product(*[range(k) for k in ksize]):
         for c in range(chans):
-            spec = [("s", None, None, None)]
+            spec: list[SliceSpec] = [("s", None, None, None)]
             for ti, s, d, o in zip(t, a["strides"], a["dilation"], out):
                 spec.append(("s", ti * d, ti * d + s * (o - 1) + 1, s))
             spec.append(("s", c, c + 1, None))
@@ -227,4 +230,4 @@ def _conv_taps(b, n):
                 ("i", c), ("s", None, None, None)))
             term = gb.mul(xs, wt)
             total = term if total is None else gb.add(total, term)
-    return same(total, n)
+    return same(total, n)  # type: ignore[arg-type]  # None for 0 channels or taps: raises

@@ -10,7 +10,7 @@ from symk.graph import build as gb
 from symk.graph.node import Node, apply
 from symk.graph.ops.leaves import const_array
 from symk.passes.canonicalize import same
-from symk.passes.pattern import AttrVar, Const, Pat, Var
+from symk.passes.pattern import AttrVar, Bindings, Const, Pat, Var
 from symk.passes.rewrite import RuleSet
 
 X = Var("x")
@@ -26,14 +26,14 @@ SOFTMAX = Pat("softmax", X, attrs={"axis": AttrVar("a")}, name="s")
 SIGMOID = Pat("sigmoid", X)
 
 
-def _scalar(node) -> float | None:
+def _scalar(node: Node) -> float | None:
     a = const_array(node)
     if a is None or a.size != 1:
         return None
     return float(a.reshape(()))
 
 
-def _log_bounds(lo_node, hi_node, like):
+def _log_bounds(lo_node: Node, hi_node: Node, like: Node) -> tuple[Node, Node] | None:
     lo, hi = _scalar(lo_node), _scalar(hi_node)
     if lo is None or hi is None or lo < 0 or hi <= 0:
         return None
@@ -49,7 +49,7 @@ loss_rules.rule("log_softmax", Pat("log", SOFTMAX), "log(softmax(x)) -> log_soft
                  Pat("div", SOFTMAX, Pat("sum", Pat("softmax", X, attrs={"axis": AttrVar("a")}),
                                          attrs={"keepdims": True})),
                  "softmax(x) / sum(softmax(x)) -> softmax(x)")
-def _renorm(b, n):
+def _renorm(b: Bindings, n: Node) -> Node | None:
     s = n.inputs[1]
     if tuple(s.attrs["axes"]) != (b["a"],):
         return None
@@ -58,7 +58,7 @@ def _renorm(b, n):
 
 @loss_rules.rule("log_clip_softmax", Pat("log", Pat("clip", SOFTMAX, Var("lo"), Var("hi"))),
                  "log(clip(softmax(x), lo, hi)) -> clip(log_softmax(x), log lo, log hi)")
-def _lcs(b, n):
+def _lcs(b: Bindings, n: Node) -> Node | None:
     ls = apply("log_softmax", [b["x"]], axis=b["a"])
     bounds = _log_bounds(b["lo"], b["hi"], ls)
     return None if bounds is None else same(gb.clip(ls, *bounds), n)
@@ -79,7 +79,7 @@ rules.rule("log_one_minus_sigmoid", Pat("log", Pat("sub", Const("one", 1), SIGMO
 
 @rules.rule("log_clip_sigmoid", Pat("log", Pat("clip", SIGMOID, Var("lo"), Var("hi"))),
             "log(clip(sigmoid(x), lo, hi)) -> clip(-softplus(-x), log lo, log hi)")
-def _lcsig(b, n):
+def _lcsig(b: Bindings, n: Node) -> Node | None:
     v = gb.neg(apply("softplus", [gb.neg(b["x"])]))
     bounds = _log_bounds(b["lo"], b["hi"], v)
     return None if bounds is None else same(gb.clip(v, *bounds), n)
@@ -88,7 +88,7 @@ def _lcsig(b, n):
 @rules.rule("log_one_minus_clip_sigmoid", Pat("log", Pat("sub", Const("one", 1), Pat(
     "clip", SIGMOID, Var("lo"), Var("hi")))),
     "log(1 - clip(sigmoid(x), lo, hi)) -> clip(-softplus(x), log(1-hi), log(1-lo))")
-def _l1mcs(b, n):
+def _l1mcs(b: Bindings, n: Node) -> Node | None:
     lo, hi = _scalar(b["lo"]), _scalar(b["hi"])
     if lo is None or hi is None or hi >= 1 or lo > 1:
         return None
@@ -119,7 +119,7 @@ ONE_MINUS_SIG = Pat("sub", Const("one", 1), SIG, name="d")
 
 @rules.rule("grad_log_sigmoid", Pat("mul", Pat("div", Var("g"), SIG), Pat("mul", SIG,
             ONE_MINUS_SIG)), "g / s * (s * (1 - s)) -> g * sigmoid(-x), s = sigmoid(x)")
-def _gls(b, n):
+def _gls(b: Bindings, n: Node) -> Node | None:
     s = b["s"]
     return same(gb.mul(b["g"], apply("sigmoid", [gb.neg(s.inputs[0])])), n)
 
@@ -127,7 +127,7 @@ def _gls(b, n):
 @rules.rule("grad_log_one_minus_sigmoid", Pat("mul", Pat("neg", Pat("div", Var("g"),
             ONE_MINUS_SIG)), Pat("mul", SIG, Var("d"))),
             "-(g / (1 - s)) * (s * (1 - s)) -> -(g * s), s = sigmoid(x)")
-def _grad_log_one_minus_sigmoid(b, n):
+def _grad_log_one_minus_sigmoid(b: Bindings, n: Node) -> Node | None:
     return same(gb.neg(gb.mul(b["g"], b["s"])), n)
 
 
@@ -163,7 +163,7 @@ def _shape_sources(x: Node) -> list[Node]:
 
 @rules.rule("broadcast_like_inputs", Pat("broadcast_like", Var("g"), ELEMENTWISE),
             "broadcast_like(g, f(a, b)) -> broadcast_like(broadcast_like(g, a), b), f elementwise")
-def _bli(b, n):
+def _bli(b: Bindings, n: Node) -> Node | None:
     g = b["g"]
     if None not in n.shape:  # a static shape needs no source
         return apply("broadcast_to", [g], shape=n.shape)
@@ -185,13 +185,13 @@ def _shape_carrier(x: Node) -> Node:
 
 @rules.rule("shape_of_elementwise", Pat("shape_of", ELEMENTWISE),
             "shape_of(f(a, scalars)) -> shape_of(a), f elementwise")
-def _shape_of_elementwise(b, n):
+def _shape_of_elementwise(b: Bindings, n: Node) -> Node | None:
     x = _shape_carrier(b["x"])
     return None if x is b["x"] else gb.shape_of(x)
 
 
 @rules.rule("count_elementwise", Pat("count", ELEMENTWISE),
             "count(f(a, scalars), axes) -> count(a, axes), f elementwise")
-def _coe(b, n):
+def _coe(b: Bindings, n: Node) -> Node | None:
     x = _shape_carrier(b["x"])
     return None if x is b["x"] else apply("count", [x], **n.attrs)
