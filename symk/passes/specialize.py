@@ -230,4 +230,6 @@ def _conv_taps(b: Bindings, n: Node) -> Node | None:
                 ("i", c), ("s", None, None, None)))
             term = gb.mul(xs, wt)
             total = term if total is None else gb.add(total, term)
-    return same(total, n)  # type: ignore[arg-type]  # None for 0 channels or taps: raises
+    if total is None:  # 0 channels or a 0-sized kernel axis: no taps to sum
+        return None
+    return same(total, n)

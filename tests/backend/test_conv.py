@@ -374,3 +374,28 @@ def test_runtime_transpose_mismatch():
     assert f([np.ones((1, 7, 5, 4))])[0].shape == (1, 9, 7, 2)
     with pytest.raises(SymkError, match="spatial"):
         f([np.ones((1, 6, 5, 4))])
+
+
+@pytest.mark.parametrize("device", ["cpu", "interp"])
+@pytest.mark.parametrize("fn, xs, ws", [(K.conv1d, (2, 5, 0), (3, 0, 4)),
+                                        (K.conv2d, (2, 5, 5, 0), (3, 3, 0, 4))])
+def test_zero_input_channels_give_zeros_and_their_gradients(device, fn, xs, ws):
+    """An empty sum over channels: zeros, like numpy's einsum over an empty axis (the
+    few-taps rewrite and the im2col path used to crash on it)."""
+    x = K.placeholder(xs)
+    w = K.variable(np.zeros(ws, np.float32))
+    y = fn(x, w)
+    gx, gw = K.gradients(K.sum(y * y) + K.sum(x), [x, w])
+    f = K.function([x], [y, gx, gw], device=device)
+    out, dx, dw = f([np.ones(xs, np.float32)])
+    want_sp = tuple(n - k + 1 for n, k in zip(xs[1:-1], ws[:-2]))
+    assert out.shape == (xs[0], *want_sp, ws[-1]) and not out.any()
+    assert dw.shape == ws
+    np.testing.assert_array_equal(dx, np.ones(xs, np.float32))  # (only sum(x) reaches x)
+
+
+def test_a_kernel_of_spatial_size_zero_is_a_shape_error():
+    x = K.placeholder((2, 5, 3))
+    y = K.conv1d(x, K.variable(np.zeros((0, 3, 4), np.float32)))
+    with pytest.raises(ShapeError, match="at least 1"):
+        K.function([x], [y])([np.ones((2, 5, 3), np.float32)])

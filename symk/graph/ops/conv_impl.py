@@ -106,6 +106,9 @@ def _pad_input(x: np.ndarray, pads: Sequence[tuple[int, int]]) -> np.ndarray:
 
 def geometry(spatial: Sequence[int], ksize: Sequence[int], strides: Sequence[int],
               dilation: Sequence[int], pads: Sequence[Pad]):
+    if any(k is not None and k <= 0 for k in ksize):
+        raise ShapeError(f"convolution kernel of spatial size {tuple(ksize)}: every kernel "
+                         "dimension must be at least 1")
     pads_ = resolve_pads(spatial, ksize, strides, dilation, pads)
     out = [out_size(n, k, s, d, p) for n, k, s, d, p in zip(spatial, ksize, strides, dilation,
                                                             pads_)]
@@ -131,6 +134,9 @@ def conv_forward(x: np.ndarray, w: np.ndarray, strides: Sequence[int],
     n = x.shape[0]
     y = np.empty((n, *out, f), dtype) if y_arr is None else y_arr
     if y.size == 0:
+        return y
+    if cg == 0 or 0 in ksize:  # an empty sum over channels or taps
+        y[...] = 0
         return y
     if groups == 1 and all(k == 1 for k in ksize) and all(s == 1 for s in strides) \
             and not any(lo or hi for lo, hi in pads_):
