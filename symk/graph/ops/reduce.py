@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from symk.errors import ShapeError
 from symk.graph import build as gb
 from symk.graph.op import Op, register
 from symk.graph.ops.elementwise import float_of
@@ -33,6 +34,16 @@ def identity(kind: str, dtype: str | np.dtype) -> float | int | bool:
         return kind == "min"
     info = np.iinfo(dt)
     return int(info.min if kind == "max" else info.max)
+
+
+def check_nonempty(name: str, x: Type, axes) -> None:
+    """A ShapeError when ``name`` (max, min, argmax, argmin: reductions with no identity)
+    reduces an axis of static size 0, as numpy and TensorFlow reject it (the native kernels
+    would otherwise return their starting value, e.g. -inf, as if it were a result)."""
+    empty = [a for a in axes if x.shape[a] == 0]
+    if empty:
+        raise ShapeError(f"cannot reduce the empty axis {empty[0]} of {x}: the {name} of no "
+                         f"elements is undefined")
 
 
 def accumulator_dtype(kind: str, dtype: str) -> str:
@@ -153,6 +164,10 @@ class Mean(Reduce):
 
 
 class _MaxMin(Reduce):
+    def infer(self, inputs, axes, keepdims=False):
+        check_nonempty(self.name, inputs[0], normalize_axes(list(axes), inputs[0].ndim))
+        return super().infer(inputs, axes, keepdims)
+
     def vjp(self, node, g):
         g, x, axes = _expand_back(node, g)
         y, _, _ = _expand_back(node, node)
@@ -247,6 +262,7 @@ class ArgMax(Op):
     def infer(self, inputs, axis, keepdims=False):
         (x,) = inputs
         a = normalize_axis(axis, x.ndim)
+        check_nonempty(self.name, x, (a,))
         return Type("int64", reduced_shape(x.shape, (a,), keepdims))
 
     def ref(self, x, axis, keepdims=False):
