@@ -292,8 +292,10 @@ def _local(x: Node, kernel: Node, ksize, strides, out_sp, fmt: str) -> Node:
     tap = np.stack(np.meshgrid(*[np.arange(k) for k in ksize], indexing="ij"),
                    -1).reshape(taps, nsp)
     idx = ((pos[:, None, :] + tap[None, :, :]) * strides_flat).sum(-1).astype(np.int32)
+    # the batch dim as -1 only when unknown (with an empty dim elsewhere -1 is ambiguous)
+    n = -1 if x.shape[0] is None else x.shape[0]
     xs = gb.reshape(gb.transpose(x, (*range(1, nsp + 1), 0, nsp + 1)),
-                    (int(np.prod(spatial)), -1, c))
+                    (int(np.prod(spatial)), n, c))
     patches = apply("gather", [xs, gb.const(idx)])  # (P, taps, N, C)
     if fmt == "channels_first":
         kern = gb.reshape(kernel, (npos, c, taps, f))
@@ -301,7 +303,7 @@ def _local(x: Node, kernel: Node, ksize, strides, out_sp, fmt: str) -> Node:
     else:
         kern = gb.reshape(kernel, (npos, taps, c, f))
         y = gb.einsum("pknc,pkcf->npf", [patches, kern])
-    y = gb.reshape(y, (-1, *out_sp, f))
+    y = gb.reshape(y, (n, *out_sp, f))
     return _from_last(y, fmt)
 
 

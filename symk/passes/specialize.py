@@ -91,8 +91,8 @@ def _einsum_rows(b: Bindings, n: Node) -> Node | None:
     kdim, ndim = a.shape[-1], m.shape[1 - lb.index(k)]
     kdim = m.shape[lb.index(k)] if kdim is None else kdim
     target = _flat(a.shape[:-1])
-    if kdim is None or ndim is None or target is None:
-        return None
+    if kdim is None or ndim is None or target is None or kdim == 0:
+        return None  # (with K = 0, the -1 of reshape(A, (-1, K)) would be ambiguous)
     x = _free_letter(lb)
     flat = gb.einsum(f"{x}{k},{lb}->{x}{out[-1]}", [gb.reshape(a, (-1, kdim)), m])
     return same(gb.reshape(flat, target + (ndim,)), n)
@@ -116,8 +116,8 @@ def _einsum_sum_rows(b: Bindings, n: Node) -> Node | None:
             (d is None) != (e is None) or (d is not None and d != e)
             for d, e in zip(lead_a, lead_b)):
         return None
-    if a.shape[-1] is None or c.shape[-1] is None:
-        return None
+    if a.shape[-1] is None or c.shape[-1] is None or 0 in (a.shape[-1], c.shape[-1]):
+        return None  # (an empty I or J would make the -1 of the reshapes ambiguous)
     x = _free_letter(i + j)
     flat = gb.einsum(f"{x}{i},{x}{j}->{out}", [gb.reshape(a, (-1, a.shape[-1])),
                                                  gb.reshape(c, (-1, c.shape[-1]))])
@@ -133,6 +133,8 @@ def _tiles(x: Node, n: Node) -> tuple[tuple[int, ...], list[int], tuple[int, ...
     spatial, chans = x.shape[1:-1], x.shape[-1]
     if tuple(pool) != tuple(strides) or chans is None or any(
             d is None or d % p for d, p in zip(spatial, pool)):
+        return None
+    if chans == 0 or 0 in spatial:  # (-1 in the target would be ambiguous: 0 elements)
         return None
     target: list[int] = [-1]
     pooled: list[int] = [-1]
