@@ -98,6 +98,9 @@ class LoweredKernel:
     #: size param index or -1, static extent) per dimension that is not a broadcast 1; the
     #: caller checks them before the call (an input smaller than assumed would be read past)
     in_checks: list | None = None
+    #: size params that must not be 0: the run-time extents of an axis a reduction with no
+    #: value over zero elements reduces (``Op.needs_elements``: max, min, argmax, argmin)
+    nonempty: list | None = None
 
 
 def _reduce_axes(r: Node) -> tuple[int, ...]:
@@ -448,9 +451,11 @@ class _Lowerer:
             dims = [d if d is not None else self.D[la[off + j]] for j, d in enumerate(o.shape)]
             out_dims.append([(d, -1 if d is not None else self.size_index[la[off + j]])
                              for j, d in enumerate(dims)])
+        nonempty = sorted({self.size_index[a] for a in self.red if self.D[a] is None}) \
+            if self.R is not None and self.R.op.needs_elements else []
         return LoweredKernel(self.p, list(self.inputs), list(self.k.outputs),
                              self.size_sources, outer, out_dims, tuple(self.D), self.scratch,
-                             self._in_checks())
+                             self._in_checks(), nonempty)
 
     def _cuts(self) -> list[int]:
         """The innermost axis's bounds ``[0, c1, ..., extent]`` at the static bounds of the

@@ -72,6 +72,10 @@ class Op:
     #: True when the value depends on the inputs' shapes only, never on their data
     #: (shape_of, count): runtimes compute it once per input shape
     shape_only: ClassVar[bool] = False
+    #: True for reductions with no value over zero elements (max, min, argmax, argmin):
+    #: reducing an empty axis is an error (their type rule rejects a static one, and a native
+    #: kernel checks a run-time one, as it would otherwise return its start value)
+    needs_elements: ClassVar[bool] = False
     #: True when f(a, b) == f(b, a) (binary ops; rewrite patterns match either order)
     commutative: ClassVar[bool] = False
     #: True for matrix products (einsum, gemm), which runtimes hand to BLAS

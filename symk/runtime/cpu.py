@@ -43,7 +43,7 @@ from symk.runtime.externs import (
 )
 from symk.runtime.native import KernelCall, NativeCode, kernel_sources
 from symk.runtime.plan import Plan
-from symk.runtime.shape_check import kernel_mismatch, step_failure
+from symk.runtime.shape_check import empty_reduction, kernel_mismatch, step_failure
 
 
 class CpuPlan(Plan):
@@ -236,6 +236,7 @@ def _native_step(plan: CpuPlan, lk: KernelCall, fn: Any, nodes: Sequence[Node] =
     # call counters of the kernel's counter-based random nodes (their params follow the sizes)
     counters = [plan.counter(nodes[j]) for i, j in lk.size_sources if i < 0]
     checks = list(lk.in_checks)
+    nonempty = list(lk.nonempty)
     outer_kind, outer_v = lk.outer
     static_elems = 1
     for d in lk.domain:
@@ -275,6 +276,9 @@ def _native_step(plan: CpuPlan, lk: KernelCall, fn: Any, nodes: Sequence[Node] =
         except IndexError:
             arrs[:] = [None] * n_in
             raise kernel_mismatch(lk, [vals[s] for s in in_slots], nodes) from None
+        if nonempty and not all(sizes[k] for k in nonempty):
+            arrs[:] = [None] * n_in
+            raise empty_reduction(nodes)
         outs = []
         for j, (dims, ring) in enumerate(zip(out_dims, rings), n_in):
             ent = ring.get(tuple(d if d is not None else sizes[k] for d, k in dims))

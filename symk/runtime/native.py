@@ -122,19 +122,21 @@ class KernelCall:
     scratch: list
     #: (input, axis, size param or -1, static extent): see ``LoweredKernel.in_checks``
     in_checks: list
+    #: size params that must not be 0: see ``LoweredKernel.nonempty``
+    nonempty: list = field(default_factory=list)
 
     @classmethod
     def of(cls, lk: LoweredKernel) -> KernelCall:
         return cls(lk.program.name, len(lk.program.params), lk.inputs, lk.outputs,
                    list(lk.size_sources), tuple(lk.outer), [list(d) for d in lk.out_dims],
                    tuple(lk.domain), list(lk.scratch or []),
-                   [tuple(c) for c in lk.in_checks or []])
+                   [tuple(c) for c in lk.in_checks or []], list(lk.nonempty or []))
 
     def encode(self, pos: Any) -> list[Any]:
         """JSON-able form for a plan-cache template (``pos``: nodes -> their positions)."""
         return [self.name, self.nparams, pos(self.inputs), pos(self.outputs),
                 self.size_sources, list(self.outer), self.out_dims, list(self.domain),
-                self.scratch, self.in_checks]
+                self.scratch, self.in_checks, self.nonempty]
 
     @classmethod
     def decode(cls, c: list[Any], nodes: Any) -> KernelCall:
@@ -142,7 +144,7 @@ class KernelCall:
         return cls(c[0], c[1], nodes(c[2]), nodes(c[3]), [tuple(x) for x in c[4]],
                    tuple(c[5]), [[tuple(d) for d in dims] for dims in c[6]], tuple(c[7]),
                    [(dt, [tuple(d) for d in dims]) for dt, dims in c[8]],
-                   [tuple(x) for x in c[9]])
+                   [tuple(x) for x in c[9]], [int(k) for k in c[10]])
 
 
 @dataclass

@@ -44,7 +44,7 @@ from symk.runtime import cache
 from symk.runtime.lru import LRU, PLANS_MAX
 
 #: bump when the template layout changes
-FORMAT = 2
+FORMAT = 3
 #: key -> template, least recently used first out (bounded; the disk keeps every plan)
 _memory: LRU = LRU(PLANS_MAX)
 

@@ -44,7 +44,20 @@ def kernel_sizes_checked(call: Any, shapes: Sequence[tuple[int, ...]],
                 raise IndexError
     except IndexError:
         raise kernel_mismatch(call, shapes, nodes) from None
+    if call.nonempty and not all(sizes[k] for k in call.nonempty):
+        raise empty_reduction(nodes)
     return sizes
+
+
+def empty_reduction(nodes: Sequence[Node]) -> ShapeError:
+    """The error for a kernel whose max/min/argmax/argmin (``Op.needs_elements``) reduces an
+    axis that is empty at run time (the native loop would return its start value)."""
+    r = next((n for n in nodes if n.op.needs_elements), None)
+    if r is None:  # pragma: no cover - only kernels holding such a reduction check
+        return ShapeError("a reduction with no value over zero elements got an empty axis")
+    return ShapeError(f"{describe_origin(r)} reduces an axis that is empty at run time, of "
+                      f"{describe_tensor(r.inputs[0])}: the {r.op.name} of no elements is "
+                      "undefined")
 
 
 def _consumer(nodes: Sequence[Node], x: Node) -> Node | None:

@@ -164,6 +164,8 @@ class Mean(Reduce):
 
 
 class _MaxMin(Reduce):
+    needs_elements = True
+
     def infer(self, inputs, axes, keepdims=False):
         check_nonempty(self.name, inputs[0], normalize_axes(list(axes), inputs[0].ndim))
         return super().infer(inputs, axes, keepdims)
@@ -255,6 +257,7 @@ class ArgMax(Op):
     name = "argmax"
     arity = 1
     reduction = True
+    needs_elements = True
     nondifferentiable = True
     attr_names = ("axis", "keepdims")
     np_fn = staticmethod(np.argmax)
