@@ -4,12 +4,8 @@ symk rows empty: the run reported FAILED instead of numbers)."""
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
-from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
+from tests.fresh_python import fresh_python
 
 _CHILD = """
 import json, sys
@@ -26,10 +22,7 @@ print(json.dumps({"spent": spent, "ok": bool(np.allclose(out, np.tanh(1.0) * 2 +
 
 
 def test_w4_instrumentation_times_the_passes_and_llvm(tmp_path):
-    env = dict(os.environ, SYMK_CACHE_DIR=str(tmp_path), SYMK_CACHE="1")
-    r = subprocess.run([sys.executable, "-c", _CHILD], cwd=ROOT, env=env, capture_output=True,
-                       text=True, timeout=120, stdin=subprocess.DEVNULL)
-    assert r.returncode == 0, r.stderr[-2000:]
-    got = json.loads(r.stdout.strip().splitlines()[-1])
+    out = fresh_python(_CHILD, env={"SYMK_CACHE_DIR": str(tmp_path), "SYMK_CACHE": "1"})
+    got = json.loads(out.strip().splitlines()[-1])
     assert got["ok"]
     assert got["spent"]["optimize"] > 0 and got["spent"]["compile_object"] > 0

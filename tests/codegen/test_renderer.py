@@ -73,21 +73,22 @@ def test_identity_values_are_the_reductions_identities(kind, dt):
         assert identity_value("arg" + kind, dt) == got
 
 
-def test_identity_literals():
-    llvm = LLVMRenderer(_unary("neg"))
-    cuda = CudaRenderer(_unary("neg"))
-    assert llvm.identity("sum", "float32") == "0.0"
-    assert llvm.identity("prod", "float64") == "1.0"
-    assert llvm.identity("max", "float32") == "0xFFF0000000000000"
-    assert llvm.identity("min", "float16") == "0xH7C00"
-    assert llvm.identity("max", "int8") == "-128"
-    assert llvm.identity("all", "bool") == "true"
-    assert cuda.identity("sum", "float32") == "0x0.0p+0f"
-    assert cuda.identity("max", "float32") == "__int_as_float(0xff800000)"
-    assert cuda.identity("argmin", "float64") == "__longlong_as_double(0x7ff0000000000000LL)"
-    assert cuda.identity("max", "int64") == "(-9223372036854775807LL - 1)"
-    assert cuda.identity("min", "uint32") == "4294967295u"
-    assert cuda.identity("any", "bool") == "false"
+@pytest.mark.parametrize("renderer, kind, dtype, literal", [
+    (LLVMRenderer, "sum", "float32", "0.0"),
+    (LLVMRenderer, "prod", "float64", "1.0"),
+    (LLVMRenderer, "max", "float32", "0xFFF0000000000000"),
+    (LLVMRenderer, "min", "float16", "0xH7C00"),
+    (LLVMRenderer, "max", "int8", "-128"),
+    (LLVMRenderer, "all", "bool", "true"),
+    (CudaRenderer, "sum", "float32", "0x0.0p+0f"),
+    (CudaRenderer, "max", "float32", "__int_as_float(0xff800000)"),
+    (CudaRenderer, "argmin", "float64", "__longlong_as_double(0x7ff0000000000000LL)"),
+    (CudaRenderer, "max", "int64", "(-9223372036854775807LL - 1)"),
+    (CudaRenderer, "min", "uint32", "4294967295u"),
+    (CudaRenderer, "any", "bool", "false"),
+])
+def test_identity_literals(renderer, kind, dtype, literal):
+    assert renderer(_unary("neg")).identity(kind, dtype) == literal
 
 
 def test_literals():

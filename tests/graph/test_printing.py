@@ -16,6 +16,7 @@ import pytest
 import symk
 from symk import backend as K
 from symk.graph import printing
+from tests.fresh_python import fresh_python
 
 HERE = os.path.basename(__file__)
 
@@ -310,11 +311,7 @@ def test_printing_imports_only_the_graph_layer():
     code = ("import sys, symk.graph.printing; "
             "print([m for m in sys.modules if m.startswith('symk.') and "
             "m.split('.')[1] in ('backend', 'runtime', 'passes', 'codegen')])")
-    root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=root,
-                       timeout=120)
-    assert r.returncode == 0, r.stderr
-    assert r.stdout.strip() == "[]"
+    assert fresh_python(code).strip() == "[]"
     assert symk.debugprint is printing.debugprint and symk.to_dot is printing.to_dot
 
 

@@ -7,7 +7,6 @@ with nothing but its table entry."""
 from __future__ import annotations
 
 import ast
-import subprocess
 import sys
 from pathlib import Path
 
@@ -21,6 +20,7 @@ from symk.errors import ArgumentError, DeviceError
 from symk.runtime import devices, plan_cache
 from symk.runtime.devices import DEVICES, Device, register_device, unregister_device
 from symk.runtime.interp import InterpPlan
+from tests.fresh_python import fresh_python
 
 RUNTIME = Path(runtime_pkg.__file__).parent
 
@@ -226,10 +226,7 @@ def test_the_table_imports_no_device_code() -> None:
             "    K.function([x], [x * 2.0], device=d)([np.ones((2, 3), np.float32)])\n"
             "print(sorted(m for m in sys.modules if m == 'cupy' or m.startswith(('cupy.', "
             "'symk.runtime.cuda'))))\n")
-    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
-                       timeout=120)
-    assert r.returncode == 0, r.stderr
-    assert r.stdout.strip() == "[]"
+    assert fresh_python(code).strip() == "[]"
 
 
 def test_cuda_finish_returns_host_outputs_and_stores_updates(monkeypatch) -> None:
